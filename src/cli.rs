@@ -1,0 +1,96 @@
+//! The server's command line, shared by `imserver-mio` and the comparison variant so both
+//! take the same flags. Parsing happens in each binary's `main`; this only describes.
+
+use crate::config::{self, Config};
+use crate::text::Lang;
+use clap::builder::TypedValueParser;
+use clap::Parser;
+use std::time::Duration;
+
+/// imserver-mio: a chat server on one mio event loop (the seeds' TCP line protocol).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = config::DEFAULT_HOST)]
+    pub host: String,
+    /// TCP port for the line protocol; 0 picks a free port (printed first on stdout).
+    #[arg(long, default_value_t = config::DEFAULT_PORT)]
+    pub port: u16,
+    /// Seconds a user may stay silent before being kicked; 0 = never.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+    /// Longest accepted line in bytes (newline excluded); longer lines are discarded.
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_LINE_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 24)).map(|v| v as usize))]
+    pub max_line: usize,
+    /// Unsent output in bytes past which a slow reader is disconnected.
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_OUTBUF_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 40)).map(|v| v as usize))]
+    pub max_outbuf: usize,
+    /// Most connections held at once; newcomers beyond it are refused.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNS,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 24)).map(|v| v as usize))]
+    pub max_conns: usize,
+    /// Seconds to flush goodbyes on SIGINT/SIGTERM before exiting.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub shutdown_grace: Duration,
+    /// Language of the server's texts: zh (the seeds') or en.
+    #[arg(long, default_value = "zh")]
+    pub lang: Lang,
+}
+
+impl ServerArgs {
+    /// The settings these flags ask for.
+    pub fn config(&self) -> Config {
+        Config {
+            host: self.host.clone(),
+            port: self.port,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            max_line_bytes: self.max_line,
+            max_outbuf_bytes: self.max_outbuf,
+            max_conns: self.max_conns,
+            shutdown_grace: self.shutdown_grace,
+            lang: self.lang,
+        }
+    }
+}
+
+/// Seconds as a non-negative decimal number (`1`, `0.5`).
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a valid number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_config_defaults() {
+        let c = ServerArgs::parse_from(["imserver-mio"]).config();
+        let d = Config::default();
+        assert_eq!(c.port, d.port);
+        assert_eq!(c.idle_timeout, d.idle_timeout);
+        assert_eq!(c.max_line_bytes, d.max_line_bytes);
+        assert_eq!(c.max_outbuf_bytes, d.max_outbuf_bytes);
+        assert_eq!(c.max_conns, d.max_conns);
+        assert_eq!(c.shutdown_grace, d.shutdown_grace);
+    }
+
+    #[test]
+    fn idle_timeout_zero_means_never() {
+        let c = ServerArgs::parse_from(["x", "--idle-timeout", "0"]).config();
+        assert_eq!(c.idle_timeout, None);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(ServerArgs::try_parse_from(["x", "--idle-timeout", "-1"]).is_err());
+        assert!(ServerArgs::try_parse_from(["x", "--lang", "fr"]).is_err());
+        assert!(ServerArgs::try_parse_from(["x", "--max-line", "0"]).is_err());
+        assert!(ServerArgs::try_parse_from(["x", "--port", "70000"]).is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! The server's settings and their defaults, as named constants with units.
+//!
+//! `main.rs` fills a [`Config`] from the command line; tests and benches build one directly.
+//! Nothing here reads flags or the environment.
+
+use crate::text::Lang;
+use std::time::Duration;
+
+/// Default TCP port, the seeds' 8888.
+pub const DEFAULT_PORT: u16 = 8888;
+/// Default bind address: loopback, so a first run exposes nothing.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// A user silent this long is kicked (the seed used 10 s; 300 s suits people typing).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest line accepted, newline excluded.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 4096;
+/// Unsent output past which a slow reader is disconnected.
+pub const DEFAULT_MAX_OUTBUF_BYTES: usize = 8 * 1024 * 1024;
+/// Connections held at once; more are refused with a line.
+pub const DEFAULT_MAX_CONNS: usize = 10_000;
+/// How long shutdown waits for goodbyes to flush.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind (a host name or IP).
+    pub host: String,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+    /// Idle users are kicked after this long; `None` never kicks.
+    pub idle_timeout: Option<Duration>,
+    /// Longest accepted line in bytes, newline excluded.
+    pub max_line_bytes: usize,
+    /// Unsent output in bytes past which a connection is dropped.
+    pub max_outbuf_bytes: usize,
+    /// Most connections held at once.
+    pub max_conns: usize,
+    /// How long shutdown waits for output to drain.
+    pub shutdown_grace: Duration,
+    /// Language of every text the server says.
+    pub lang: Lang,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: DEFAULT_HOST.to_owned(),
+            port: DEFAULT_PORT,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            max_outbuf_bytes: DEFAULT_MAX_OUTBUF_BYTES,
+            max_conns: DEFAULT_MAX_CONNS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            lang: Lang::Zh,
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! imserver-mio: the seeds' chat system as one single-threaded `mio` event loop.
+//!
+//! One [`mio::Poll`] owns every connection in a [`slab::Slab`], each with its own read and
+//! write buffer. Lines are parsed by pure functions, idle users are kicked by a hashed timer
+//! wheel, and a broadcast is encoded once and appended to every recipient's write buffer,
+//! which the loop flushes once per turn: one `write` per recipient per turn, however many
+//! messages it holds. No locks, no channels, no async runtime.
+//!
+//! # Layout
+//! - [`config`]: settings and their defaults, with units.
+//! - [`cli`]: the command-line flags, shared by the server binaries.
+//! - [`server`]: the loop: poll, accept, dispatch, expire, close, flush.
+//! - [`conn`]: one socket with its buffers and state; knows nothing of chat.
+//! - [`protocol`]: pure line framing and command parsing.
+//! - [`directory`]: user names to connection tokens.
+//! - [`timer`]: the hashed timer wheel of idle deadlines.
+//! - [`text`]: every text the server says, in zh and en.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod protocol;
+pub mod text;

@@ -1,0 +1,215 @@
+//! The one table of every text the server says, in Chinese (the seeds' texts, the default)
+//! and English.
+//!
+//! Each language is one `const` of the same struct, so a text missing from one language
+//! fails to compile. Texts with parameters are encoder functions below the table: they
+//! append to a caller-owned buffer, because fan-out encodes a message once and copies the
+//! bytes to every recipient, and an allocation per message would show up in the profile.
+
+use crate::protocol::ProtocolError;
+use std::fmt;
+use std::str::FromStr;
+
+/// Every text the server sends. Fields ending in a newline are whole lines; the others are
+/// pieces that an encoder below puts around user data.
+#[derive(Debug)]
+pub struct Texts {
+    /// Body of the notice `[addr]name:BODY` sent to everyone when a user connects.
+    pub online: &'static str,
+    /// Body of the notice sent to everyone still online when a user leaves.
+    pub offline: &'static str,
+    /// Body of each `who` line.
+    pub who_entry: &'static str,
+    /// `rename|NEW` where NEW belongs to someone else.
+    pub name_taken: &'static str,
+    /// `rename|NEW` where NEW breaks the name rules.
+    pub name_invalid: &'static str,
+    /// Before the new name in the answer to a successful rename.
+    pub renamed: &'static str,
+    /// `to|` with an empty recipient.
+    pub bad_format: &'static str,
+    /// `to|NAME|...` where NAME is not online.
+    pub no_such_user: &'static str,
+    /// `to|NAME|` with no text.
+    pub empty_body: &'static str,
+    /// Between sender and text in a private message: `SENDER says TEXT`.
+    pub whisper: &'static str,
+    /// The last line an idle user gets.
+    pub kicked: &'static str,
+    /// A line longer than `--max-line` was discarded.
+    pub too_long: &'static str,
+    /// A connection refused at `--max-conns`.
+    pub server_full: &'static str,
+    /// The last line every user gets on SIGINT/SIGTERM.
+    pub shutting_down: &'static str,
+}
+
+/// The seeds' texts, byte for byte.
+pub const ZH: Texts = Texts {
+    online: "已上线",
+    offline: "已下线",
+    who_entry: "在线...",
+    name_taken: "当前用户名被使用了\n",
+    name_invalid: "用户名不合法\n",
+    renamed: "您已更新用户名：",
+    bad_format: "消息格式不正确\n",
+    no_such_user: "不存在该用户\n",
+    empty_body: "无消息内容，请重发\n",
+    whisper: "对您说",
+    kicked: "你被踢了\n",
+    too_long: "消息过长，已丢弃\n",
+    server_full: "服务器已满\n",
+    shutting_down: "服务器关闭\n",
+};
+
+/// English equivalents, selected with `--lang en`.
+pub const EN: Texts = Texts {
+    online: "online",
+    offline: "offline",
+    who_entry: "online...",
+    name_taken: "that name is already taken\n",
+    name_invalid: "invalid user name\n",
+    renamed: "your name is now: ",
+    bad_format: "bad message format, use to|name|text\n",
+    no_such_user: "no such user\n",
+    empty_body: "empty message, please resend\n",
+    whisper: " says to you: ",
+    kicked: "you were kicked for idling\n",
+    too_long: "message too long, discarded\n",
+    server_full: "server is full\n",
+    shutting_down: "server shutting down\n",
+};
+
+impl Texts {
+    /// The one line that answers a malformed command.
+    pub fn error(&self, e: ProtocolError) -> &'static str {
+        match e {
+            ProtocolError::MissingRecipient => self.bad_format,
+            ProtocolError::InvalidName => self.name_invalid,
+            ProtocolError::LineTooLong => self.too_long,
+        }
+    }
+}
+
+/// The language of the server's texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    /// Chinese, as in the seeds.
+    #[default]
+    Zh,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// The table for this language.
+    pub fn texts(self) -> &'static Texts {
+        match self {
+            Lang::Zh => &ZH,
+            Lang::En => &EN,
+        }
+    }
+}
+
+/// The error for a language name other than `zh` or `en`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownLang(pub String);
+
+impl fmt::Display for UnknownLang {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown language {:?} (expected zh or en)", self.0)
+    }
+}
+
+impl std::error::Error for UnknownLang {}
+
+impl FromStr for Lang {
+    type Err = UnknownLang;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "zh" => Ok(Lang::Zh),
+            "en" => Ok(Lang::En),
+            other => Err(UnknownLang(other.to_owned())),
+        }
+    }
+}
+
+/// Appends `[addr]name:body\n`: the shape of chat lines, notices and `who` entries alike.
+pub fn user_line(out: &mut Vec<u8>, addr: &str, name: &str, body: &[u8]) {
+    out.reserve(addr.len() + name.len() + body.len() + 4);
+    out.push(b'[');
+    out.extend_from_slice(addr.as_bytes());
+    out.push(b']');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b':');
+    out.extend_from_slice(body);
+    out.push(b'\n');
+}
+
+/// Appends the private message `SENDER对您说TEXT\n` (the seed forgot the newline).
+pub fn whisper(out: &mut Vec<u8>, texts: &Texts, sender: &str, body: &[u8]) {
+    out.extend_from_slice(sender.as_bytes());
+    out.extend_from_slice(texts.whisper.as_bytes());
+    out.extend_from_slice(body);
+    out.push(b'\n');
+}
+
+/// Appends the answer to a successful rename: `您已更新用户名：NEW\n`.
+pub fn renamed(out: &mut Vec<u8>, texts: &Texts, name: &str) {
+    out.extend_from_slice(texts.renamed.as_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_line_matches_the_seed_format() {
+        let mut out = Vec::new();
+        user_line(&mut out, "127.0.0.1:5000", "bob", ZH.online.as_bytes());
+        assert_eq!(out, "[127.0.0.1:5000]bob:已上线\n".as_bytes());
+    }
+
+    #[test]
+    fn whisper_ends_with_a_newline() {
+        let mut out = Vec::new();
+        whisper(&mut out, &ZH, "alice", b"hi|there");
+        assert_eq!(out, "alice对您说hi|there\n".as_bytes());
+    }
+
+    #[test]
+    fn renamed_names_the_new_name() {
+        let mut out = Vec::new();
+        renamed(&mut out, &EN, "张三");
+        assert_eq!(out, "your name is now: 张三\n".as_bytes());
+    }
+
+    #[test]
+    fn whole_line_texts_end_in_newline_in_every_language() {
+        for t in [&ZH, &EN] {
+            for line in [
+                t.name_taken,
+                t.name_invalid,
+                t.bad_format,
+                t.no_such_user,
+                t.empty_body,
+                t.kicked,
+                t.too_long,
+                t.server_full,
+                t.shutting_down,
+            ] {
+                assert!(line.ends_with('\n'), "{line:?}");
+                assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lang_parses_zh_and_en_only() {
+        assert_eq!("zh".parse::<Lang>(), Ok(Lang::Zh));
+        assert_eq!("en".parse::<Lang>(), Ok(Lang::En));
+        assert!("fr".parse::<Lang>().is_err());
+    }
+}

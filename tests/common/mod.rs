@@ -1,0 +1,173 @@
+//! Shared helpers for the integration tests: start a real server binary on port 0 and talk
+//! to it over real sockets on 127.0.0.1.
+//!
+//! The server under test is `imserver-mio` unless `IMSERVER_BIN` names another binary that
+//! speaks the same protocol (the async comparison variant runs the same tests this way).
+//! Every read has a timeout and every wait loop a count, so no test can hang.
+#![allow(dead_code)] // each test file uses its own subset of these helpers
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any single read waits before the test fails.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The server binary under test.
+pub fn server_bin() -> PathBuf {
+    match std::env::var_os("IMSERVER_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_imserver-mio")),
+    }
+}
+
+/// A running server process; killed and reaped on drop.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub child: Child,
+}
+
+/// Starts the server under test on 127.0.0.1 port 0 with extra `args`, and reads the bound
+/// address from the first line of its stdout.
+pub fn start(args: &[&str]) -> Server {
+    start_bin(&server_bin(), args)
+}
+
+/// Like [`start`], for any binary that prints its bound address first on stdout.
+pub fn start_bin(bin: &std::path::Path, args: &[&str]) -> Server {
+    let mut child = Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("server prints its address");
+    let addr = first
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("first stdout line is not an address: {first:?}"));
+    Server { addr, child }
+}
+
+impl Server {
+    /// Sends a signal (e.g. libc's SIGTERM = 15) through the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits at most `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One chat user on a real TCP socket.
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    /// The local address, which is also the user's default name and its `[addr]`.
+    pub addr: String,
+}
+
+/// Connects without reading anything.
+pub fn connect_raw(addr: SocketAddr) -> Client {
+    let stream = TcpStream::connect(addr).expect("connect to server");
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let reader = BufReader::new(stream.try_clone().unwrap());
+    let local = stream.local_addr().unwrap().to_string();
+    Client {
+        stream,
+        reader,
+        addr: local,
+    }
+}
+
+/// Connects and consumes the user's own online notice.
+pub fn connect(addr: SocketAddr) -> Client {
+    let mut c = connect_raw(addr);
+    let me = c.addr.clone();
+    c.expect_line(&format!("[{me}]{me}:已上线\n"));
+    c
+}
+
+impl Client {
+    /// Writes raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to server");
+    }
+
+    /// Reads one line including its "\n"; panics on timeout or EOF.
+    pub fn read_line(&mut self) -> String {
+        let mut buf = Vec::new();
+        match self.reader.read_until(b'\n', &mut buf) {
+            Ok(0) => panic!("server closed the connection; expected a line"),
+            Ok(_) => String::from_utf8(buf).expect("server sends UTF-8"),
+            Err(e) => panic!("no line from server ({e}); got so far {:?}", String::from_utf8_lossy(&buf)),
+        }
+    }
+
+    /// Reads one line and asserts it equals `want` exactly.
+    pub fn expect_line(&mut self, want: &str) {
+        assert_eq!(self.read_line(), want);
+    }
+
+    /// Reads `n` lines, returned sorted (for replies whose order is not specified).
+    pub fn read_lines_sorted(&mut self, n: usize) -> Vec<String> {
+        let mut v: Vec<String> = (0..n).map(|_| self.read_line()).collect();
+        v.sort();
+        v
+    }
+
+    /// Asserts that nothing arrives within `d`.
+    pub fn expect_silence(&mut self, d: Duration) {
+        self.stream.set_read_timeout(Some(d)).unwrap();
+        let mut byte = [0u8; 1];
+        let got = self.reader.read(&mut byte);
+        self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        match got {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Ok(0) => panic!("connection closed; expected silence"),
+            other => panic!("expected silence, got {other:?} {:?}", byte),
+        }
+    }
+
+    /// Reads until the server closes the connection and returns everything received.
+    pub fn read_to_close(&mut self) -> String {
+        let mut all = Vec::new();
+        match self.reader.read_to_end(&mut all) {
+            Ok(_) => String::from_utf8(all).expect("UTF-8"),
+            Err(e) => panic!("server did not close ({e}); got {:?}", String::from_utf8_lossy(&all)),
+        }
+    }
+
+    /// Half-closes: the server sees EOF but can still write to us.
+    pub fn shutdown_write(&self) {
+        self.stream.shutdown(Shutdown::Write).unwrap();
+    }
+}
