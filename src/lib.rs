@@ -19,5 +19,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod conn;
+pub mod directory;
 pub mod protocol;
+pub mod server;
 pub mod text;
+pub mod timer;
+
+pub use config::Config;
+pub use server::{Server, StartError};

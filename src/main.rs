@@ -1,1 +1,31 @@
-fn main(){}
+//! `imserver-mio`: flags to [`Config`], logging, bind, print the bound address, run.
+
+use clap::Parser;
+use imserver_mio::cli::ServerArgs;
+use imserver_mio::Server;
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = ServerArgs::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut server = match Server::bind(args.config()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("imserver-mio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The first stdout line is the bound address alone, so scripts and tests using
+    // `--port 0` can find the server. A closed stdout is no reason to stop serving.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{}", server.local_addr());
+    let _ = stdout.flush();
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imserver-mio: the event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

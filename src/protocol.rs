@@ -197,7 +197,10 @@ mod tests {
         for end in 0..full.len() {
             assert_eq!(next_line(&full[..end], 100), Line::Incomplete, "{end}");
         }
-        assert!(matches!(next_line(full, 100), Line::Complete { used: 13, .. }));
+        assert!(matches!(
+            next_line(full, 100),
+            Line::Complete { used: 13, .. }
+        ));
     }
 
     #[test]
@@ -211,7 +214,10 @@ mod tests {
     #[test]
     fn empty_lines_are_commands_too() {
         assert_eq!(parse(b""), Ok(Command::Empty));
-        assert!(matches!(next_line(b"\r\n", 4), Line::Complete { text: b"", used: 2 }));
+        assert!(matches!(
+            next_line(b"\r\n", 4),
+            Line::Complete { text: b"", used: 2 }
+        ));
     }
 
     #[test]

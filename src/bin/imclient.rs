@@ -109,23 +109,14 @@ struct Client {
 }
 
 impl Client {
-    /// Reads one line from stdin without its line ending; `None` at end of input.
-    fn read_line(&mut self) -> Option<String> {
+    /// Reads one line from stdin without its line ending; at end of input, quits cleanly.
+    fn line_or_quit(&mut self) -> String {
         let mut buf = Vec::new();
         match self.stdin.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf);
-                Some(line.trim_end_matches(['\n', '\r']).to_string())
-            }
-        }
-    }
-
-    /// Like `read_line`, but at end of input closes the session cleanly.
-    fn line_or_quit(&mut self) -> String {
-        match self.read_line() {
-            Some(line) => line,
-            None => self.quit(None),
+            Ok(0) | Err(_) => self.quit(None),
+            Ok(_) => String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
         }
     }
 
@@ -145,10 +136,8 @@ impl Client {
     /// Waits at most `limit` for the reader to reach the end of the connection.
     fn wait_reader(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        while let Ok(()) = self
-            .printed
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {}
+        let left = || deadline.saturating_duration_since(Instant::now());
+        while self.printed.recv_timeout(left()).is_ok() {}
     }
 
     /// Waits (bounded) for the server's answer so it shows before our next prompt.
@@ -242,7 +231,7 @@ impl Client {
             buf.clear();
             match self.stdin.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => self.quit(None),
-                Ok(_) => self.send_bytes(&buf.clone()),
+                Ok(_) => self.send_bytes(&buf),
             }
         }
     }
@@ -265,7 +254,10 @@ fn reader(mut sock: TcpStream, raw: bool, texts: &Texts, closing: &AtomicBool, t
         let end = if raw {
             pending.len()
         } else {
-            pending.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+            pending
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
         };
         if end > 0 {
             out(&pending[..end]);
@@ -317,6 +309,9 @@ fn main() {
             exit(1);
         }
     };
+    if !args.raw {
+        say(texts.connected);
+    }
     let closing = Arc::new(AtomicBool::new(false));
     let (tx, printed) = mpsc::channel();
     let reader_closing = Arc::clone(&closing);
@@ -332,7 +327,6 @@ fn main() {
     if raw {
         client.raw();
     }
-    say(texts.connected);
     client.await_answer(); // the server's greeting (our own online notice)
     client.menu();
 }
