@@ -163,6 +163,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// Set while accepting is paused after running out of file descriptors.
     accept_paused_until: Option<Instant>,
+    /// Whether accept is failing (logged once per episode, not once per retry).
+    accept_failing: bool,
     signals: Signals,
     conns: Slab<Conn>,
     dir: Directory,
@@ -255,6 +257,7 @@ impl Server {
             listener: Some(listener),
             local_addr,
             accept_paused_until: None,
+            accept_failing: false,
             signals,
             conns: Slab::new(),
             dir: Directory::new(),
@@ -310,6 +313,9 @@ impl Server {
             self.expire(now);
             self.close_pending();
             self.flush_dirty();
+            // Free what the flush just finished, so its slot counts as free for the next
+            // accept; offline notices queued here are flushed next turn.
+            self.close_pending();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || now >= deadline {
                     let s = self.stats();
@@ -395,7 +401,13 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer, now),
+                Ok((socket, peer)) => {
+                    if self.accept_failing {
+                        info!("accepting again");
+                        self.accept_failing = false;
+                    }
+                    self.admit(socket, peer, now);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e)
                     if matches!(
@@ -403,7 +415,10 @@ impl Server {
                         ErrorKind::Interrupted | ErrorKind::ConnectionAborted
                     ) => {}
                 Err(e) => {
-                    warn!("accept failed: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
+                    if !self.accept_failing {
+                        warn!("accept failed: {e}; retrying every {ACCEPT_PAUSE:?} until it works");
+                        self.accept_failing = true;
+                    }
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
                     return;
                 }
@@ -467,10 +482,7 @@ impl Server {
     fn on_readable(&mut self, token: Token, now: Instant) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut budget = READ_BUDGET_BYTES;
-        loop {
-            let Some(conn) = lookup(&mut self.conns, token) else {
-                break;
-            };
+        while let Some(conn) = lookup(&mut self.conns, token) {
             if conn.state == ConnState::Closing {
                 break;
             }

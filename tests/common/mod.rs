@@ -37,14 +37,30 @@ pub fn start(args: &[&str]) -> Server {
 
 /// Like [`start`], for any binary that prints its bound address first on stdout.
 pub fn start_bin(bin: &std::path::Path, args: &[&str]) -> Server {
-    let mut child = Command::new(bin)
+    start_cmd(Command::new(bin), args)
+}
+
+/// Like [`start`], with the server run through `sh -c 'ulimit -n FDS; exec server ...'`, so
+/// it can be run out of file descriptors on purpose.
+pub fn start_with_fd_limit(fds: u32, args: &[&str]) -> Server {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
+        .arg(server_bin());
+    start_cmd(cmd, args)
+}
+
+fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let mut child = cmd
         .args(["--host", "127.0.0.1", "--port", "0"])
         .args(args)
+        .env("RUST_LOG", log)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut first = String::new();
     BufReader::new(stdout)
@@ -128,7 +144,10 @@ impl Client {
         match self.reader.read_until(b'\n', &mut buf) {
             Ok(0) => panic!("server closed the connection; expected a line"),
             Ok(_) => String::from_utf8(buf).expect("server sends UTF-8"),
-            Err(e) => panic!("no line from server ({e}); got so far {:?}", String::from_utf8_lossy(&buf)),
+            Err(e) => panic!(
+                "no line from server ({e}); got so far {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
         }
     }
 
@@ -162,7 +181,10 @@ impl Client {
         let mut all = Vec::new();
         match self.reader.read_to_end(&mut all) {
             Ok(_) => String::from_utf8(all).expect("UTF-8"),
-            Err(e) => panic!("server did not close ({e}); got {:?}", String::from_utf8_lossy(&all)),
+            Err(e) => panic!(
+                "server did not close ({e}); got {:?}",
+                String::from_utf8_lossy(&all)
+            ),
         }
     }
 
