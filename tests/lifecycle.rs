@@ -1,0 +1,144 @@
+//! A connection's and the server's life: idle kicks, half-close, graceful shutdown, and
+//! start-up errors.
+
+mod common;
+
+use common::{connect, connect_raw, server_bin, start};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn an_idle_user_is_kicked_and_activity_keeps_a_user_online() {
+    let server = start(&["--idle-timeout", "1"]);
+    let mut idle = connect(server.addr);
+    let mut busy = connect(server.addr);
+    idle.read_line();
+    let (i, b) = (idle.addr.clone(), busy.addr.clone());
+    let started = Instant::now();
+    // Empty lines count as activity: busy stays online well past the timeout.
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(300));
+        busy.send(b"\n");
+    }
+    assert_eq!(idle.read_to_close(), "你被踢了\n");
+    let kicked_after = started.elapsed();
+    assert!(kicked_after >= Duration::from_millis(900), "{kicked_after:?}");
+    busy.expect_line(&format!("[{i}]{i}:已下线\n"));
+    busy.send(b"who\n");
+    busy.expect_line(&format!("[{b}]{b}:在线...\n"));
+    // And once busy stops talking, its turn comes too.
+    assert_eq!(busy.read_to_close(), "你被踢了\n");
+}
+
+#[test]
+fn idle_timeout_zero_never_kicks() {
+    let server = start(&["--idle-timeout", "0"]);
+    let mut alice = connect(server.addr);
+    alice.expect_silence(Duration::from_millis(1500));
+    alice.send(b"who\n");
+    let a = alice.addr.clone();
+    alice.expect_line(&format!("[{a}]{a}:在线...\n"));
+}
+
+#[test]
+fn after_eof_the_server_delivers_what_it_owes_then_closes() {
+    let server = start(&[]);
+    let mut watcher = connect(server.addr);
+    let mut c = connect_raw(server.addr);
+    let (a, w) = (c.addr.clone(), watcher.addr.clone());
+    c.send(b"who\nrename|leaver\nbye all\n");
+    c.shutdown_write();
+    let got = c.read_to_close();
+    let lines: Vec<&str> = got.split_inclusive('\n').collect();
+    assert_eq!(lines.len(), 5, "{got:?}");
+    assert_eq!(lines[0], format!("[{a}]{a}:已上线\n"));
+    let mut who = lines[1..3].to_vec();
+    who.sort();
+    let mut want = vec![format!("[{a}]{a}:在线...\n"), format!("[{w}]{w}:在线...\n")];
+    want.sort();
+    assert_eq!(who, want);
+    assert_eq!(lines[3], "您已更新用户名：leaver\n");
+    assert_eq!(lines[4], format!("[{a}]leaver:bye all\n"));
+    watcher.expect_line(&format!("[{a}]{a}:已上线\n"));
+    watcher.expect_line(&format!("[{a}]leaver:bye all\n"));
+    watcher.expect_line(&format!("[{a}]leaver:已下线\n"));
+}
+
+#[test]
+fn sigterm_says_goodbye_to_everyone_and_exits_zero() {
+    let mut server = start(&[]);
+    let mut alice = connect(server.addr);
+    let mut bob = connect(server.addr);
+    alice.read_line();
+    server.signal("TERM");
+    assert_eq!(alice.read_to_close(), "服务器关闭\n");
+    assert_eq!(bob.read_to_close(), "服务器关闭\n");
+    let status = server.wait_exit(Duration::from_secs(5)).expect("server exits");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn sigint_stops_the_server_too_even_with_a_reader_that_never_reads() {
+    let mut server = start(&["--shutdown-grace", "1"]);
+    let _stuck = connect(server.addr); // never reads its goodbye
+    server.signal("INT");
+    let status = server.wait_exit(Duration::from_secs(5)).expect("server exits");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_line_and_a_nonzero_exit() {
+    let server = start(&[]);
+    let port = server.addr.port().to_string();
+    let out = Command::new(server_bin())
+        .args(["--host", "127.0.0.1", "--port", &port])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&port), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn bad_flags_are_refused_without_a_panic() {
+    for args in [
+        &["--port", "http"][..],
+        &["--lang", "fr"],
+        &["--idle-timeout", "-3"],
+        &["--max-line", "0"],
+        &["--no-such-flag"],
+    ] {
+        let out = Command::new(server_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error:"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn help_lists_the_flags() {
+    let out = Command::new(server_bin()).arg("-h").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--host",
+        "--port",
+        "--idle-timeout",
+        "--max-line",
+        "--max-outbuf",
+        "--max-conns",
+        "--shutdown-grace",
+        "--lang",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
