@@ -19,11 +19,12 @@
 //!
 //! ```text
 //! cargo run --release --features variants --bin imserver-tokio -- --port 8888 --workers 1
+//! cargo build --features variants --bin imserver-tokio
 //! IMSERVER_BIN=target/debug/imserver-tokio cargo test --features variants --test chat
 //! ```
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, ErrorKind, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,6 +46,8 @@ use tokio::task::JoinSet;
 
 /// Spare room made in the read buffer before each read.
 const READ_CHUNK: usize = 4096;
+/// How long accepting pauses after a failure such as running out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// imserver-tokio: the same chat server on the tokio runtime, for comparison.
 #[derive(Parser)]
@@ -86,6 +89,7 @@ impl Peer {
 struct State {
     texts: &'static Texts,
     max_outbuf: usize,
+    max_conns: usize,
     closing: bool,
     peers: HashMap<u64, Peer>,
     names: HashMap<String, u64>,
@@ -104,10 +108,19 @@ impl State {
         }
     }
 
-    /// Adds a user and tells everyone, the newcomer included; refused once shutting down.
+    /// Adds a user and tells everyone, the newcomer included. When the server is full or
+    /// shutting down, the newcomer gets the reason instead and is not added.
     fn join(&mut self, id: u64, peer: Peer) -> bool {
-        if self.closing {
-            peer.send(&self.texts.shutting_down.as_bytes().into(), self.max_outbuf);
+        let refusal = if self.closing {
+            Some(self.texts.shutting_down)
+        } else if self.peers.len() >= self.max_conns {
+            Some(self.texts.server_full)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            warn!("{} refused: {}", peer.addr, reason.trim_end());
+            peer.send(&reason.as_bytes().into(), self.max_outbuf);
             return false;
         }
         let mut line = Vec::new();
@@ -236,7 +249,7 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true); // replies are whole batches; don't wait for acks
-    let (rd, wr) = stream.into_split();
+    let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let kill = Arc::new(Notify::new());
@@ -250,16 +263,34 @@ async fn serve(
         kill: Arc::clone(&kill),
     };
     if shared.lock().join(id, peer) {
-        let end = read_loop(id, rd, &shared, &kill, &mut stop).await;
-        debug!("{addr} leaves: {end:?}");
+        let end = read_loop(id, &mut rd, &shared, &kill, &mut stop).await;
+        match end {
+            End::Overflow => {
+                warn!("{addr} is not reading: unsent output over the limit, disconnecting")
+            }
+            _ => debug!("{addr} leaves: {end:?}"),
+        }
         shared.lock().leave(id, end);
         if end == End::Overflow {
             writer.abort();
             return;
         }
     }
-    // The table dropped our sender: the writer delivers what is owed, then closes.
-    if tokio::time::timeout(shared.config.shutdown_grace, &mut writer)
+    // The table dropped our sender: the writer delivers what is owed, then closes. Input
+    // meanwhile is read and dropped, so that closing with unread input does not reset the
+    // connection and destroy that output.
+    let drain_input = async {
+        let mut sink = [0u8; 4096];
+        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+        std::future::pending::<()>().await
+    };
+    let linger = async {
+        tokio::select! {
+            _ = &mut writer => {}
+            _ = drain_input => {}
+        }
+    };
+    if tokio::time::timeout(shared.config.shutdown_grace, linger)
         .await
         .is_err()
     {
@@ -270,7 +301,7 @@ async fn serve(
 /// Reads lines and carries them out until the user leaves.
 async fn read_loop(
     id: u64,
-    mut rd: OwnedReadHalf,
+    rd: &mut OwnedReadHalf,
     shared: &Shared,
     kill: &Notify,
     stop: &mut watch::Receiver<bool>,
@@ -347,15 +378,6 @@ async fn write_loop(
     out.shutdown().await
 }
 
-/// Tells a connection past `--max-conns` that the server is full, and closes it.
-async fn refuse(mut stream: TcpStream, texts: &'static Texts, grace: Duration) {
-    let bye = async {
-        stream.write_all(texts.server_full.as_bytes()).await?;
-        stream.shutdown().await
-    };
-    let _ = tokio::time::timeout(grace, bye).await;
-}
-
 async fn run(config: Config) -> io::Result<()> {
     let listener = TcpListener::bind((config.host.as_str(), config.port))
         .await
@@ -379,6 +401,7 @@ async fn run(config: Config) -> io::Result<()> {
     let state = State {
         texts,
         max_outbuf: config.max_outbuf_bytes,
+        max_conns: config.max_conns,
         closing: false,
         peers: HashMap::new(),
         names: HashMap::new(),
@@ -390,22 +413,25 @@ async fn run(config: Config) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut next_id = 0u64;
+    let mut accept_failing = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, addr) = match accepted {
                     Ok(a) => a,
+                    Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
                     Err(e) => {
-                        warn!("accept: {e}"); // e.g. out of file descriptors: back off
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        // Out of file descriptors, say: back off instead of spinning.
+                        if !accept_failing {
+                            warn!("accept failed: {e}; retrying every {ACCEPT_PAUSE:?}");
+                            accept_failing = true;
+                        }
+                        tokio::time::sleep(ACCEPT_PAUSE).await;
                         continue;
                     }
                 };
-                while conns.try_join_next().is_some() {}
-                if conns.len() >= shared.config.max_conns {
-                    debug!("{addr} refused: server full");
-                    tokio::spawn(refuse(stream, texts, shared.config.shutdown_grace));
-                    continue;
+                if std::mem::take(&mut accept_failing) {
+                    info!("accepting again");
                 }
                 next_id += 1;
                 conns.spawn(serve(next_id, stream, addr, Arc::clone(&shared), stop_rx.clone()));
@@ -420,16 +446,21 @@ async fn run(config: Config) -> io::Result<()> {
         }
     }
 
-    info!("shutting down: {} connections", conns.len());
+    let grace = shared.config.shutdown_grace;
+    info!(
+        "shutting down: telling {} connections, flushing for up to {grace:?}",
+        conns.len()
+    );
     drop(listener);
     shared.lock().close();
     let _ = stop_tx.send(true);
     let drain = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(shared.config.shutdown_grace, drain)
-        .await
-        .is_err()
-    {
-        warn!("shutdown grace over: dropping {} connections", conns.len());
+    tokio::select! {
+        r = tokio::time::timeout(grace, drain) => if r.is_err() {
+            warn!("shutdown grace over: dropping {} connections", conns.len());
+        },
+        _ = sigint.recv() => info!("second signal: stopping now"),
+        _ = sigterm.recv() => info!("second signal: stopping now"),
     }
     Ok(())
 }
