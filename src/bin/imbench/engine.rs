@@ -1,0 +1,743 @@
+//! The event loop: one `mio::Poll`, every simulated user one socket in a `Slab`.
+//!
+//! Registrations are edge-triggered for READABLE | WRITABLE once and never changed: reads
+//! are drained to `WouldBlock` into one shared scratch buffer, whole lines are handled
+//! straight from it, and only a trailing partial line is copied into the user's `inbuf`.
+//! Sends only append to the user's `outbuf`; one flush phase per turn writes each dirty
+//! user with as few `write` calls as the kernel allows.
+//!
+//! One turn: poll → dispatch events by token (connect completion, read, write) → let
+//! senders with an open window append their messages → flush. The phases in `modes.rs`
+//! drive turns until their goal is met, and a deadline bounds every phase.
+//!
+//! Users are never inserted during dispatch, so a key freed in a batch (a churn user whose
+//! connect failed) cannot be handed to a stranger before the batch ends.
+
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::sys;
+use crate::track::{self, Decoded, Histogram, Payload, Tracker, MARK};
+
+/// Bytes read per `read` call.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Room for what the server puts before a payload (`[addr]name:`, `to|…` replies).
+const LINE_OVERHEAD_BYTES: usize = 4096;
+/// Events taken per `poll`.
+const EVENTS_PER_POLL: usize = 1024;
+/// Longest non-payload line kept for error messages.
+const KEPT_LINE_BYTES: usize = 200;
+/// Progress lines start once a run is this old…
+const PROGRESS_AFTER: Duration = Duration::from_secs(2);
+/// …and come this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a run stopped early.
+#[derive(Debug)]
+pub enum Fail {
+    /// The deadline passed.
+    Timeout,
+    /// Not a single connection succeeded: the server is not there.
+    NoServer(String),
+    /// Anything else: a closed connection, a failed connect mid-run, a poll error.
+    Error(String),
+}
+
+/// Where sockets connect from.
+pub struct Sources {
+    /// Empty: let the kernel choose (127.0.0.1 for a 127.0.0.1 server). Otherwise bind
+    /// user `i` to `addrs[i % len]` before connecting.
+    addrs: Vec<Ipv4Addr>,
+}
+
+impl Sources {
+    /// `n` source addresses 127.0.0.1 ..= 127.0.0.n; `n <= 1` lets the kernel choose.
+    pub fn new(n: u8) -> Sources {
+        let addrs = if n <= 1 {
+            Vec::new()
+        } else {
+            (1..=n).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect()
+        };
+        Sources { addrs }
+    }
+
+    fn connect(&self, dst: SocketAddr, id: usize) -> io::Result<TcpStream> {
+        match self.addrs.get(id % self.addrs.len().max(1)) {
+            None => TcpStream::connect(dst),
+            Some(&src) => sys::connect_from(src, dst),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserState {
+    /// `connect` started, not yet established.
+    Connecting,
+    /// Connected, waiting for its own online notice.
+    Joining,
+    /// Heard its own notice.
+    Online,
+}
+
+/// One simulated chat user.
+struct User {
+    /// The user's number: payload sender id, index in the tracker, and in error messages.
+    id: usize,
+    stream: TcpStream,
+    /// The local address, which is the user's name on the server.
+    name: String,
+    state: UserState,
+    /// When its connect started, ns since the run's start.
+    started_ns: u64,
+    /// A trailing partial line from the last read.
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    /// Bytes of `outbuf` already written.
+    out_pos: usize,
+    /// Listed in `Shared::dirty`.
+    dirty: bool,
+    /// Private mode: `to|PARTNER|`, put before each payload.
+    to_prefix: Vec<u8>,
+    /// Churn: sends one line once online.
+    chats: bool,
+    /// Churn: its line is sent and it has not heard it back yet.
+    echo_pending: bool,
+    /// The last line that was neither a payload nor a presence notice (kick, server full).
+    last_other: Vec<u8>,
+}
+
+impl User {
+    /// Writes `outbuf` until it is empty or the kernel's buffer is full.
+    fn flush(&mut self) -> io::Result<()> {
+        while self.out_pos < self.outbuf.len() {
+            match self.stream.write(&self.outbuf[self.out_pos..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.outbuf.clear();
+        self.out_pos = 0;
+        Ok(())
+    }
+
+    /// Whether `line` is `[NAME]NAME:…`, this user's own online notice.
+    fn is_own_notice(&self, line: &[u8]) -> bool {
+        let name = self.name.as_bytes();
+        let n = name.len();
+        line.len() > 2 * n + 2
+            && line[0] == b'['
+            && &line[1..1 + n] == name
+            && line[1 + n] == b']'
+            && &line[2 + n..2 + 2 * n] == name
+            && line[2 + 2 * n] == b':'
+    }
+
+    fn keep_other(&mut self, line: &[u8]) {
+        self.last_other.clear();
+        self.last_other
+            .extend_from_slice(&line[..line.len().min(KEPT_LINE_BYTES)]);
+    }
+
+    /// "127.0.0.1:40000, before its online notice, last line …": details for error messages.
+    fn details(&self) -> String {
+        let mut s = self.name.clone();
+        if self.state != UserState::Online {
+            s.push_str(", before its online notice");
+        }
+        if !self.last_other.is_empty() {
+            s.push_str(&format!(
+                ", last line {:?}",
+                String::from_utf8_lossy(&self.last_other)
+            ));
+        }
+        s
+    }
+}
+
+/// Churn counters kept by the line handler.
+#[derive(Default)]
+pub struct ChurnCounts {
+    /// Own line sent → heard back, ns.
+    pub echo_latency: Histogram,
+    /// Lines sent and not yet heard back.
+    pub echo_pending: usize,
+    /// Other churn users' lines heard.
+    pub chat_lines: u64,
+    /// Payloads of this run that did not parse.
+    pub garbled: u64,
+}
+
+/// Failed connects in a mode that tolerates them (churn).
+#[derive(Default)]
+pub struct ConnectErrors {
+    /// How many.
+    pub count: u64,
+    /// The first one's message.
+    pub first: Option<String>,
+}
+
+/// Everything the line handler changes besides the user itself.
+struct Shared {
+    run: u16,
+    size: usize,
+    base: Instant,
+    /// Connects started and not yet joined.
+    connecting: usize,
+    /// Joins so far.
+    joined: usize,
+    join_latency: Histogram,
+    /// Keys of users that joined, in order (churn takes leavers from the front).
+    newly_joined: Vec<usize>,
+    dirty: Vec<usize>,
+    tracker: Option<Tracker>,
+    /// Kind of this run's tracked payloads.
+    kind: u8,
+    churn: ChurnCounts,
+    connect_errors: ConnectErrors,
+}
+
+impl Shared {
+    fn now_ns(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn mark_dirty(&mut self, key: usize, user: &mut User) {
+        if !user.dirty {
+            user.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// One line from the server to `user`, without its newline.
+    fn on_line(&mut self, key: usize, user: &mut User, line: &[u8], now_ns: u64) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if user.state != UserState::Online {
+            if user.is_own_notice(line) {
+                user.state = UserState::Online;
+                self.on_join(key, user, now_ns);
+            } else if !line.starts_with(b"[") {
+                user.keep_other(line);
+            }
+            return;
+        }
+        let Some(at) = track::find_byte(MARK, line) else {
+            if !line.starts_with(b"[") {
+                user.keep_other(line);
+            }
+            return;
+        };
+        match track::decode(&line[at..], self.run, self.size) {
+            Decoded::Ours(p) => self.on_payload(user, &p, now_ns),
+            Decoded::Garbled => match self.tracker.as_mut() {
+                Some(t) => t.counts.garbled += 1,
+                None => self.churn.garbled += 1,
+            },
+            Decoded::Foreign => {}
+        }
+    }
+
+    fn on_join(&mut self, key: usize, user: &mut User, now_ns: u64) {
+        self.connecting = self.connecting.saturating_sub(1);
+        self.joined += 1;
+        self.join_latency
+            .record(now_ns.saturating_sub(user.started_ns));
+        self.newly_joined.push(key);
+        if user.chats {
+            let p = Payload {
+                kind: track::KIND_CHURN,
+                sender: user.id as u64,
+                seq: 0,
+                ts_ns: now_ns,
+            };
+            track::encode(&mut user.outbuf, self.run, &p, self.size);
+            user.outbuf.push(b'\n');
+            user.echo_pending = true;
+            self.churn.echo_pending += 1;
+            self.mark_dirty(key, user);
+        }
+    }
+
+    fn on_payload(&mut self, user: &mut User, p: &Payload, now_ns: u64) {
+        let latency = now_ns.saturating_sub(p.ts_ns);
+        if let Some(t) = self.tracker.as_mut() {
+            if p.kind == self.kind {
+                let sender = usize::try_from(p.sender).unwrap_or(usize::MAX);
+                t.deliver(user.id, sender, p.seq, latency);
+            } else {
+                t.counts.misdelivered += 1;
+            }
+        } else if p.kind == track::KIND_CHURN && p.sender == user.id as u64 && user.echo_pending {
+            user.echo_pending = false;
+            self.churn.echo_pending = self.churn.echo_pending.saturating_sub(1);
+            self.churn.echo_latency.record(latency);
+        } else {
+            self.churn.chat_lines += 1;
+        }
+    }
+}
+
+/// What a connect-in-progress socket says when it becomes ready.
+enum ConnectState {
+    Pending,
+    Connected,
+    Failed(io::Error),
+}
+
+fn connect_state(stream: &TcpStream) -> ConnectState {
+    match stream.take_error() {
+        Ok(Some(e)) | Err(e) => return ConnectState::Failed(e),
+        Ok(None) => {}
+    }
+    match stream.peer_addr() {
+        Ok(_) => ConnectState::Connected,
+        Err(e) if e.kind() == ErrorKind::NotConnected => ConnectState::Pending,
+        Err(e) => ConnectState::Failed(e),
+    }
+}
+
+/// Settings of the loop.
+pub struct Settings {
+    /// The server.
+    pub addr: SocketAddr,
+    /// Where sockets connect from.
+    pub sources: Sources,
+    /// Payload size, bytes.
+    pub size: usize,
+    /// Whole-run limit.
+    pub timeout: Duration,
+    /// Print progress lines to stderr.
+    pub progress: bool,
+    /// A connect failure after the first join ends the run (false in churn: it is counted).
+    pub connect_errors_fatal: bool,
+}
+
+/// The loop and everything it owns.
+pub struct Engine {
+    poll: Poll,
+    events: Events,
+    /// (key, readable, writable) of the current batch.
+    batch: Vec<(usize, bool, bool)>,
+    users: Slab<User>,
+    scratch: Vec<u8>,
+    /// Longest partial line accepted before a newline.
+    line_cap: usize,
+    settings: Settings,
+    next_id: usize,
+    deadline: Instant,
+    next_progress: Instant,
+    /// Churn: joined users, oldest first.
+    online: VecDeque<usize>,
+    sh: Shared,
+}
+
+impl Engine {
+    /// A loop whose run starts now.
+    ///
+    /// # Errors
+    /// When the poll cannot be created.
+    pub fn new(settings: Settings) -> io::Result<Engine> {
+        let base = Instant::now();
+        let line_cap = settings.size + LINE_OVERHEAD_BYTES;
+        // Run id: differs between runs so two runs against one server ignore each other.
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() >> 10);
+        let run = (clock ^ std::process::id()) as u16;
+        Ok(Engine {
+            poll: Poll::new()?,
+            events: Events::with_capacity(EVENTS_PER_POLL),
+            batch: Vec::with_capacity(EVENTS_PER_POLL),
+            users: Slab::new(),
+            scratch: vec![0; line_cap + READ_CHUNK_BYTES],
+            line_cap,
+            next_id: 0,
+            deadline: base + settings.timeout,
+            next_progress: base + PROGRESS_AFTER,
+            online: VecDeque::new(),
+            sh: Shared {
+                run,
+                size: settings.size,
+                base,
+                connecting: 0,
+                joined: 0,
+                join_latency: Histogram::new(),
+                newly_joined: Vec::new(),
+                dirty: Vec::new(),
+                tracker: None,
+                kind: track::KIND_BROADCAST,
+                churn: ChurnCounts::default(),
+                connect_errors: ConnectErrors::default(),
+            },
+            settings,
+        })
+    }
+
+    /// The run's start.
+    pub fn base(&self) -> Instant {
+        self.sh.base
+    }
+
+    /// Joins so far.
+    pub fn joined(&self) -> usize {
+        self.sh.joined
+    }
+
+    /// Connects started and not yet joined.
+    pub fn connecting(&self) -> usize {
+        self.sh.connecting
+    }
+
+    /// Connect → own notice, ns, of every join since the last [`Engine::take_join_latency`].
+    pub fn take_join_latency(&mut self) -> Histogram {
+        std::mem::take(&mut self.sh.join_latency)
+    }
+
+    /// The traffic tracker, if one is installed.
+    pub fn tracker(&self) -> Option<&Tracker> {
+        self.sh.tracker.as_ref()
+    }
+
+    /// Churn counters.
+    pub fn churn_counts(&self) -> &ChurnCounts {
+        &self.sh.churn
+    }
+
+    /// Failed connects counted so far (churn).
+    pub fn connect_errors(&self) -> &ConnectErrors {
+        &self.sh.connect_errors
+    }
+
+    /// Users currently online (churn's deque).
+    pub fn online(&self) -> usize {
+        self.online.len()
+    }
+
+    /// Starts connecting one more user; `chats`: it sends one line once online.
+    ///
+    /// # Errors
+    /// A connect that fails at once, when connect errors are fatal, or a registry failure.
+    pub fn start_connect(&mut self, chats: bool) -> Result<(), Fail> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let now_ns = self.sh.now_ns(Instant::now());
+        let mut stream = match self.settings.sources.connect(self.settings.addr, id) {
+            Ok(s) => s,
+            Err(e) => return self.connect_failed(id, &e),
+        };
+        // Small payloads must not wait for Nagle's algorithm; a failure only costs latency.
+        let _ = stream.set_nodelay(true);
+        let name = match stream.local_addr() {
+            Ok(a) => a.to_string(),
+            Err(e) => return self.connect_failed(id, &e),
+        };
+        let entry = self.users.vacant_entry();
+        let key = entry.key();
+        self.poll
+            .registry()
+            .register(
+                &mut stream,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| Fail::Error(format!("cannot register user {id}: {e}")))?;
+        log::debug!("user {id} connecting from {name}");
+        entry.insert(User {
+            id,
+            stream,
+            name,
+            state: UserState::Connecting,
+            started_ns: now_ns,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            out_pos: 0,
+            dirty: false,
+            to_prefix: Vec::new(),
+            chats,
+            echo_pending: false,
+            last_other: Vec::new(),
+        });
+        self.sh.connecting += 1;
+        Ok(())
+    }
+
+    /// Records a failed connect; the error to stop with, if it is fatal.
+    fn connect_failed(&mut self, id: usize, e: &io::Error) -> Result<(), Fail> {
+        let addr = self.settings.addr;
+        if self.sh.joined == 0 {
+            return Err(Fail::NoServer(format!("cannot connect to {addr}: {e}")));
+        }
+        let msg = format!("user {id} cannot connect to {addr}: {e}");
+        if self.settings.connect_errors_fatal {
+            return Err(Fail::Error(msg));
+        }
+        log::debug!("{msg}");
+        let errors = &mut self.sh.connect_errors;
+        errors.count += 1;
+        errors.first.get_or_insert(msg);
+        Ok(())
+    }
+
+    /// Installs the tracker of a fanout (`kind` b) or private (`kind` p) run.
+    pub fn set_tracker(&mut self, tracker: Tracker, kind: u8) {
+        self.sh.tracker = Some(tracker);
+        self.sh.kind = kind;
+    }
+
+    /// Private mode: every user `2k` whispers to `2k+1` and back, by their default names.
+    pub fn pair_up(&mut self) {
+        // Traffic runs never remove users, so a user's key is its id.
+        let prefixes: Vec<(usize, Vec<u8>)> = self
+            .users
+            .iter()
+            .map(|(key, u)| (key ^ 1, format!("to|{}|", u.name).into_bytes()))
+            .collect();
+        for (partner, prefix) in prefixes {
+            if let Some(user) = self.users.get_mut(partner) {
+                user.to_prefix = prefix;
+            }
+        }
+    }
+
+    /// Whether a failed connect after the first join ends the run (true) or is counted.
+    pub fn set_connect_errors_fatal(&mut self, fatal: bool) {
+        self.settings.connect_errors_fatal = fatal;
+    }
+
+    /// Starts traffic: every sender fills its window in the next turn.
+    pub fn start_traffic(&mut self) {
+        if let Some(t) = self.sh.tracker.as_mut() {
+            t.start();
+        }
+    }
+
+    /// Churn: the users that joined since the last call go to the back of the online queue.
+    pub fn collect_joined(&mut self) {
+        self.online.extend(self.sh.newly_joined.drain(..));
+    }
+
+    /// Churn: the longest-online user disconnects; false if nobody is online.
+    pub fn leave_oldest(&mut self) -> bool {
+        let Some(key) = self.online.pop_front() else {
+            return false;
+        };
+        if let Some(mut user) = self.users.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut user.stream);
+            if user.echo_pending {
+                self.sh.churn.echo_pending = self.sh.churn.echo_pending.saturating_sub(1);
+            }
+            log::debug!("user {} leaves", user.id);
+        }
+        true
+    }
+
+    /// One turn of the loop; waits at most until `wake_at`, the next progress line or the
+    /// deadline. Returns the time after the poll.
+    ///
+    /// # Errors
+    /// The deadline passed, a connection closed, or a fatal connect failure.
+    pub fn turn(&mut self, wake_at: Option<Instant>) -> Result<Instant, Fail> {
+        let before = Instant::now();
+        if before >= self.deadline {
+            return Err(Fail::Timeout);
+        }
+        let mut until = self.deadline.min(self.next_progress);
+        if let Some(w) = wake_at {
+            until = until.min(w);
+        }
+        let busy =
+            !self.sh.dirty.is_empty() || self.sh.tracker.as_ref().is_some_and(Tracker::has_ready);
+        let timeout = if busy {
+            Duration::ZERO
+        } else {
+            until.saturating_duration_since(before)
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+            if e.kind() != ErrorKind::Interrupted {
+                return Err(Fail::Error(format!("poll failed: {e}")));
+            }
+        }
+        self.batch.clear();
+        self.batch.extend(self.events.iter().map(|e| {
+            (
+                e.token().0,
+                e.is_readable() || e.is_read_closed() || e.is_error(),
+                e.is_writable() || e.is_error(),
+            )
+        }));
+        for i in 0..self.batch.len() {
+            let (key, readable, writable) = self.batch[i];
+            self.on_event(key, readable, writable)?;
+        }
+        self.pump();
+        self.flush_dirty()?;
+        Ok(Instant::now())
+    }
+
+    fn on_event(&mut self, key: usize, readable: bool, writable: bool) -> Result<(), Fail> {
+        let Some(user) = self.users.get_mut(key) else {
+            return Ok(()); // left (churn) or failed earlier in this batch
+        };
+        if user.state == UserState::Connecting {
+            match connect_state(&user.stream) {
+                ConnectState::Pending => return Ok(()),
+                ConnectState::Connected => user.state = UserState::Joining,
+                ConnectState::Failed(e) => {
+                    let id = user.id;
+                    if let Some(mut user) = self.users.try_remove(key) {
+                        let _ = self.poll.registry().deregister(&mut user.stream);
+                    }
+                    self.sh.connecting = self.sh.connecting.saturating_sub(1);
+                    return self.connect_failed(id, &e);
+                }
+            }
+        }
+        if readable {
+            self.read_user(key)?;
+        }
+        if writable {
+            if let Some(user) = self.users.get_mut(key) {
+                if !user.outbuf.is_empty() {
+                    user.flush().map_err(|e| closed(user, &e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains `key`'s socket, handling every whole line.
+    fn read_user(&mut self, key: usize) -> Result<(), Fail> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self.read_into(key, &mut scratch);
+        self.scratch = scratch;
+        result
+    }
+
+    fn read_into(&mut self, key: usize, scratch: &mut [u8]) -> Result<(), Fail> {
+        let Some(user) = self.users.get_mut(key) else {
+            return Ok(());
+        };
+        loop {
+            let carry = user.inbuf.len();
+            let Some(free) = scratch.get_mut(carry..) else {
+                return Err(too_long(user, self.line_cap));
+            };
+            match user.stream.read(free) {
+                Ok(0) => {
+                    return Err(Fail::Error(format!(
+                        "server closed connection of user {} mid-run ({})",
+                        user.id,
+                        user.details()
+                    )))
+                }
+                Ok(n) => {
+                    scratch[..carry].copy_from_slice(&user.inbuf);
+                    user.inbuf.clear();
+                    let now_ns = self.sh.now_ns(Instant::now());
+                    let data = &scratch[..carry + n];
+                    let mut start = 0;
+                    while let Some(i) = track::find_byte(b'\n', &data[start..]) {
+                        self.sh.on_line(key, user, &data[start..start + i], now_ns);
+                        start += i + 1;
+                    }
+                    let rest = &data[start..];
+                    if rest.len() > self.line_cap {
+                        return Err(too_long(user, self.line_cap));
+                    }
+                    user.inbuf.extend_from_slice(rest);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(closed(user, &e)),
+            }
+        }
+    }
+
+    /// Lets every sender with room in its window append its next messages.
+    fn pump(&mut self) {
+        let ts_ns = self.sh.now_ns(Instant::now());
+        let (run, size, kind) = (self.sh.run, self.sh.size, self.sh.kind);
+        let Some(tracker) = self.sh.tracker.as_mut() else {
+            return;
+        };
+        if !tracker.has_ready() {
+            return;
+        }
+        while let Some(sender) = tracker.pop_ready() {
+            // Traffic runs never remove users, so a user's key is its id.
+            let Some(user) = self.users.get_mut(sender) else {
+                continue;
+            };
+            debug_assert_eq!(user.id, sender);
+            while let Some(seq) = tracker.next_send(sender) {
+                user.outbuf.extend_from_slice(&user.to_prefix);
+                let p = Payload {
+                    kind,
+                    sender: sender as u64,
+                    seq,
+                    ts_ns,
+                };
+                track::encode(&mut user.outbuf, run, &p, size);
+                user.outbuf.push(b'\n');
+            }
+            if !user.dirty {
+                user.dirty = true;
+                self.sh.dirty.push(sender);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) -> Result<(), Fail> {
+        let mut dirty = std::mem::take(&mut self.sh.dirty);
+        let mut result = Ok(());
+        for key in dirty.drain(..) {
+            let Some(user) = self.users.get_mut(key) else {
+                continue;
+            };
+            user.dirty = false;
+            if let Err(e) = user.flush() {
+                result = Err(closed(user, &e));
+                break;
+            }
+        }
+        dirty.clear();
+        self.sh.dirty = dirty;
+        result
+    }
+
+    /// Prints `what` as a progress line when one is due.
+    pub fn progress(&mut self, now: Instant, what: impl FnOnce() -> String) {
+        if now < self.next_progress {
+            return;
+        }
+        self.next_progress = now + PROGRESS_EVERY;
+        if self.settings.progress {
+            let secs = now.saturating_duration_since(self.sh.base).as_secs_f64();
+            crate::say(&format!("{secs:.0} s: {}", what()));
+        }
+    }
+}
+
+fn closed(user: &User, e: &io::Error) -> Fail {
+    Fail::Error(format!(
+        "server closed connection of user {} mid-run ({}: {e})",
+        user.id,
+        user.details()
+    ))
+}
+
+fn too_long(user: &User, cap: usize) -> Fail {
+    Fail::Error(format!(
+        "server sent user {} a line over {cap} bytes ({})",
+        user.id,
+        user.details()
+    ))
+}
