@@ -198,15 +198,27 @@ fn private_delivers_both_ways_in_every_pair() {
 #[test]
 fn churn_replaces_users_at_the_asked_rate() {
     let server = common::start(&["--idle-timeout", "0"]);
+    let pid = server.child.id().to_string();
     let run = json_run(
         server.addr,
-        &["churn", "--conns", "5", "--rate", "40", "--duration", "0.5"],
+        &[
+            "churn",
+            "--conns",
+            "5",
+            "--rate",
+            "40",
+            "--duration",
+            "0.5",
+            "--pid",
+            &pid,
+        ],
     );
     assert_ok(&run);
     assert_eq!(run.num("joins"), Some(20));
     assert_eq!(run.num("leaves"), Some(20));
     assert_eq!(run.num("errors"), Some(0));
     assert!(run.has("\"join_p50_us\":") && run.has("\"join_p99_us\":"));
+    assert!(run.has("\"server_cpu_us_per_join\":"), "{}", run.stdout);
 }
 
 #[test]

@@ -56,8 +56,8 @@ fn engine(c: &Common, size: usize) -> Result<Engine, Outcome> {
 struct Usage {
     pid: Option<u32>,
     server_before: Option<ProcSample>,
-    /// The server when traffic started (after everyone joined).
-    server_at_traffic: Option<ProcSample>,
+    /// The server when the measured phase (traffic, churn) started, after everyone joined.
+    server_at_phase: Option<ProcSample>,
     own_before: Option<ProcSample>,
 }
 
@@ -66,20 +66,19 @@ impl Usage {
         Usage {
             pid,
             server_before: pid.and_then(|p| sys::sample(&p.to_string()).ok()),
-            server_at_traffic: None,
+            server_at_phase: None,
             own_before: sys::sample("self").ok(),
         }
     }
 
-    /// Samples the server as traffic starts, so its CPU time per delivery leaves out the
-    /// joins (whose online notices cost O(N²) lines).
-    fn mark_traffic_start(&mut self) {
-        self.server_at_traffic = self.pid.and_then(|p| sys::sample(&p.to_string()).ok());
+    /// Samples the server as the measured phase starts, so its CPU time per delivery or
+    /// per churn join leaves out the first joins (whose online notices cost O(N²) lines).
+    fn mark_phase_start(&mut self) {
+        self.server_at_phase = self.pid.and_then(|p| sys::sample(&p.to_string()).ok());
     }
 
-    /// Adds the resource keys; `conns` for memory per connection, `deliveries` for CPU per
-    /// million deliveries.
-    fn finish(&self, r: &mut Report, conns: usize, deliveries: Option<u64>) {
+    /// Adds the resource keys; `conns` for memory per connection, `work` for CPU per unit.
+    fn finish(&self, r: &mut Report, conns: usize, work: Work) {
         if let (Some(pid), Some(before)) = (self.pid, self.server_before) {
             match sys::sample(&pid.to_string()) {
                 Ok(after) => {
@@ -93,16 +92,24 @@ impl Usage {
                         Value::Int(grown * 1024 / conns.max(1) as i64),
                     );
                     r.uint("server_cpu_ms", cpu_ms);
-                    if let (Some(d), Some(mark)) = (deliveries, self.server_at_traffic) {
-                        let traffic_ms = after.cpu_ms.saturating_sub(mark.cpu_ms);
-                        r.uint("server_traffic_cpu_ms", traffic_ms);
-                        if d > 0 {
-                            r.float(
-                                "server_cpu_ms_per_m_deliveries",
-                                traffic_ms as f64 * 1e6 / d as f64,
-                                1,
-                            );
+                    let phase_ms = self
+                        .server_at_phase
+                        .map(|mark| after.cpu_ms.saturating_sub(mark.cpu_ms));
+                    match (work, phase_ms) {
+                        (Work::Deliveries(d), Some(ms)) => {
+                            r.uint("server_traffic_cpu_ms", ms);
+                            if d > 0 {
+                                let per_m = ms as f64 * 1e6 / d as f64;
+                                r.float("server_cpu_ms_per_m_deliveries", per_m, 1);
+                            }
                         }
+                        (Work::Joins(j), Some(ms)) => {
+                            r.uint("server_churn_cpu_ms", ms);
+                            if j > 0 {
+                                r.float("server_cpu_us_per_join", ms as f64 * 1e3 / j as f64, 1);
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 Err(e) => r.set(
@@ -115,6 +122,17 @@ impl Usage {
             r.uint("imbench_cpu_ms", after.cpu_ms.saturating_sub(before.cpu_ms));
         }
     }
+}
+
+/// What the measured phase did, to divide the server's CPU time by.
+#[derive(Clone, Copy)]
+enum Work {
+    /// Joining only (idle).
+    Nothing,
+    /// Messages delivered (fanout, private).
+    Deliveries(u64),
+    /// Leave-and-join pairs done (churn).
+    Joins(u64),
 }
 
 fn us(ns: u64) -> u64 {
@@ -217,7 +235,7 @@ pub fn idle(c: &Common, conns: usize, hold: Duration) -> Outcome {
     let lat = eng.take_join_latency();
     latency_keys(&mut r, &lat, "join_p50_us", "join_p99_us", "join_max_us");
     r.float("hold_s", secs(hold), 3);
-    usage.finish(&mut r, conns, None);
+    usage.finish(&mut r, conns, Work::Nothing);
     let complete = eng.joined() == conns;
     conclude(r, result, c.timeout, complete, || {
         format!("only {} of {conns} users joined", eng.joined())
@@ -286,7 +304,7 @@ fn traffic(
         if kind == track::KIND_PRIVATE {
             eng.pair_up();
         }
-        usage.mark_traffic_start();
+        usage.mark_phase_start();
         start = Instant::now();
         result = run_traffic(&mut eng, start, &mut end);
     }
@@ -314,7 +332,7 @@ fn traffic(
     r.uint("out_of_order", counts.out_of_order);
     r.uint("misdelivered", counts.misdelivered);
     r.uint("garbled", counts.garbled);
-    usage.finish(&mut r, conns, Some(counts.delivered));
+    usage.finish(&mut r, conns, Work::Deliveries(counts.delivered));
     conclude(r, result, c.timeout, complete, || {
         format!(
             "incomplete: {missing} of {expected} deliveries missing, {} duplicate, {} out of order, {} misdelivered, {} garbled",
@@ -358,7 +376,7 @@ pub struct Churn {
 /// `imbench churn`: `conns` users join; then, `rate` times a second for `duration`, the
 /// longest-online user leaves and a newcomer joins and says one line.
 pub fn churn(c: &Common, ch: &Churn) -> Outcome {
-    let usage = Usage::start(c.pid);
+    let mut usage = Usage::start(c.pid);
     let mut eng = match engine(c, ch.size) {
         Ok(e) => e,
         Err(o) => return o,
@@ -368,6 +386,7 @@ pub fn churn(c: &Common, ch: &Churn) -> Outcome {
     let join_time = eng.base().elapsed();
     let initial_joined = eng.joined();
     let initial_latency = eng.take_join_latency();
+    usage.mark_phase_start();
     let start = Instant::now();
     let mut counts = ChurnProgress::default();
     if result.is_ok() {
@@ -405,7 +424,7 @@ pub fn churn(c: &Common, ch: &Churn) -> Outcome {
     r.uint("errors", errors.count);
     let first_error = errors.first.clone();
     let garbled = cc.garbled;
-    usage.finish(&mut r, ch.conns, None);
+    usage.finish(&mut r, ch.conns, Work::Joins(joins));
     let complete = errors.count == 0 && garbled == 0 && joins == total;
     conclude(r, result, c.timeout, complete, || match first_error {
         Some(first) => format!(
