@@ -22,7 +22,10 @@ fn an_idle_user_is_kicked_and_activity_keeps_a_user_online() {
     }
     assert_eq!(idle.read_to_close(), "你被踢了\n");
     let kicked_after = started.elapsed();
-    assert!(kicked_after >= Duration::from_millis(900), "{kicked_after:?}");
+    assert!(
+        kicked_after >= Duration::from_millis(900),
+        "{kicked_after:?}"
+    );
     busy.expect_line(&format!("[{i}]{i}:已下线\n"));
     busy.send(b"who\n");
     busy.expect_line(&format!("[{b}]{b}:在线...\n"));
@@ -73,7 +76,9 @@ fn sigterm_says_goodbye_to_everyone_and_exits_zero() {
     server.signal("TERM");
     assert_eq!(alice.read_to_close(), "服务器关闭\n");
     assert_eq!(bob.read_to_close(), "服务器关闭\n");
-    let status = server.wait_exit(Duration::from_secs(5)).expect("server exits");
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("server exits");
     assert_eq!(status.code(), Some(0));
 }
 
@@ -82,7 +87,9 @@ fn sigint_stops_the_server_too_even_with_a_reader_that_never_reads() {
     let mut server = start(&["--shutdown-grace", "1"]);
     let _stuck = connect(server.addr); // never reads its goodbye
     server.signal("INT");
-    let status = server.wait_exit(Duration::from_secs(5)).expect("server exits");
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("server exits");
     assert_eq!(status.code(), Some(0));
 }
 
