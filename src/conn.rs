@@ -5,8 +5,11 @@
 //! buffer memory at all: `inbuf` exists only while a partial line waits for its newline, and
 //! `outbuf` only while output waits for the socket.
 
+use crate::text::User;
 use mio::net::TcpStream;
+use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// Where a connection is in its life.
@@ -57,10 +60,10 @@ pub struct Conn {
     pub socket: TcpStream,
     /// Distinguishes this connection from earlier users of the same slab key.
     pub generation: u32,
-    /// The peer address as `ip:port`: the `[addr]` of every notice and the default name.
-    pub addr: Box<str>,
-    /// The current user name.
-    pub name: Box<str>,
+    /// The peer address: the `[addr]` of every notice, and the name until one is chosen.
+    pub addr: SocketAddr,
+    /// The name the user chose with `rename`, if any.
+    pub chosen_name: Option<Box<str>>,
     /// Lifecycle state.
     pub state: ConnState,
     /// Whether the user is listed in the directory (and so gets an offline notice).
@@ -82,12 +85,12 @@ pub struct Conn {
 
 impl Conn {
     /// A new open connection from `addr`, named after it.
-    pub fn new(socket: TcpStream, generation: u32, addr: Box<str>, now: Instant) -> Self {
+    pub fn new(socket: TcpStream, generation: u32, addr: SocketAddr, now: Instant) -> Self {
         Conn {
             socket,
             generation,
-            name: addr.clone(),
             addr,
+            chosen_name: None,
             state: ConnState::Open,
             online: false,
             last_active: now,
@@ -97,6 +100,14 @@ impl Conn {
             write_armed: false,
             outbuf: Vec::new(),
             out_pos: 0,
+        }
+    }
+
+    /// The user as texts show it.
+    pub fn user(&self) -> User<'_> {
+        User {
+            addr: &self.addr,
+            name: self.chosen_name.as_deref(),
         }
     }
 
@@ -163,5 +174,15 @@ impl Conn {
         }
         self.discard_output();
         Flush::Drained
+    }
+}
+
+/// Shows a connection in logs as `addr (name)`.
+impl fmt::Display for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.chosen_name {
+            Some(name) => write!(f, "{} ({name})", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
     }
 }

@@ -1,11 +1,14 @@
 //! The user directory: who is online under which name, and on which connection.
 //!
 //! Names are unique among online users. A connection's default name is its peer address
-//! `ip:port`, which is unique by construction and which no chosen name can equal (chosen
-//! names never contain `:`). The directory only records; it never sends anything.
+//! `ip:port`, unique by construction; a chosen name never contains `:`, so the two kinds can
+//! never collide, and they are kept in two maps: default names by `SocketAddr` (no string
+//! per connection), chosen names by string. The directory only records; it sends nothing.
 
 use mio::Token;
 use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
 
 /// Why a name could not be taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +17,7 @@ pub struct NameTaken;
 /// Names of online users mapped to their connection tokens.
 #[derive(Debug, Default)]
 pub struct Directory {
+    by_addr: HashMap<SocketAddr, Token>,
     by_name: HashMap<Box<str>, Token>,
 }
 
@@ -25,54 +29,79 @@ impl Directory {
 
     /// Users online.
     pub fn len(&self) -> usize {
-        self.by_name.len()
+        self.by_addr.len() + self.by_name.len()
     }
 
     /// Whether nobody is online.
     pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
+        self.len() == 0
     }
 
-    /// Records `name` as `token`'s.
+    /// Lists a newcomer under its default name, its address.
     ///
     /// # Errors
-    /// [`NameTaken`] when another connection holds `name`; claiming one's own name again
-    /// succeeds.
-    pub fn claim(&mut self, name: &str, token: Token) -> Result<(), NameTaken> {
-        match self.by_name.get(name) {
+    /// [`NameTaken`] if another connection with that address is still listed.
+    pub fn join(&mut self, addr: SocketAddr, token: Token) -> Result<(), NameTaken> {
+        match self.by_addr.get(&addr) {
             Some(&holder) if holder != token => Err(NameTaken),
-            Some(_) => Ok(()),
-            None => {
-                self.by_name.insert(name.into(), token);
+            _ => {
+                self.by_addr.insert(addr, token);
                 Ok(())
             }
         }
     }
 
-    /// Moves `token` from name `old` to name `new`, atomically: on error nothing changed.
+    /// Moves `token` from its current name (`chosen`, or its address when `None`) to `new`,
+    /// atomically: on error nothing changed. Renaming to one's own name succeeds.
     ///
     /// # Errors
     /// [`NameTaken`] when another connection holds `new`.
-    pub fn rename(&mut self, old: &str, new: &str, token: Token) -> Result<(), NameTaken> {
-        self.claim(new, token)?;
-        if old != new {
-            self.release(old, token);
+    pub fn rename(
+        &mut self,
+        addr: SocketAddr,
+        chosen: Option<&str>,
+        new: &str,
+        token: Token,
+    ) -> Result<(), NameTaken> {
+        match self.by_name.get(new) {
+            Some(&holder) if holder != token => return Err(NameTaken),
+            Some(_) => return Ok(()),
+            None => {}
         }
+        self.leave(addr, chosen, token);
+        self.by_name.insert(new.into(), token);
         Ok(())
     }
 
-    /// Forgets `name` if `token` holds it (a stale release is harmless).
-    pub fn release(&mut self, name: &str, token: Token) {
-        if self.by_name.get(name) == Some(&token) {
-            self.by_name.remove(name);
+    /// Forgets `token`'s current name (a stale call is harmless).
+    pub fn leave(&mut self, addr: SocketAddr, chosen: Option<&str>, token: Token) {
+        match chosen {
+            Some(name) if self.by_name.get(name) == Some(&token) => {
+                self.by_name.remove(name);
+            }
+            None if self.by_addr.get(&addr) == Some(&token) => {
+                self.by_addr.remove(&addr);
+            }
+            _ => {}
         }
     }
 
-    /// The connection of the user called `name`, if online. Bytes that are not UTF-8 name
-    /// nobody.
+    /// The connection of the user called `name`, if online. An address names its
+    /// connection only in its canonical form (`127.0.0.1:5000`, not `127.0.0.1:05000`), and
+    /// only while that user has not chosen a name. Bytes that are not UTF-8 name nobody.
     pub fn lookup(&self, name: &[u8]) -> Option<Token> {
         let name = std::str::from_utf8(name).ok()?;
-        self.by_name.get(name).copied()
+        if !name.contains(':') {
+            return self.by_name.get(name).copied();
+        }
+        let addr: SocketAddr = name.parse().ok()?;
+        let mut canonical = [0u8; 64];
+        let mut w = &mut canonical[..];
+        write!(w, "{addr}").ok()?;
+        let len = 64 - w.len();
+        (canonical.get(..len)? == name.as_bytes())
+            .then(|| self.by_addr.get(&addr).copied())
+            .flatten()
     }
 }
 
@@ -80,52 +109,72 @@ impl Directory {
 mod tests {
     use super::*;
 
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     #[test]
-    fn a_claimed_name_is_found() {
+    fn a_newcomer_is_found_by_its_address() {
         let mut d = Directory::new();
-        d.claim("127.0.0.1:5000", Token(1)).unwrap();
+        d.join(addr(5000), Token(1)).unwrap();
         assert_eq!(d.lookup(b"127.0.0.1:5000"), Some(Token(1)));
+        assert_eq!(d.lookup(b"127.0.0.1:05000"), None);
+        assert_eq!(d.lookup(b"127.0.0.1:5001"), None);
         assert_eq!(d.lookup(b"nobody"), None);
         assert_eq!(d.lookup(b"\xff"), None);
     }
 
     #[test]
-    fn rename_to_taken_name_is_refused_and_changes_nothing() {
+    fn after_a_rename_only_the_new_name_finds_the_user() {
         let mut d = Directory::new();
-        d.claim("alice", Token(1)).unwrap();
-        d.claim("bob", Token(2)).unwrap();
-        assert_eq!(d.rename("bob", "alice", Token(2)), Err(NameTaken));
+        d.join(addr(5000), Token(1)).unwrap();
+        d.rename(addr(5000), None, "alice", Token(1)).unwrap();
+        assert_eq!(d.lookup(b"127.0.0.1:5000"), None);
         assert_eq!(d.lookup(b"alice"), Some(Token(1)));
-        assert_eq!(d.lookup(b"bob"), Some(Token(2)));
+        d.rename(addr(5000), Some("alice"), "b", Token(1)).unwrap();
+        assert_eq!(d.lookup(b"alice"), None);
+        assert_eq!(d.lookup(b"b"), Some(Token(1)));
+        assert_eq!(d.len(), 1);
     }
 
     #[test]
-    fn rename_frees_the_old_name() {
+    fn rename_to_taken_name_is_refused_and_changes_nothing() {
         let mut d = Directory::new();
-        d.claim("a", Token(1)).unwrap();
-        d.rename("a", "b", Token(1)).unwrap();
-        assert_eq!(d.lookup(b"a"), None);
-        assert_eq!(d.lookup(b"b"), Some(Token(1)));
-        assert_eq!(d.len(), 1);
-        d.claim("a", Token(2)).unwrap();
+        d.join(addr(1), Token(1)).unwrap();
+        d.join(addr(2), Token(2)).unwrap();
+        d.rename(addr(1), None, "alice", Token(1)).unwrap();
+        assert_eq!(d.rename(addr(2), None, "alice", Token(2)), Err(NameTaken));
+        assert_eq!(d.lookup(b"alice"), Some(Token(1)));
+        assert_eq!(d.lookup(b"127.0.0.1:2"), Some(Token(2)));
     }
 
     #[test]
     fn rename_to_ones_own_name_succeeds() {
         let mut d = Directory::new();
-        d.claim("a", Token(1)).unwrap();
-        d.rename("a", "a", Token(1)).unwrap();
+        d.join(addr(1), Token(1)).unwrap();
+        d.rename(addr(1), None, "a", Token(1)).unwrap();
+        d.rename(addr(1), Some("a"), "a", Token(1)).unwrap();
         assert_eq!(d.lookup(b"a"), Some(Token(1)));
     }
 
     #[test]
-    fn release_by_a_stale_holder_keeps_the_new_owner() {
+    fn leave_frees_the_name_and_a_stale_leave_keeps_the_new_owner() {
         let mut d = Directory::new();
-        d.claim("a", Token(1)).unwrap();
-        d.release("a", Token(1));
-        d.claim("a", Token(2)).unwrap();
-        d.release("a", Token(1));
+        d.join(addr(1), Token(1)).unwrap();
+        d.rename(addr(1), None, "a", Token(1)).unwrap();
+        d.leave(addr(1), Some("a"), Token(1));
+        assert!(d.is_empty());
+        d.join(addr(2), Token(2)).unwrap();
+        d.rename(addr(2), None, "a", Token(2)).unwrap();
+        d.leave(addr(1), Some("a"), Token(1));
         assert_eq!(d.lookup(b"a"), Some(Token(2)));
-        assert!(!d.is_empty());
+    }
+
+    #[test]
+    fn ipv6_addresses_are_names_too() {
+        let mut d = Directory::new();
+        let v6: SocketAddr = "[::1]:7000".parse().unwrap();
+        d.join(v6, Token(3)).unwrap();
+        assert_eq!(d.lookup(b"[::1]:7000"), Some(Token(3)));
     }
 }

@@ -14,6 +14,7 @@
 //! - [`protocol`]: pure line framing and command parsing.
 //! - [`directory`]: user names to connection tokens.
 //! - [`timer`]: the hashed timer wheel of idle deadlines.
+//! - [`heap`]: giving freed buffer memory back to the OS after a storm.
 //! - [`text`]: every text the server says, in zh and en.
 #![warn(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod directory;
+pub mod heap;
 pub mod protocol;
 pub mod server;
 pub mod text;

@@ -18,6 +18,7 @@
 use crate::config::Config;
 use crate::conn::{Conn, ConnState, Flush, OverLimit, ReadOutcome};
 use crate::directory::Directory;
+use crate::heap;
 use crate::protocol::{next_line, parse, Command, Line, ProtocolError};
 use crate::text::{self, Texts};
 use crate::timer::Wheel;
@@ -38,6 +39,8 @@ pub const LISTENER: Token = Token(usize::MAX);
 /// The signal pipe's token.
 pub const SIGNALS: Token = Token(usize::MAX - 1);
 
+/// Connections the kernel queues for `accept` (capped by net.core.somaxconn).
+const LISTEN_BACKLOG: i32 = 4096;
 /// Events taken from the kernel per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
 /// Size of the one read buffer shared by every connection.
@@ -99,6 +102,8 @@ pub struct Stats {
     pub refused_full: u64,
     /// Lines executed.
     pub lines_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
     /// Messages queued to recipients (one broadcast to N users counts N).
     pub deliveries: u64,
     /// Users kicked for idling.
@@ -133,9 +138,7 @@ impl Outbox {
             }
             Err(OverLimit) => {
                 warn!(
-                    "{} ({}) is not reading: {} bytes unsent, disconnecting",
-                    conn.addr,
-                    conn.name,
+                    "{conn} is not reading: {} bytes unsent, disconnecting",
                     conn.pending()
                 );
                 self.slow_consumer_kicks += 1;
@@ -182,6 +185,9 @@ pub struct Server {
     fired: Vec<Token>,
     shutdown_deadline: Option<Instant>,
     stats: Stats,
+    /// Bytes written since the heap was last trimmed.
+    bytes_since_trim: u64,
+    last_trim: Instant,
 }
 
 fn conn_token(key: usize, generation: u32) -> Token {
@@ -241,6 +247,12 @@ impl Server {
                 })
             }
         };
+        // mio listens with std's backlog of 128: a burst of connects beyond it (a load test,
+        // a reconnect storm) has SYNs dropped and retried a second later. Linux lets a
+        // second `listen` raise it; the kernel caps it at net.core.somaxconn.
+        socket2::SockRef::from(&listener)
+            .listen(LISTEN_BACKLOG)
+            .map_err(StartError::Setup)?;
         let local_addr = listener.local_addr().map_err(StartError::Setup)?;
         let poll = Poll::new().map_err(StartError::Setup)?;
         poll.registry()
@@ -278,6 +290,8 @@ impl Server {
             fired: Vec::new(),
             shutdown_deadline: None,
             stats: Stats::default(),
+            bytes_since_trim: 0,
+            last_trim: Instant::now(),
         })
     }
 
@@ -302,7 +316,7 @@ impl Server {
     /// Only when `poll` itself fails, which leaves nothing to run on.
     pub fn run(&mut self) -> io::Result<()> {
         loop {
-            let timeout = self.next_timeout(Instant::now());
+            let timeout = self.housekeeping(Instant::now());
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -334,6 +348,25 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Runs before each poll: when the loop is about to wait after much output, gives the
+    /// freed buffer memory back to the OS (see `heap`). Returns the poll timeout.
+    fn housekeeping(&mut self, now: Instant) -> Option<Duration> {
+        let timeout = self.next_timeout(now);
+        if timeout == Some(Duration::ZERO) || self.bytes_since_trim < heap::TRIM_AFTER_BYTES {
+            return timeout;
+        }
+        let due = self.last_trim + heap::TRIM_INTERVAL;
+        if now < due {
+            // Come back when a trim is allowed, or the loop may sleep on the garbage.
+            let wait = due - now;
+            return Some(timeout.map_or(wait, |t| t.min(wait)));
+        }
+        heap::release_free_memory();
+        self.last_trim = now;
+        self.bytes_since_trim = 0;
+        timeout
     }
 
     /// Zero while work is left over, else until the earliest timer, pause or deadline.
@@ -453,9 +486,8 @@ impl Server {
         // Chat lines are small and latency matters more than packet count; the loop
         // already batches everything queued in one turn into one write.
         let _ = socket.set_nodelay(true);
-        let addr: Box<str> = peer.to_string().into();
-        let conn = entry.insert(Conn::new(socket, generation, addr, now));
-        if self.dir.claim(&conn.addr, token).is_err() {
+        let conn = entry.insert(Conn::new(socket, generation, peer, now));
+        if self.dir.join(peer, token).is_err() {
             // Unreachable while the old socket with this address is open; be safe anyway.
             self.out.close_now(conn, token);
             return;
@@ -467,12 +499,7 @@ impl Server {
             self.wheel.schedule(now + idle, token);
         }
         self.msg.clear();
-        text::user_line(
-            &mut self.msg,
-            &conn.addr,
-            &conn.name,
-            self.texts.online.as_bytes(),
-        );
+        text::user_line(&mut self.msg, conn.user(), self.texts.online.as_bytes());
         self.broadcast();
     }
 
@@ -501,12 +528,12 @@ impl Server {
                 }
                 ReadOutcome::WouldBlock => break,
                 ReadOutcome::Eof => {
-                    debug!("{} sent EOF", conn.addr);
+                    debug!("{} sent EOF", conn);
                     self.finish(token, now);
                     break;
                 }
                 ReadOutcome::Failed(e) => {
-                    debug!("{} read failed: {e}", conn.addr);
+                    debug!("{} read failed: {e}", conn);
                     self.out.close_now(conn, token);
                     break;
                 }
@@ -577,7 +604,7 @@ impl Server {
                 }
                 Line::Incomplete => break,
                 Line::TooLong => {
-                    debug!("{} sent a line over {max} bytes", conn.addr);
+                    debug!("{} sent a line over {max} bytes", conn);
                     conn.discarding = true;
                     self.reply(token, self.texts.error(ProtocolError::LineTooLong));
                 }
@@ -606,12 +633,7 @@ impl Server {
     fn cmd_who(&mut self, token: Token) {
         self.msg.clear();
         for (_, c) in self.conns.iter().filter(|(_, c)| c.online) {
-            text::user_line(
-                &mut self.msg,
-                &c.addr,
-                &c.name,
-                self.texts.who_entry.as_bytes(),
-            );
+            text::user_line(&mut self.msg, c.user(), self.texts.who_entry.as_bytes());
         }
         self.queue_msg(token);
     }
@@ -621,10 +643,13 @@ impl Server {
         let Some(conn) = lookup(&mut self.conns, token) else {
             return;
         };
-        match self.dir.rename(&conn.name, new, token) {
+        match self
+            .dir
+            .rename(conn.addr, conn.chosen_name.as_deref(), new, token)
+        {
             Ok(()) => {
-                debug!("{} renamed {} -> {new}", conn.addr, conn.name);
-                conn.name = new.into();
+                debug!("{conn} renamed to {new}");
+                conn.chosen_name = Some(new.into());
                 self.msg.clear();
                 text::renamed(&mut self.msg, self.texts, new);
                 self.queue_msg(token);
@@ -645,7 +670,7 @@ impl Server {
             return;
         };
         self.msg.clear();
-        text::whisper(&mut self.msg, self.texts, &sender.name, body);
+        text::whisper(&mut self.msg, self.texts, sender.user(), body);
         self.queue_msg(target);
     }
 
@@ -655,7 +680,7 @@ impl Server {
             return;
         };
         self.msg.clear();
-        text::user_line(&mut self.msg, &sender.addr, &sender.name, line);
+        text::user_line(&mut self.msg, sender.user(), line);
         self.broadcast();
     }
 
@@ -702,16 +727,12 @@ impl Server {
             return;
         }
         conn.online = false;
-        self.dir.release(&conn.name, token);
-        debug!("{} ({}) offline", conn.addr, conn.name);
+        self.dir
+            .leave(conn.addr, conn.chosen_name.as_deref(), token);
+        debug!("{conn} offline");
         if self.shutdown_deadline.is_none() {
             self.msg.clear();
-            text::user_line(
-                &mut self.msg,
-                &conn.addr,
-                &conn.name,
-                self.texts.offline.as_bytes(),
-            );
+            text::user_line(&mut self.msg, conn.user(), self.texts.offline.as_bytes());
             self.broadcast();
         }
     }
@@ -753,12 +774,12 @@ impl Server {
             if deadline > now {
                 self.wheel.schedule(deadline, token);
             } else if conn.state == ConnState::Open {
-                debug!("{} ({}) idle: kicked", conn.addr, conn.name);
+                debug!("{conn} idle: kicked");
                 self.stats.idle_kicks += 1;
                 self.reply(token, self.texts.kicked);
                 self.finish(token, now);
             } else {
-                debug!("{} did not take its last output in time", conn.addr);
+                debug!("{} did not take its last output in time", conn);
                 self.out.close_now(conn, token);
             }
         }
@@ -781,7 +802,7 @@ impl Server {
             }
             if let Some(mut conn) = self.conns.try_remove(key) {
                 let _ = self.poll.registry().deregister(&mut conn.socket);
-                debug!("{} closed", conn.addr);
+                debug!("{} closed", conn);
             }
         }
     }
@@ -798,7 +819,12 @@ impl Server {
             if conn.state == ConnState::Closing {
                 continue;
             }
-            let want_write = match conn.flush(WRITE_BUDGET_BYTES) {
+            let pending = conn.pending();
+            let outcome = conn.flush(WRITE_BUDGET_BYTES);
+            let written = pending - conn.pending().min(pending);
+            self.stats.bytes_out += written as u64;
+            self.bytes_since_trim += written as u64;
+            let want_write = match outcome {
                 Flush::Drained => {
                     if conn.state == ConnState::CloseAfterFlush {
                         self.out.close_now(conn, token);
@@ -813,7 +839,7 @@ impl Server {
                     continue;
                 }
                 Flush::Failed(e) => {
-                    debug!("{} write failed: {e}", conn.addr);
+                    debug!("{} write failed: {e}", conn);
                     self.out.close_now(conn, token);
                     continue;
                 }
@@ -831,7 +857,7 @@ impl Server {
                 {
                     Ok(()) => conn.write_armed = want_write,
                     Err(e) => {
-                        debug!("{} reregister failed: {e}", conn.addr);
+                        debug!("{} reregister failed: {e}", conn);
                         self.out.close_now(conn, token);
                     }
                 }

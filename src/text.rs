@@ -8,6 +8,8 @@
 
 use crate::protocol::ProtocolError;
 use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// Every text the server sends. Fields ending in a newline are whole lines; the others are
@@ -134,21 +136,46 @@ impl FromStr for Lang {
     }
 }
 
+/// A user as the texts show them: the peer address, and the name the user chose, if any
+/// (until then the name is the address). Keeping the address as a `SocketAddr` and the name
+/// optional means a connection holds no heap memory for its identity.
+#[derive(Debug, Clone, Copy)]
+pub struct User<'a> {
+    /// The peer address: the `[addr]` of notices and the default name.
+    pub addr: &'a SocketAddr,
+    /// The chosen name, once renamed.
+    pub name: Option<&'a str>,
+}
+
+impl User<'_> {
+    /// Appends the user's current name.
+    pub fn push_name(&self, out: &mut Vec<u8>) {
+        match self.name {
+            Some(name) => out.extend_from_slice(name.as_bytes()),
+            None => push_addr(out, self.addr),
+        }
+    }
+}
+
+fn push_addr(out: &mut Vec<u8>, addr: &SocketAddr) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{addr}");
+}
+
 /// Appends `[addr]name:body\n`: the shape of chat lines, notices and `who` entries alike.
-pub fn user_line(out: &mut Vec<u8>, addr: &str, name: &str, body: &[u8]) {
-    out.reserve(addr.len() + name.len() + body.len() + 4);
+pub fn user_line(out: &mut Vec<u8>, user: User<'_>, body: &[u8]) {
     out.push(b'[');
-    out.extend_from_slice(addr.as_bytes());
+    push_addr(out, user.addr);
     out.push(b']');
-    out.extend_from_slice(name.as_bytes());
+    user.push_name(out);
     out.push(b':');
     out.extend_from_slice(body);
     out.push(b'\n');
 }
 
 /// Appends the private message `SENDER对您说TEXT\n` (the seed forgot the newline).
-pub fn whisper(out: &mut Vec<u8>, texts: &Texts, sender: &str, body: &[u8]) {
-    out.extend_from_slice(sender.as_bytes());
+pub fn whisper(out: &mut Vec<u8>, texts: &Texts, sender: User<'_>, body: &[u8]) {
+    sender.push_name(out);
     out.extend_from_slice(texts.whisper.as_bytes());
     out.extend_from_slice(body);
     out.push(b'\n');
@@ -165,17 +192,44 @@ pub fn renamed(out: &mut Vec<u8>, texts: &Texts, name: &str) {
 mod tests {
     use super::*;
 
+    fn addr() -> SocketAddr {
+        "127.0.0.1:5000".parse().unwrap()
+    }
+
     #[test]
     fn user_line_matches_the_seed_format() {
-        let mut out = Vec::new();
-        user_line(&mut out, "127.0.0.1:5000", "bob", ZH.online.as_bytes());
+        let (mut out, a) = (Vec::new(), addr());
+        let bob = User {
+            addr: &a,
+            name: Some("bob"),
+        };
+        user_line(&mut out, bob, ZH.online.as_bytes());
         assert_eq!(out, "[127.0.0.1:5000]bob:已上线\n".as_bytes());
     }
 
     #[test]
+    fn the_default_name_is_the_address() {
+        let (mut out, a) = (Vec::new(), addr());
+        let anon = User {
+            addr: &a,
+            name: None,
+        };
+        user_line(&mut out, anon, b"hi");
+        whisper(&mut out, &ZH, anon, b"psst");
+        assert_eq!(
+            out,
+            "[127.0.0.1:5000]127.0.0.1:5000:hi\n127.0.0.1:5000对您说psst\n".as_bytes()
+        );
+    }
+
+    #[test]
     fn whisper_ends_with_a_newline() {
-        let mut out = Vec::new();
-        whisper(&mut out, &ZH, "alice", b"hi|there");
+        let (mut out, a) = (Vec::new(), addr());
+        let alice = User {
+            addr: &a,
+            name: Some("alice"),
+        };
+        whisper(&mut out, &ZH, alice, b"hi|there");
         assert_eq!(out, "alice对您说hi|there\n".as_bytes());
     }
 

@@ -65,7 +65,7 @@ type Msg = Arc<[u8]>;
 
 /// An online user, as the table sees it.
 struct Peer {
-    addr: String,
+    addr: SocketAddr,
     name: String,
     tx: mpsc::UnboundedSender<Msg>,
     /// Bytes sent to the channel and not yet written to the socket.
@@ -81,6 +81,16 @@ impl Peer {
             self.kill.notify_one();
         } else {
             let _ = self.tx.send(Arc::clone(msg)); // fails only if the writer already died
+        }
+    }
+}
+
+impl Peer {
+    /// The user as the shared texts show it (the name starts as the address string).
+    fn user(&self) -> text::User<'_> {
+        text::User {
+            addr: &self.addr,
+            name: Some(&self.name),
         }
     }
 }
@@ -124,12 +134,7 @@ impl State {
             return false;
         }
         let mut line = Vec::new();
-        text::user_line(
-            &mut line,
-            &peer.addr,
-            &peer.name,
-            self.texts.online.as_bytes(),
-        );
+        text::user_line(&mut line, peer.user(), self.texts.online.as_bytes());
         self.names.insert(peer.name.clone(), id);
         self.peers.insert(id, peer);
         self.broadcast(line.into());
@@ -147,12 +152,7 @@ impl State {
             peer.send(&self.texts.kicked.as_bytes().into(), self.max_outbuf);
         }
         let mut line = Vec::new();
-        text::user_line(
-            &mut line,
-            &peer.addr,
-            &peer.name,
-            self.texts.offline.as_bytes(),
-        );
+        text::user_line(&mut line, peer.user(), self.texts.offline.as_bytes());
         self.broadcast(line.into());
     }
 
@@ -175,7 +175,7 @@ impl State {
             Ok(Command::Empty) => {}
             Ok(Command::Who) => {
                 for p in self.peers.values() {
-                    text::user_line(&mut out, &p.addr, &p.name, texts.who_entry.as_bytes());
+                    text::user_line(&mut out, p.user(), texts.who_entry.as_bytes());
                 }
                 self.send_to(id, out.into());
             }
@@ -201,13 +201,13 @@ impl State {
                         self.send_to(id, texts.empty_body.as_bytes().into())
                     }
                     Some(&to) => {
-                        text::whisper(&mut out, texts, &me.name, body);
+                        text::whisper(&mut out, texts, me.user(), body);
                         self.send_to(to, out.into());
                     }
                 }
             }
             Ok(Command::Say(said)) => {
-                text::user_line(&mut out, &me.addr, &me.name, said);
+                text::user_line(&mut out, me.user(), said);
                 self.broadcast(out.into());
             }
             Err(e) => self.send_to(id, texts.error(e).as_bytes().into()),
@@ -254,10 +254,9 @@ async fn serve(
     let queued = Arc::new(AtomicUsize::new(0));
     let kill = Arc::new(Notify::new());
     let mut writer = tokio::spawn(write_loop(wr, rx, Arc::clone(&queued)));
-    let name = addr.to_string();
     let peer = Peer {
-        addr: name.clone(),
-        name,
+        addr,
+        name: addr.to_string(),
         tx,
         queued,
         kill: Arc::clone(&kill),
