@@ -60,8 +60,8 @@ const MAX_FANOUT_CELLS: usize = 50_000_000;
         table (or one JSON object with --json). Exit status: 0 complete, 1 failed \
         (incomplete delivery, timeout, server closed a connection, no server), 2 bad arguments.",
     after_help = "Every run stops by itself after --timeout. Run under a raised open-file limit \
-        (e.g. `ulimit -n 20000`) for thousands of users; imbench raises its soft limit to the \
-        hard one itself and refuses a run that would not fit. Above 25,000 sockets it binds \
+        (e.g. `ulimit -n 20000`) for thousands of users; imbench refuses a run that would not \
+        fit under its soft limit. Above 25,000 sockets it binds \
         them round-robin to 127.0.0.1..127.0.0.N (or always, with --src-addrs N)."
 )]
 struct Cli {
@@ -286,16 +286,17 @@ fn main() -> ExitCode {
     if src_addrs == 0 {
         src_addrs = u8::try_from(needed.div_ceil(SOCKETS_PER_SOURCE_ADDR)).unwrap_or(u8::MAX);
     }
-    if src_addrs > 1 && (!c.addr.is_ipv4() || !sys::CAN_BIND_SOURCE) {
+    if src_addrs > 1 && !c.addr.is_ipv4() {
         usage_error(
             ErrorKind::ArgumentConflict,
             format!(
                 "{needed} sockets need {src_addrs} source addresses, which needs an IPv4 server \
-                 address (127.0.0.1) on Linux x86_64/aarch64"
+                 address (127.0.0.1)"
             ),
         );
     }
-    sys::raise_open_file_limit();
+    // The limit is the caller's to raise (`ulimit -n`); imbench only refuses a run that
+    // would not fit rather than failing halfway with EMFILE.
     if let Some(limit) = sys::open_file_limit() {
         if needed as u64 + SPARE_FDS > limit {
             say(&format!(

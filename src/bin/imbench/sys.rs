@@ -1,15 +1,12 @@
 //! What imbench needs from the OS beyond std and mio: the server's memory and CPU time from
-//! /proc, its own open-file limit, and sockets bound to a chosen source address before they
-//! connect (so more than one ephemeral port range is available).
-//!
-//! The crate adds no `libc` dependency, so the two system calls std and mio do not offer
-//! (`setrlimit`, and `bind` before `connect`) are declared here against the C library that
-//! std links anyway. They exist only on Linux x86_64 and aarch64, where the constants and
-//! struct layouts below are the kernel's ABI; elsewhere the limit is left as it is and
-//! `--src-addrs` above 1 is refused.
+//! /proc, its own open-file limit (read, not changed: the caller raises it, e.g. with
+//! `ulimit -n`), and sockets bound to a chosen source address before they connect (so more
+//! than one ephemeral port range is available), made with `socket2`. No `unsafe`.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 /// Kernel clock ticks per second in /proc/PID/stat (USER_HZ: 100 on every Linux ABI we run on).
 const CLOCK_TICKS_PER_S: u64 = 100;
@@ -72,136 +69,45 @@ pub fn open_file_limit() -> Option<u64> {
         .ok()
 }
 
-/// Raises the soft open-file limit to the hard one where the platform allows; best effort.
-pub fn raise_open_file_limit() {
-    #[cfg(all(
-        target_os = "linux",
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    ))]
-    {
-        let mut lim = ffi::Rlimit { cur: 0, max: 0 };
-        // SAFETY: `lim` is a valid, writable rlimit struct of the kernel's layout.
-        if unsafe { ffi::getrlimit(ffi::RLIMIT_NOFILE, &mut lim) } == 0 && lim.cur < lim.max {
-            lim.cur = lim.max;
-            // SAFETY: `lim` is a valid rlimit struct; a failure leaves the limit unchanged.
-            let _ = unsafe { ffi::setrlimit(ffi::RLIMIT_NOFILE, &lim) };
-        }
-    }
-}
-
-/// Whether [`connect_from`] works on this platform.
-pub const CAN_BIND_SOURCE: bool = cfg!(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-));
+/// `EINPROGRESS`: a non-blocking connect has started. (`io::ErrorKind::InProgress` is not
+/// stable yet, and the crate takes no `libc` dependency for one constant.)
+const EINPROGRESS: i32 = if cfg!(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+)) {
+    36
+} else if cfg!(any(target_arch = "mips", target_arch = "mips64")) {
+    150
+} else {
+    115 // Linux (asm-generic) and most others
+};
 
 /// Starts a non-blocking connect to `dst` from `src` (port chosen by the kernel).
 ///
 /// # Errors
 /// Socket creation, `bind` (e.g. out of ports on `src`) or an immediate `connect` failure.
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
 pub fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> io::Result<mio::net::TcpStream> {
-    use std::os::fd::{FromRawFd, OwnedFd};
     let SocketAddr::V4(dst) = dst else {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "source addresses are IPv4; connect to 127.0.0.1",
         ));
     };
-    let sockaddr = |ip: Ipv4Addr, port: u16| ffi::SockaddrIn {
-        sin_family: ffi::AF_INET as u16,
-        sin_port: port.to_be(),
-        sin_addr: u32::from_ne_bytes(ip.octets()),
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<ffi::SockaddrIn>() as u32;
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let fd = unsafe {
-        ffi::socket(
-            ffi::AF_INET,
-            ffi::SOCK_STREAM | ffi::SOCK_NONBLOCK | ffi::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns; OwnedFd closes it on error.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let from = sockaddr(src, 0);
-    // SAFETY: `from` is a valid sockaddr_in of `len` bytes; `fd` is open.
-    if unsafe { ffi::bind(fd, &from, len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let to = sockaddr(*dst.ip(), dst.port());
-    // SAFETY: `to` is a valid sockaddr_in of `len` bytes; `fd` is open.
-    if unsafe { ffi::connect(fd, &to, len) } != 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(ffi::EINPROGRESS) {
-            return Err(err);
-        }
+    // socket2 opens it close-on-exec; non-blocking before connect so connect returns at once.
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))?;
+    match socket.connect(&SockAddr::from(dst)) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
+        Err(e) => return Err(e),
     }
     // The socket is non-blocking and connecting, which is what mio's own connect returns.
-    Ok(mio::net::TcpStream::from_std(std::net::TcpStream::from(
-        owned,
-    )))
-}
-
-/// Starts a non-blocking connect to `dst` from `src`: not available on this platform.
-///
-/// # Errors
-/// Always.
-#[cfg(not(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
-pub fn connect_from(_src: Ipv4Addr, _dst: SocketAddr) -> io::Result<mio::net::TcpStream> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "binding a source address needs Linux on x86_64 or aarch64",
-    ))
-}
-
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod ffi {
-    use std::os::raw::c_int;
-
-    pub const AF_INET: c_int = 2;
-    pub const SOCK_STREAM: c_int = 1;
-    pub const SOCK_NONBLOCK: c_int = 0o4000;
-    pub const SOCK_CLOEXEC: c_int = 0o2_000_000;
-    pub const EINPROGRESS: i32 = 115;
-    pub const RLIMIT_NOFILE: c_int = 7;
-
-    /// `struct sockaddr_in`.
-    #[repr(C)]
-    pub struct SockaddrIn {
-        pub sin_family: u16,
-        pub sin_port: u16,
-        pub sin_addr: u32,
-        pub sin_zero: [u8; 8],
-    }
-
-    /// `struct rlimit` (rlim_t is 64 bits on these targets).
-    #[repr(C)]
-    pub struct Rlimit {
-        pub cur: u64,
-        pub max: u64,
-    }
-
-    extern "C" {
-        pub fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int;
-        pub fn bind(fd: c_int, addr: *const SockaddrIn, len: u32) -> c_int;
-        pub fn connect(fd: c_int, addr: *const SockaddrIn, len: u32) -> c_int;
-        pub fn getrlimit(resource: c_int, rlim: *mut Rlimit) -> c_int;
-        pub fn setrlimit(resource: c_int, rlim: *const Rlimit) -> c_int;
-    }
+    Ok(mio::net::TcpStream::from_std(socket.into()))
 }
 
 #[cfg(test)]
@@ -232,9 +138,6 @@ mod tests {
 
     #[test]
     fn a_socket_bound_to_a_second_loopback_address_connects() {
-        if !CAN_BIND_SOURCE {
-            return;
-        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dst = listener.local_addr().unwrap();
         let stream = connect_from(Ipv4Addr::new(127, 0, 0, 2), dst).unwrap();
