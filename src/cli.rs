@@ -38,6 +38,19 @@ pub struct ServerArgs {
     /// Language of the server's texts: zh (the seeds') or en.
     #[arg(long, default_value = "zh")]
     pub lang: Lang,
+    /// Port for WebSocket clients (/im, /acc, /ws/{id}); off unless given; 0 picks one.
+    #[arg(long, value_name = "PORT")]
+    pub ws_port: Option<u16>,
+    /// Port for the HTTP API and the chat page; off unless given; may equal --ws-port.
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// Largest WebSocket message in bytes; bigger ones are closed with 1009.
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_WS_MAX_MESSAGE_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 30)).map(|v| v as usize))]
+    pub ws_max_message: usize,
+    /// Seconds a WebSocket user may send nothing (no heartbeat) before being closed.
+    #[arg(long, value_name = "SECS", default_value = "360", value_parser = parse_secs)]
+    pub heartbeat_timeout: Duration,
 }
 
 impl ServerArgs {
@@ -52,6 +65,10 @@ impl ServerArgs {
             max_conns: self.max_conns,
             shutdown_grace: self.shutdown_grace,
             lang: self.lang,
+            ws_port: self.ws_port,
+            http_port: self.http_port,
+            ws_max_message_bytes: self.ws_max_message,
+            heartbeat_timeout: self.heartbeat_timeout,
         }
     }
 }

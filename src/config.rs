@@ -21,6 +21,11 @@ pub const DEFAULT_MAX_CONNS: usize = 10_000;
 /// How long shutdown waits for goodbyes to flush.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// A WebSocket user silent this long is closed (seed 003's heartbeat timeout).
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(360);
+/// Largest WebSocket message accepted (sum of its fragments).
+pub const DEFAULT_WS_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,6 +45,15 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Language of every text the server says.
     pub lang: Lang,
+    /// Port of the WebSocket listener, if any (it serves HTTP too).
+    pub ws_port: Option<u16>,
+    /// Port of the HTTP API and page listener, if any (it accepts WebSocket upgrades
+    /// too); the same non-zero port as `ws_port` means one listener for both.
+    pub http_port: Option<u16>,
+    /// Largest WebSocket message in bytes.
+    pub ws_max_message_bytes: usize,
+    /// WebSocket users silent this long are closed.
+    pub heartbeat_timeout: Duration,
 }
 
 impl Default for Config {
@@ -53,6 +67,10 @@ impl Default for Config {
             max_conns: DEFAULT_MAX_CONNS,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             lang: Lang::Zh,
+            ws_port: None,
+            http_port: None,
+            ws_max_message_bytes: DEFAULT_WS_MAX_MESSAGE_BYTES,
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
         }
     }
 }

@@ -5,7 +5,9 @@
 //! buffer memory at all: `inbuf` exists only while a partial line waits for its newline, and
 //! `outbuf` only while output waits for the socket.
 
+use crate::im::DEFAULT_APP_ID;
 use crate::text::User;
+use crate::ws::WsReader;
 use mio::net::TcpStream;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
@@ -21,6 +23,50 @@ pub enum ConnState {
     CloseAfterFlush,
     /// To be freed at the end of this turn, output or not (I/O error, slow consumer).
     Closing,
+}
+
+/// How a connection frames its bytes. A web connection starts as `Http` and may be
+/// upgraded to `Ws` in place: the socket, buffers and slab slot stay, only this changes.
+#[derive(Debug)]
+pub enum Proto {
+    /// The newline-framed line protocol.
+    Line,
+    /// HTTP/1.1 requests (the API and the page), before any upgrade.
+    Http {
+        /// When the request in progress (or the keep-alive wait) began: a request must be
+        /// complete within the HTTP timeout of it, however slowly its bytes trickle in.
+        since: Instant,
+    },
+    /// A WebSocket after the handshake.
+    Ws {
+        /// Frame decoder state (no heap unless a fragmented message is in progress).
+        reader: WsReader,
+        /// Which JSON protocol the socket speaks.
+        app: WsApp,
+    },
+}
+
+/// The JSON protocol of a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsApp {
+    /// Seed 003's `/im` protocol; the user is in room `app_id` once logged in.
+    Im {
+        /// The room (appID).
+        app_id: u16,
+    },
+    /// Seed 004's `/ws/{id}` hub; always in the line users' room.
+    Hub,
+}
+
+/// The shape a user's messages take on the wire, one per protocol that has users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `[addr]name:TEXT` lines.
+    Line = 0,
+    /// seed 003 JSON pushes in WebSocket frames.
+    Im = 1,
+    /// seed 004 hub messages in WebSocket frames.
+    Hub = 2,
 }
 
 /// The result of one `read` call.
@@ -66,6 +112,8 @@ pub struct Conn {
     pub chosen_name: Option<Box<str>>,
     /// Lifecycle state.
     pub state: ConnState,
+    /// How its bytes are framed.
+    pub proto: Proto,
     /// Whether the user is listed in the directory (and so gets an offline notice).
     pub online: bool,
     /// When the user last sent anything: the idle deadline is this plus the timeout.
@@ -85,13 +133,20 @@ pub struct Conn {
 
 impl Conn {
     /// A new open connection from `addr`, named after it.
-    pub fn new(socket: TcpStream, generation: u32, addr: SocketAddr, now: Instant) -> Self {
+    pub fn new(
+        socket: TcpStream,
+        generation: u32,
+        addr: SocketAddr,
+        proto: Proto,
+        now: Instant,
+    ) -> Self {
         Conn {
             socket,
             generation,
             addr,
             chosen_name: None,
             state: ConnState::Open,
+            proto,
             online: false,
             last_active: now,
             inbuf: Vec::new(),
@@ -108,6 +163,32 @@ impl Conn {
         User {
             addr: &self.addr,
             name: self.chosen_name.as_deref(),
+        }
+    }
+
+    /// How this user's messages are encoded; `None` for HTTP, which gets no chat.
+    pub fn form(&self) -> Option<Form> {
+        match self.proto {
+            Proto::Line => Some(Form::Line),
+            Proto::Ws {
+                app: WsApp::Im { .. },
+                ..
+            } => Some(Form::Im),
+            Proto::Ws {
+                app: WsApp::Hub, ..
+            } => Some(Form::Hub),
+            Proto::Http { .. } => None,
+        }
+    }
+
+    /// The room (appID) the user chats in: line and hub users share [`DEFAULT_APP_ID`].
+    pub fn room(&self) -> u16 {
+        match self.proto {
+            Proto::Ws {
+                app: WsApp::Im { app_id },
+                ..
+            } => app_id,
+            _ => DEFAULT_APP_ID,
         }
     }
 

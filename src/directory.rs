@@ -51,6 +51,21 @@ impl Directory {
         }
     }
 
+    /// Records the chosen name `name` as `token`'s (a WebSocket user's id).
+    ///
+    /// # Errors
+    /// [`NameTaken`] when another connection holds it; claiming one's own name succeeds.
+    pub fn claim(&mut self, name: &str, token: Token) -> Result<(), NameTaken> {
+        match self.by_name.get(name) {
+            Some(&holder) if holder != token => Err(NameTaken),
+            Some(_) => Ok(()),
+            None => {
+                self.by_name.insert(name.into(), token);
+                Ok(())
+            }
+        }
+    }
+
     /// Moves `token` from its current name (`chosen`, or its address when `None`) to `new`,
     /// atomically: on error nothing changed. Renaming to one's own name succeeds.
     ///

@@ -16,10 +16,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The first stdout line is the bound address alone, so scripts and tests using
-    // `--port 0` can find the server. A closed stdout is no reason to stop serving.
+    // The first stdout line is the line protocol's bound address alone, then the WebSocket
+    // and HTTP listeners' if any, so scripts and tests using port 0 can find the server.
+    // A closed stdout is no reason to stop serving.
     let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "{}", server.local_addr());
+    for addr in server.local_addrs() {
+        let _ = writeln!(stdout, "{addr}");
+    }
     let _ = stdout.flush();
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,6 +44,42 @@ pub struct Texts {
     pub server_full: &'static str,
     /// The last line every user gets on SIGINT/SIGTERM.
     pub shutting_down: &'static str,
+    /// `codeMsg` of code 200 (also the HTTP API's `msg`).
+    pub code_success: &'static str,
+    /// `codeMsg` 1000: the command needs a login.
+    pub code_not_logged_in: &'static str,
+    /// `codeMsg` 1001: bad parameters.
+    pub code_bad_params: &'static str,
+    /// `codeMsg` 1002: the user id breaks the name rules.
+    pub code_bad_user_id: &'static str,
+    /// `codeMsg` 1003: appID not allowed.
+    pub code_unauthorized: &'static str,
+    /// `codeMsg` 1009: the operation failed.
+    pub code_failed: &'static str,
+    /// `codeMsg` 1010: unknown command or path.
+    pub code_no_route: &'static str,
+    /// `codeMsg` for a WebSocket frame that is not JSON.
+    pub bad_data: &'static str,
+    /// `msg` of the `enter` push when someone comes online.
+    pub enter: &'static str,
+    /// `msg` of the `exit` push when someone leaves.
+    pub exit: &'static str,
+    /// Hub reply: the private message was delivered.
+    pub hub_sent: &'static str,
+    /// Hub reply: the recipient is not online.
+    pub hub_not_online: &'static str,
+    /// Hub reply to a frame that is not a hub message.
+    pub hub_invalid: &'static str,
+    /// To a WebSocket user whose name was taken by a newer login.
+    pub replaced: &'static str,
+    /// Close reason for a WebSocket user silent too long.
+    pub heartbeat_timeout: &'static str,
+    /// Close reason when a hub id belongs to a user of another protocol.
+    pub name_in_use: &'static str,
+    /// HTTP API: a `msgID` already seen.
+    pub duplicate: &'static str,
+    /// The sender name of messages sent through the HTTP API.
+    pub system_sender: &'static str,
 }
 
 /// The seeds' texts, byte for byte.
@@ -62,6 +98,24 @@ pub const ZH: Texts = Texts {
     too_long: "消息过长，已丢弃\n",
     server_full: "服务器已满\n",
     shutting_down: "服务器关闭\n",
+    code_success: "Success",
+    code_not_logged_in: "未登录",
+    code_bad_params: "参数不合法",
+    code_bad_user_id: "非法的用户ID",
+    code_unauthorized: "未授权",
+    code_failed: "操作失败",
+    code_no_route: "路由不存在",
+    bad_data: "数据不合法",
+    enter: "哈喽~",
+    exit: "用户已经离开~",
+    hub_sent: "success send",
+    hub_not_online: "not online",
+    hub_invalid: "invalid message",
+    replaced: "logged in elsewhere",
+    heartbeat_timeout: "heartbeat timeout",
+    name_in_use: "name in use",
+    duplicate: "duplicate msgID",
+    system_sender: "system",
 };
 
 /// English equivalents, selected with `--lang en`.
@@ -80,6 +134,24 @@ pub const EN: Texts = Texts {
     too_long: "message too long, discarded\n",
     server_full: "server is full\n",
     shutting_down: "server shutting down\n",
+    code_success: "Success",
+    code_not_logged_in: "not logged in",
+    code_bad_params: "invalid parameters",
+    code_bad_user_id: "invalid user id",
+    code_unauthorized: "unauthorized",
+    code_failed: "operation failed",
+    code_no_route: "no such route",
+    bad_data: "invalid data",
+    enter: "hello~",
+    exit: "user has left~",
+    hub_sent: "success send",
+    hub_not_online: "not online",
+    hub_invalid: "invalid message",
+    replaced: "logged in elsewhere",
+    heartbeat_timeout: "heartbeat timeout",
+    name_in_use: "name in use",
+    duplicate: "duplicate msgID",
+    system_sender: "system",
 };
 
 impl Texts {
@@ -153,6 +225,18 @@ impl User<'_> {
         match self.name {
             Some(name) => out.extend_from_slice(name.as_bytes()),
             None => push_addr(out, self.addr),
+        }
+    }
+}
+
+impl User<'_> {
+    /// Appends the user's current name to a `String`.
+    pub fn push_name_str(&self, out: &mut String) {
+        match self.name {
+            Some(name) => out.push_str(name),
+            None => {
+                let _ = fmt::Write::write_fmt(out, format_args!("{}", self.addr));
+            }
         }
     }
 }

@@ -1,12 +1,13 @@
-//! The event loop: one `mio::Poll` on one thread owns the listener, every connection (in a
-//! `Slab`), the user directory and the idle-timer wheel.
+//! The event loop: one `mio::Poll` on one thread owns the listeners, every connection (in a
+//! `Slab`), the user directory and the timer wheel.
 //!
 //! One turn of the loop, in order (the shape of Redis's `aeProcessEvents` and sozu's
 //! `Server::run`):
 //! 1. `poll`, with a timeout of zero while work is left over, else the next timer deadline;
 //! 2. read the clock once;
-//! 3. dispatch events by token: accept, read and execute complete lines, note writability;
-//! 4. expire idle timers;
+//! 3. dispatch events by token: accept, read and execute complete commands, note
+//!    writability;
+//! 4. expire timers (idle kicks, heartbeats, HTTP deadlines, lingering closes);
 //! 5. free the connections marked for closing (their offline notices are queued here);
 //! 6. flush every dirty connection once: one `write` per recipient per turn, however many
 //!    messages it was sent during the turn.
@@ -14,14 +15,22 @@
 //! Connections are never freed during dispatch, so a slab key cannot be handed to a new
 //! connection while an event for the old one is still in the batch; tokens also carry a
 //! generation, and an event or timer whose generation does not match is dropped.
+//!
+//! Every protocol shares this loop: a connection's [`Proto`] only decides how its bytes are
+//! framed (`chat` runs the line protocol, `web` HTTP and the two WebSocket protocols). What
+//! users say to each other goes through one fan-out, [`Server::announce`], which encodes a
+//! message once per protocol present among the recipients and copies the bytes.
+
+mod chat;
+mod web;
 
 use crate::config::Config;
-use crate::conn::{Conn, ConnState, Flush, OverLimit, ReadOutcome};
+use crate::conn::{Conn, ConnState, Flush, Form, OverLimit, Proto, ReadOutcome};
 use crate::directory::Directory;
-use crate::heap;
-use crate::protocol::{next_line, parse, Command, Line, ProtocolError};
-use crate::text::{self, Texts};
+use crate::metrics::{Gauges, Metrics};
+use crate::text::{self, Texts, User};
 use crate::timer::Wheel;
+use crate::{heap, hub, im, ws};
 use log::{debug, info, trace, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -33,11 +42,11 @@ use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-/// The listening socket's token. Reserved tokens sit at the top of the range, far above any
+/// The signal pipe's token. Reserved tokens sit at the top of the range, far above any
 /// connection token (slab key in the low 32 bits, generation in the high 32).
-pub const LISTENER: Token = Token(usize::MAX);
-/// The signal pipe's token.
-pub const SIGNALS: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX);
+/// Listener `i` has token `LISTENER_TOP - i`.
+const LISTENER_TOP: usize = usize::MAX - 1;
 
 /// Connections the kernel queues for `accept` (capped by net.core.somaxconn).
 const LISTEN_BACKLOG: i32 = 4096;
@@ -51,6 +60,8 @@ const READ_BUDGET_BYTES: usize = 64 * 1024;
 const WRITE_BUDGET_BYTES: usize = 1024 * 1024;
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long an HTTP request may take to arrive, and a kept-alive connection may wait.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -62,7 +73,7 @@ pub enum StartError {
         /// The resolver's error, if it gave one.
         source: Option<io::Error>,
     },
-    /// Binding the listener failed (port in use, no permission, bad address).
+    /// Binding a listener failed (port in use, no permission, bad address).
     Bind {
         /// `host:port` as given.
         addr: String,
@@ -79,9 +90,7 @@ impl fmt::Display for StartError {
             StartError::Resolve {
                 addr,
                 source: Some(e),
-            } => {
-                write!(f, "cannot resolve {addr}: {e}")
-            }
+            } => write!(f, "cannot resolve {addr}: {e}"),
             StartError::Resolve { addr, source: None } => {
                 write!(f, "cannot resolve {addr}: no address")
             }
@@ -93,25 +102,6 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Counters of what the server did, logged at exit.
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    /// Connections accepted into the chat.
-    pub accepted: u64,
-    /// Connections refused at `--max-conns`.
-    pub refused_full: u64,
-    /// Lines executed.
-    pub lines_in: u64,
-    /// Bytes written to clients.
-    pub bytes_out: u64,
-    /// Messages queued to recipients (one broadcast to N users counts N).
-    pub deliveries: u64,
-    /// Users kicked for idling.
-    pub idle_kicks: u64,
-    /// Slow readers disconnected at `--max-outbuf`.
-    pub slow_consumer_kicks: u64,
-}
-
 /// Output bookkeeping, kept apart from the slab so a fan-out can borrow both at once.
 #[derive(Debug)]
 struct Outbox {
@@ -121,7 +111,7 @@ struct Outbox {
     closing: Vec<Token>,
     /// The per-connection output limit.
     max_outbuf_bytes: usize,
-    deliveries: u64,
+    messages_out: u64,
     slow_consumer_kicks: u64,
 }
 
@@ -130,7 +120,7 @@ impl Outbox {
     fn queue(&mut self, conn: &mut Conn, token: Token, bytes: &[u8]) {
         match conn.queue(bytes, self.max_outbuf_bytes) {
             Ok(()) => {
-                self.deliveries += 1;
+                self.messages_out += 1;
                 if !conn.dirty {
                     conn.dirty = true;
                     self.dirty.push(token);
@@ -157,13 +147,48 @@ impl Outbox {
     }
 }
 
+/// A listening socket and what its connections speak first.
+struct Listener {
+    socket: TcpListener,
+    addr: SocketAddr,
+    /// HTTP (with WebSocket upgrades) rather than the line protocol.
+    web: bool,
+}
+
+/// Who a fan-out speaks for: copied out of the sender's connection so the fan-out can
+/// borrow every other connection. `name` is reused, so this allocates nothing per message.
+#[derive(Debug)]
+struct Speaker {
+    addr: SocketAddr,
+    name: String,
+}
+
+impl Speaker {
+    fn user(&self) -> User<'_> {
+        User {
+            addr: &self.addr,
+            name: Some(&self.name),
+        }
+    }
+}
+
+/// What a fan-out tells a room.
+#[derive(Debug, Clone, Copy)]
+enum Event<'a> {
+    /// The speaker came online.
+    Online,
+    /// The speaker left.
+    Offline,
+    /// The speaker said this.
+    Say(&'a [u8]),
+}
+
 /// The chat server: bind with [`Server::bind`], then [`Server::run`] until a signal.
 pub struct Server {
     poll: Poll,
     events: Events,
-    /// `None` once shutdown has begun.
-    listener: Option<TcpListener>,
-    local_addr: SocketAddr,
+    /// Emptied once shutdown has begun.
+    listeners: Vec<Listener>,
     /// Set while accepting is paused after running out of file descriptors.
     accept_paused_until: Option<Instant>,
     /// Whether accept is failing (logged once per episode, not once per retry).
@@ -180,14 +205,21 @@ pub struct Server {
     next_generation: u32,
     /// The read buffer shared by every connection.
     scratch: Vec<u8>,
-    /// One outgoing message, encoded once and copied to every recipient.
+    /// One outgoing message for one recipient.
     msg: Vec<u8>,
+    /// One fan-out's message in each [`Form`], encoded when the first recipient of that
+    /// form is met, then copied to the others.
+    forms: [Vec<u8>; 3],
+    /// JSON before it is put in a WebSocket frame.
+    json: Vec<u8>,
+    speaker: Speaker,
     fired: Vec<Token>,
     shutdown_deadline: Option<Instant>,
-    stats: Stats,
+    metrics: Metrics,
     /// Bytes written since the heap was last trimmed.
     bytes_since_trim: u64,
     last_trim: Instant,
+    web: web::WebState,
 }
 
 fn conn_token(key: usize, generation: u32) -> Token {
@@ -206,68 +238,124 @@ fn lookup(conns: &mut Slab<Conn>, token: Token) -> Option<&mut Conn> {
         .filter(|c| c.generation == generation)
 }
 
+/// Binds one listener on `host:port`, with the larger backlog.
+fn bind_listener(host: &str, port: u16) -> Result<TcpListener, StartError> {
+    let addr_text = format!("{host}:{port}");
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| StartError::Resolve {
+            addr: addr_text.clone(),
+            source: Some(e),
+        })?;
+    let mut last_err = None;
+    for addr in addrs {
+        match TcpListener::bind(addr) {
+            Ok(listener) => {
+                // mio listens with std's backlog of 128: a burst of connects beyond it (a
+                // load test, a reconnect storm) has SYNs dropped and retried a second
+                // later. Linux lets a second `listen` raise it.
+                socket2::SockRef::from(&listener)
+                    .listen(LISTEN_BACKLOG)
+                    .map_err(StartError::Setup)?;
+                return Ok(listener);
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(match last_err {
+        Some(source) => StartError::Bind {
+            addr: addr_text,
+            source,
+        },
+        None => StartError::Resolve {
+            addr: addr_text,
+            source: None,
+        },
+    })
+}
+
+/// Appends `event` as `form` shows it, spoken by `speaker`.
+fn encode_event(
+    out: &mut Vec<u8>,
+    json: &mut Vec<u8>,
+    texts: &Texts,
+    speaker: &Speaker,
+    form: Form,
+    event: Event<'_>,
+) {
+    out.clear();
+    json.clear();
+    match form {
+        Form::Line => {
+            let body = match event {
+                Event::Online => texts.online.as_bytes(),
+                Event::Offline => texts.offline.as_bytes(),
+                Event::Say(text) => text,
+            };
+            text::user_line(out, speaker.user(), body);
+        }
+        Form::Im => {
+            let (cmd, msg) = match event {
+                Event::Online => ("enter", texts.enter.into()),
+                Event::Offline => ("exit", texts.exit.into()),
+                Event::Say(text) => ("msg", String::from_utf8_lossy(text)),
+            };
+            im::push(json, texts, cmd, "", &msg, &speaker.name);
+            ws::encode_text(out, json);
+        }
+        Form::Hub => {
+            let (kind, content) = match event {
+                Event::Online => (hub::CONNECT, texts.online.into()),
+                Event::Offline => (hub::CLOSE, texts.offline.into()),
+                Event::Say(text) => (hub::BROADCAST, String::from_utf8_lossy(text)),
+            };
+            hub::encode(json, kind, &speaker.name, hub::SERVER_ID, &content);
+            ws::encode_text(out, json);
+        }
+    }
+}
+
 impl Server {
-    /// Binds the listener and sets up the loop.
+    /// Binds the listeners and sets up the loop.
     ///
     /// # Errors
-    /// [`StartError`] when the address does not resolve or bind, or the poll or the signal
+    /// [`StartError`] when an address does not resolve or bind, or the poll or the signal
     /// handlers cannot be created.
     pub fn bind(config: Config) -> Result<Server, StartError> {
-        let addr_text = format!("{}:{}", config.host, config.port);
-        let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
-            .to_socket_addrs()
-            .map_err(|e| StartError::Resolve {
-                addr: addr_text.clone(),
-                source: Some(e),
-            })?
-            .collect();
-        let mut last_err = None;
-        let mut bound = None;
-        for addr in addrs {
-            match TcpListener::bind(addr) {
-                Ok(l) => {
-                    bound = Some(l);
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        let mut listener = match (bound, last_err) {
-            (Some(l), _) => l,
-            (None, Some(source)) => {
-                return Err(StartError::Bind {
-                    addr: addr_text,
-                    source,
-                })
-            }
-            (None, None) => {
-                return Err(StartError::Resolve {
-                    addr: addr_text,
-                    source: None,
-                })
-            }
-        };
-        // mio listens with std's backlog of 128: a burst of connects beyond it (a load test,
-        // a reconnect storm) has SYNs dropped and retried a second later. Linux lets a
-        // second `listen` raise it; the kernel caps it at net.core.somaxconn.
-        socket2::SockRef::from(&listener)
-            .listen(LISTEN_BACKLOG)
-            .map_err(StartError::Setup)?;
-        let local_addr = listener.local_addr().map_err(StartError::Setup)?;
         let poll = Poll::new().map_err(StartError::Setup)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)
-            .map_err(StartError::Setup)?;
+        let mut ports = vec![(config.port, false)];
+        ports.extend(config.ws_port.map(|p| (p, true)));
+        // The same non-zero port for both means one listener serving both.
+        let shared = config.http_port.is_some() && config.http_port == config.ws_port;
+        if !(shared && config.http_port != Some(0)) {
+            ports.extend(config.http_port.map(|p| (p, true)));
+        }
+        let mut listeners = Vec::new();
+        for (i, (port, web)) in ports.into_iter().enumerate() {
+            let mut socket = bind_listener(&config.host, port)?;
+            let addr = socket.local_addr().map_err(StartError::Setup)?;
+            poll.registry()
+                .register(&mut socket, Token(LISTENER_TOP - i), Interest::READABLE)
+                .map_err(StartError::Setup)?;
+            info!(
+                "listening on {addr} ({})",
+                if web {
+                    "HTTP and WebSocket"
+                } else {
+                    "line protocol"
+                }
+            );
+            listeners.push(Listener { socket, addr, web });
+        }
         let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(StartError::Setup)?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(StartError::Setup)?;
-        info!("listening on {local_addr}");
+        let ws_port = listeners.iter().find(|l| l.web).map(|l| l.addr.port());
         Ok(Server {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
-            listener: Some(listener),
-            local_addr,
+            listeners,
             accept_paused_until: None,
             accept_failing: false,
             signals,
@@ -278,34 +366,47 @@ impl Server {
                 dirty: Vec::new(),
                 closing: Vec::new(),
                 max_outbuf_bytes: config.max_outbuf_bytes,
-                deliveries: 0,
+                messages_out: 0,
                 slow_consumer_kicks: 0,
             },
             again: Vec::new(),
             texts: config.lang.texts(),
+            web: web::WebState::new(ws_port),
             config,
             next_generation: 0,
             scratch: vec![0; READ_CHUNK_BYTES],
             msg: Vec::new(),
+            forms: [Vec::new(), Vec::new(), Vec::new()],
+            json: Vec::new(),
+            speaker: Speaker {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                name: String::new(),
+            },
             fired: Vec::new(),
             shutdown_deadline: None,
-            stats: Stats::default(),
+            metrics: Metrics::default(),
             bytes_since_trim: 0,
             last_trim: Instant::now(),
         })
     }
 
-    /// The address the listener is bound to (the real port when asked for port 0).
+    /// The line-protocol listener's address (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs()[0]
+    }
+
+    /// Every listener's address: the line protocol's, then the WebSocket one's, then the
+    /// HTTP one's, as configured.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.addr).collect()
     }
 
     /// What the server has done so far.
-    pub fn stats(&self) -> Stats {
-        Stats {
-            deliveries: self.out.deliveries,
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            messages_out: self.out.messages_out,
             slow_consumer_kicks: self.out.slow_consumer_kicks,
-            ..self.stats.clone()
+            ..self.metrics.clone()
         }
     }
 
@@ -330,18 +431,19 @@ impl Server {
             // Free what the flush just finished, so its slot counts as free for the next
             // accept; offline notices queued here are flushed next turn.
             self.close_pending();
+            self.metrics.observe_loop(now.elapsed());
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || now >= deadline {
-                    let s = self.stats();
+                    let m = self.metrics();
                     info!(
-                        "stopped: {} accepted, {} refused (full), {} lines, {} deliveries, \
+                        "stopped: {} accepted, {} refused (full), {} messages in, {} out, \
                          {} idle kicks, {} slow-consumer kicks, {} connections cut at the grace limit",
-                        s.accepted,
-                        s.refused_full,
-                        s.lines_in,
-                        s.deliveries,
-                        s.idle_kicks,
-                        s.slow_consumer_kicks,
+                        m.accepted,
+                        m.refused_full,
+                        m.messages_in,
+                        m.messages_out,
+                        m.idle_kicks,
+                        m.slow_consumer_kicks,
                         self.conns.len()
                     );
                     return Ok(());
@@ -398,8 +500,10 @@ impl Server {
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
             match event.token() {
-                LISTENER => self.on_listener(now),
                 SIGNALS => self.on_signals(now),
+                Token(t) if t > LISTENER_TOP - self.listeners.len() => {
+                    self.on_listener(LISTENER_TOP - t, now)
+                }
                 token => {
                     trace!(
                         "{token:?} readable={} writable={}",
@@ -418,28 +522,31 @@ impl Server {
         self.events = events;
         if self.accept_paused_until.is_some_and(|t| now >= t) {
             self.accept_paused_until = None;
-            self.on_listener(now);
+            for i in 0..self.listeners.len() {
+                self.on_listener(i, now);
+            }
         }
     }
 
-    /// Accepts every pending connection. On running out of descriptors, pauses accepting
-    /// for a while instead of spinning: the listener's edge would not fire again for the
-    /// connections still queued, so the pause timer retries them.
-    fn on_listener(&mut self, now: Instant) {
+    /// Accepts every pending connection on listener `i`. On running out of descriptors,
+    /// pauses accepting for a while instead of spinning: the listener's edge would not fire
+    /// again for the connections still queued, so the pause timer retries them.
+    fn on_listener(&mut self, i: usize, now: Instant) {
         if self.accept_paused_until.is_some() {
             return;
         }
         loop {
-            let Some(listener) = self.listener.as_ref() else {
+            let Some(listener) = self.listeners.get(i) else {
                 return;
             };
-            match listener.accept() {
+            let web = listener.web;
+            match listener.socket.accept() {
                 Ok((socket, peer)) => {
                     if self.accept_failing {
                         info!("accepting again");
                         self.accept_failing = false;
                     }
-                    self.admit(socket, peer, now);
+                    self.admit(socket, peer, web, now);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e)
@@ -459,16 +566,19 @@ impl Server {
         }
     }
 
-    /// Takes a new connection into the chat, or refuses it when the server is full.
-    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, now: Instant) {
+    /// Takes a new connection in, or refuses it when the server is full. A line user is
+    /// online at once; a web connection first speaks HTTP.
+    fn admit(&mut self, mut socket: TcpStream, peer: SocketAddr, web: bool, now: Instant) {
         if self.conns.len() >= self.config.max_conns {
-            self.stats.refused_full += 1;
+            self.metrics.refused_full += 1;
             warn!(
                 "{peer} refused: {} connections is the limit",
                 self.config.max_conns
             );
-            // Best effort, as Redis does: a fresh socket has room for one short line.
-            let _ = socket.write(self.texts.server_full.as_bytes());
+            if !web {
+                // Best effort, as Redis does: a fresh socket has room for one short line.
+                let _ = socket.write(self.texts.server_full.as_bytes());
+            }
             return;
         }
         let entry = self.conns.vacant_entry();
@@ -483,29 +593,32 @@ impl Server {
             warn!("{peer} dropped: cannot register: {e}");
             return;
         }
-        // Chat lines are small and latency matters more than packet count; the loop
+        // Chat messages are small and latency matters more than packet count; the loop
         // already batches everything queued in one turn into one write.
         let _ = socket.set_nodelay(true);
-        let conn = entry.insert(Conn::new(socket, generation, peer, now));
-        if self.dir.join(peer, token).is_err() {
-            // Unreachable while the old socket with this address is open; be safe anyway.
+        let proto = if web {
+            Proto::Http { since: now }
+        } else {
+            Proto::Line
+        };
+        let conn = entry.insert(Conn::new(socket, generation, peer, proto, now));
+        self.metrics.accepted += 1;
+        debug!("{peer} connected as {token:?}");
+        // Unreachable while the old socket with this address is open; be safe anyway.
+        if !web && self.dir.join(peer, token).is_err() {
             self.out.close_now(conn, token);
             return;
         }
-        conn.online = true;
-        self.stats.accepted += 1;
-        debug!("{peer} connected as {token:?}");
-        if let Some(idle) = self.config.idle_timeout {
-            self.wheel.schedule(now + idle, token);
+        self.schedule(token);
+        if !web {
+            self.go_online(token);
         }
-        self.msg.clear();
-        text::user_line(&mut self.msg, conn.user(), self.texts.online.as_bytes());
-        self.broadcast();
     }
 
     /// Reads until the socket is drained or the budget is spent, executing every complete
-    /// line as it arrives. Input after EOF, a kick or shutdown is read and dropped, so the
-    /// kernel does not answer our final close with a reset that could destroy owed output.
+    /// command as it arrives. Input after EOF, a kick or shutdown is read and dropped, so
+    /// the kernel does not answer our final close with a reset that could destroy owed
+    /// output.
     fn on_readable(&mut self, token: Token, now: Instant) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut budget = READ_BUDGET_BYTES;
@@ -516,9 +629,12 @@ impl Server {
             match conn.read_some(&mut scratch) {
                 ReadOutcome::Data(n) => {
                     trace!("{token:?} read {n} bytes");
+                    self.metrics.bytes_in += n as u64;
                     if conn.state == ConnState::Open {
                         conn.last_active = now;
-                        self.take_input(token, &scratch[..n]);
+                        if let Some(chunk) = scratch.get_mut(..n) {
+                            self.take_input(token, chunk, now);
+                        }
                     }
                     if n >= budget {
                         self.again.push(token);
@@ -528,12 +644,12 @@ impl Server {
                 }
                 ReadOutcome::WouldBlock => break,
                 ReadOutcome::Eof => {
-                    debug!("{} sent EOF", conn);
+                    debug!("{conn} sent EOF");
                     self.finish(token, now);
                     break;
                 }
                 ReadOutcome::Failed(e) => {
-                    debug!("{} read failed: {e}", conn);
+                    debug!("{conn} read failed: {e}");
                     self.out.close_now(conn, token);
                     break;
                 }
@@ -542,27 +658,38 @@ impl Server {
         self.scratch = scratch;
     }
 
-    /// Feeds `chunk` after any partial line kept from earlier reads.
-    fn take_input(&mut self, token: Token, chunk: &[u8]) {
+    /// Feeds `chunk` after any partial command kept from earlier reads.
+    fn take_input(&mut self, token: Token, chunk: &mut [u8], now: Instant) {
         let Some(conn) = lookup(&mut self.conns, token) else {
             return;
         };
         if conn.inbuf.is_empty() {
-            // The common case: lines are executed straight from the shared read buffer and
-            // only a trailing partial line is copied.
-            let used = self.run_lines(token, chunk);
-            self.keep_partial(token, Vec::new(), &chunk[used..]);
+            // The common case: commands are executed straight from the shared read buffer
+            // and only a trailing partial one is copied.
+            let used = self.feed(token, chunk, now);
+            self.keep_partial(token, Vec::new(), chunk.get(used..).unwrap_or_default());
         } else {
             let mut buf = std::mem::take(&mut conn.inbuf);
             buf.extend_from_slice(chunk);
-            let used = self.run_lines(token, &buf);
+            let used = self.feed(token, &mut buf, now).min(buf.len());
             buf.drain(..used);
             self.keep_partial(token, buf, &[]);
         }
     }
 
-    /// Stores the unfinished line (at most `--max-line` bytes, or the framing would have
-    /// reported it too long) for the next read.
+    /// Runs the complete commands at the front of `data` by the connection's framing and
+    /// returns the bytes consumed; the rest is a partial command within its framing's limit
+    /// (`--max-line`, the HTTP head and body limits, `--ws-max-message`).
+    fn feed(&mut self, token: Token, data: &mut [u8], now: Instant) -> usize {
+        match lookup(&mut self.conns, token).map(|c| &c.proto) {
+            Some(Proto::Line) => self.run_lines(token, data),
+            Some(Proto::Http { .. }) => self.run_http(token, data, now),
+            Some(Proto::Ws { .. }) => self.run_frames(token, data, now),
+            None => data.len(),
+        }
+    }
+
+    /// Stores the unfinished command for the next read.
     fn keep_partial(&mut self, token: Token, mut buf: Vec<u8>, rest: &[u8]) {
         let Some(conn) = lookup(&mut self.conns, token) else {
             return;
@@ -572,116 +699,6 @@ impl Server {
             buf = Vec::new(); // release: an idle connection holds no buffer
         }
         conn.inbuf = buf;
-    }
-
-    /// Executes the complete lines at the front of `data` and returns the bytes consumed;
-    /// what remains is a partial line within the length limit.
-    fn run_lines(&mut self, token: Token, data: &[u8]) -> usize {
-        let max = self.config.max_line_bytes;
-        let mut pos = 0;
-        while pos < data.len() {
-            let Some(conn) = lookup(&mut self.conns, token) else {
-                return data.len();
-            };
-            if conn.state != ConnState::Open {
-                return data.len();
-            }
-            let rest = &data[pos..];
-            if conn.discarding {
-                match rest.iter().position(|&b| b == b'\n') {
-                    Some(i) => {
-                        conn.discarding = false;
-                        pos += i + 1;
-                    }
-                    None => return data.len(),
-                }
-                continue;
-            }
-            match next_line(rest, max) {
-                Line::Complete { text, used } => {
-                    pos += used;
-                    self.execute(token, text);
-                }
-                Line::Incomplete => break,
-                Line::TooLong => {
-                    debug!("{} sent a line over {max} bytes", conn);
-                    conn.discarding = true;
-                    self.reply(token, self.texts.error(ProtocolError::LineTooLong));
-                }
-            }
-        }
-        pos
-    }
-
-    /// Runs one line from `token`'s user.
-    fn execute(&mut self, token: Token, line: &[u8]) {
-        self.stats.lines_in += 1;
-        match parse(line) {
-            Ok(Command::Empty) => {}
-            Ok(Command::Who) => self.cmd_who(token),
-            Ok(Command::Rename(name)) => self.cmd_rename(token, name),
-            Ok(Command::To { name, body }) => self.cmd_to(token, name, body),
-            Ok(Command::Say(text)) => self.cmd_say(token, text),
-            Err(e) => {
-                debug!("{token:?}: {e}");
-                self.reply(token, self.texts.error(e));
-            }
-        }
-    }
-
-    /// `who`: one line per online user, to the asker only, in one queued block.
-    fn cmd_who(&mut self, token: Token) {
-        self.msg.clear();
-        for (_, c) in self.conns.iter().filter(|(_, c)| c.online) {
-            text::user_line(&mut self.msg, c.user(), self.texts.who_entry.as_bytes());
-        }
-        self.queue_msg(token);
-    }
-
-    /// `rename|NEW`, NEW already valid: taken names are refused, nothing changes then.
-    fn cmd_rename(&mut self, token: Token, new: &str) {
-        let Some(conn) = lookup(&mut self.conns, token) else {
-            return;
-        };
-        match self
-            .dir
-            .rename(conn.addr, conn.chosen_name.as_deref(), new, token)
-        {
-            Ok(()) => {
-                debug!("{conn} renamed to {new}");
-                conn.chosen_name = Some(new.into());
-                self.msg.clear();
-                text::renamed(&mut self.msg, self.texts, new);
-                self.queue_msg(token);
-            }
-            Err(_) => self.reply(token, self.texts.name_taken),
-        }
-    }
-
-    /// `to|NAME|TEXT`, checked in the seed's order: recipient online, then text present.
-    fn cmd_to(&mut self, token: Token, name: &[u8], body: &[u8]) {
-        let Some(target) = self.dir.lookup(name) else {
-            return self.reply(token, self.texts.no_such_user);
-        };
-        if body.is_empty() {
-            return self.reply(token, self.texts.empty_body);
-        }
-        let Some(sender) = lookup(&mut self.conns, token) else {
-            return;
-        };
-        self.msg.clear();
-        text::whisper(&mut self.msg, self.texts, sender.user(), body);
-        self.queue_msg(target);
-    }
-
-    /// Anything else: `[addr]name:LINE` to everyone, the sender included.
-    fn cmd_say(&mut self, token: Token, line: &[u8]) {
-        let Some(sender) = lookup(&mut self.conns, token) else {
-            return;
-        };
-        self.msg.clear();
-        text::user_line(&mut self.msg, sender.user(), line);
-        self.broadcast();
     }
 
     /// Queues a fixed text to one connection.
@@ -698,13 +715,83 @@ impl Server {
         }
     }
 
-    /// Appends the message in `self.msg` to every online user's output: the fan-out. The
-    /// bytes are copied, never re-encoded, and nothing is written until the flush phase.
-    fn broadcast(&mut self) {
-        for (key, conn) in self.conns.iter_mut().filter(|(_, c)| c.online) {
+    /// Makes `token`'s user the speaker of the next fan-out; false if it is gone.
+    fn speak_as(&mut self, token: Token) -> bool {
+        let Some(conn) = lookup(&mut self.conns, token) else {
+            return false;
+        };
+        self.speaker.addr = conn.addr;
+        self.speaker.name.clear();
+        conn.user().push_name_str(&mut self.speaker.name);
+        true
+    }
+
+    /// Tells every online user in `room` about `event` of the speaker, each in the form of
+    /// their own protocol: the fan-out. The message is encoded once per form present and
+    /// the bytes copied; nothing is written until the flush phase. `except` is the user an
+    /// `/im` enter push is about, who gets a login answer instead.
+    fn announce(&mut self, room: u16, event: Event<'_>, except: Option<Token>) {
+        let mut encoded = [false; 3];
+        for (key, conn) in self.conns.iter_mut() {
+            if !conn.online || conn.room() != room {
+                continue;
+            }
+            let Some(form) = conn.form() else { continue };
             let token = conn_token(key, conn.generation);
-            self.out.queue(conn, token, &self.msg);
+            if form == Form::Im && except == Some(token) {
+                continue;
+            }
+            let i = form as usize;
+            if !encoded[i] {
+                encode_event(
+                    &mut self.forms[i],
+                    &mut self.json,
+                    self.texts,
+                    &self.speaker,
+                    form,
+                    event,
+                );
+                encoded[i] = true;
+            }
+            self.out.queue(conn, token, &self.forms[i]);
         }
+    }
+
+    /// Sends `body` from the speaker to one user, in the form of the recipient's protocol.
+    fn whisper(&mut self, target: Token, body: &[u8]) {
+        let Some(conn) = lookup(&mut self.conns, target) else {
+            return;
+        };
+        self.msg.clear();
+        self.json.clear();
+        match conn.form() {
+            Some(Form::Line) => {
+                text::whisper(&mut self.msg, self.texts, self.speaker.user(), body);
+            }
+            Some(Form::Im) => {
+                let mut to = String::new();
+                conn.user().push_name_str(&mut to);
+                let msg = String::from_utf8_lossy(body);
+                im::push(
+                    &mut self.json,
+                    self.texts,
+                    "msg",
+                    &to,
+                    &msg,
+                    &self.speaker.name,
+                );
+                ws::encode_text(&mut self.msg, &self.json);
+            }
+            Some(Form::Hub) => {
+                let mut to = String::new();
+                conn.user().push_name_str(&mut to);
+                let msg = String::from_utf8_lossy(body);
+                hub::encode(&mut self.json, hub::SEND, &self.speaker.name, &to, &msg);
+                ws::encode_text(&mut self.msg, &self.json);
+            }
+            None => return,
+        }
+        self.out.queue(conn, target, &self.msg);
     }
 
     /// Notes that a blocked connection can take output again.
@@ -717,8 +804,20 @@ impl Server {
         }
     }
 
+    /// Puts a user whose name is already in the directory online, and tells its room.
+    fn go_online(&mut self, token: Token) {
+        let Some(conn) = lookup(&mut self.conns, token) else {
+            return;
+        };
+        conn.online = true;
+        let room = conn.room();
+        if self.speak_as(token) {
+            self.announce(room, Event::Online, Some(token));
+        }
+    }
+
     /// Takes a user offline: out of the directory, and (outside shutdown) an offline notice
-    /// to everyone still online.
+    /// to everyone still online in its room.
     fn go_offline(&mut self, token: Token) {
         let Some(conn) = lookup(&mut self.conns, token) else {
             return;
@@ -730,10 +829,9 @@ impl Server {
         self.dir
             .leave(conn.addr, conn.chosen_name.as_deref(), token);
         debug!("{conn} offline");
-        if self.shutdown_deadline.is_none() {
-            self.msg.clear();
-            text::user_line(&mut self.msg, conn.user(), self.texts.offline.as_bytes());
-            self.broadcast();
+        let room = conn.room();
+        if self.shutdown_deadline.is_none() && self.speak_as(token) {
+            self.announce(room, Event::Offline, None);
         }
     }
 
@@ -754,7 +852,35 @@ impl Server {
             conn.dirty = true; // the flush phase closes it once drained, even if empty now
             self.out.dirty.push(token);
         }
-        self.wheel.schedule(now + self.config.shutdown_grace, token);
+        self.schedule(token);
+    }
+
+    /// When `conn` must next be looked at, by its state and protocol.
+    fn deadline(&self, conn: &Conn) -> Option<Instant> {
+        match (conn.state, &conn.proto) {
+            (ConnState::CloseAfterFlush, _) => Some(conn.last_active + self.config.shutdown_grace),
+            (ConnState::Closing, _) => None,
+            (ConnState::Open, Proto::Line) => {
+                self.config.idle_timeout.map(|d| conn.last_active + d)
+            }
+            (ConnState::Open, Proto::Ws { .. }) => {
+                Some(conn.last_active + self.config.heartbeat_timeout)
+            }
+            (ConnState::Open, Proto::Http { since }) => Some(*since + HTTP_TIMEOUT),
+        }
+    }
+
+    /// Puts a reminder for `token` on the wheel at its current deadline.
+    fn schedule(&mut self, token: Token) {
+        let generation = (token.0 >> 32) as u32;
+        let deadline = self
+            .conns
+            .get(token_key(token))
+            .filter(|c| c.generation == generation)
+            .and_then(|c| self.deadline(c));
+        if let Some(at) = deadline {
+            self.wheel.schedule(at, token);
+        }
     }
 
     /// Fires due timers. An entry is only a reminder: the connection's own state says
@@ -763,24 +889,43 @@ impl Server {
         let mut fired = std::mem::take(&mut self.fired);
         self.wheel.poll(now, &mut fired);
         for token in fired.drain(..) {
-            let Some(conn) = lookup(&mut self.conns, token) else {
+            let generation = (token.0 >> 32) as u32;
+            let Some(conn) = self
+                .conns
+                .get(token_key(token))
+                .filter(|c| c.generation == generation)
+            else {
                 continue;
             };
-            let deadline = match (conn.state, self.config.idle_timeout) {
-                (ConnState::Open, Some(idle)) => conn.last_active + idle,
-                (ConnState::CloseAfterFlush, _) => conn.last_active + self.config.shutdown_grace,
-                _ => continue,
+            let Some(deadline) = self.deadline(conn) else {
+                continue;
             };
             if deadline > now {
                 self.wheel.schedule(deadline, token);
-            } else if conn.state == ConnState::Open {
-                debug!("{conn} idle: kicked");
-                self.stats.idle_kicks += 1;
-                self.reply(token, self.texts.kicked);
-                self.finish(token, now);
-            } else {
-                debug!("{} did not take its last output in time", conn);
-                self.out.close_now(conn, token);
+                continue;
+            }
+            match (conn.state, &conn.proto) {
+                (ConnState::Open, Proto::Line) => {
+                    debug!("{conn} idle: kicked");
+                    self.metrics.idle_kicks += 1;
+                    self.reply(token, self.texts.kicked);
+                    self.finish(token, now);
+                }
+                (ConnState::Open, Proto::Ws { .. }) => {
+                    debug!("{conn} missed its heartbeat: closed");
+                    self.metrics.idle_kicks += 1;
+                    self.ws_close(token, ws::close::POLICY, self.texts.heartbeat_timeout, now);
+                }
+                (ConnState::Open, Proto::Http { .. }) => {
+                    debug!("{conn} HTTP request timed out");
+                    self.http_fail(token, 408, now);
+                }
+                _ => {
+                    debug!("{conn} did not take its last output in time");
+                    if let Some(conn) = lookup(&mut self.conns, token) {
+                        self.out.close_now(conn, token);
+                    }
+                }
             }
         }
         self.fired = fired;
@@ -802,7 +947,7 @@ impl Server {
             }
             if let Some(mut conn) = self.conns.try_remove(key) {
                 let _ = self.poll.registry().deregister(&mut conn.socket);
-                debug!("{} closed", conn);
+                debug!("{conn} closed");
             }
         }
     }
@@ -821,9 +966,9 @@ impl Server {
             }
             let pending = conn.pending();
             let outcome = conn.flush(WRITE_BUDGET_BYTES);
-            let written = pending - conn.pending().min(pending);
-            self.stats.bytes_out += written as u64;
-            self.bytes_since_trim += written as u64;
+            let written = (pending - conn.pending().min(pending)) as u64;
+            self.metrics.bytes_out += written;
+            self.bytes_since_trim += written;
             let want_write = match outcome {
                 Flush::Drained => {
                     if conn.state == ConnState::CloseAfterFlush {
@@ -839,7 +984,7 @@ impl Server {
                     continue;
                 }
                 Flush::Failed(e) => {
-                    debug!("{} write failed: {e}", conn);
+                    debug!("{conn} write failed: {e}");
                     self.out.close_now(conn, token);
                     continue;
                 }
@@ -857,7 +1002,7 @@ impl Server {
                 {
                     Ok(()) => conn.write_armed = want_write,
                     Err(e) => {
-                        debug!("{} reregister failed: {e}", conn);
+                        debug!("{conn} reregister failed: {e}");
                         self.out.close_now(conn, token);
                     }
                 }
@@ -866,6 +1011,22 @@ impl Server {
         if self.out.dirty.is_empty() {
             self.out.dirty = dirty; // keep the allocation
         }
+    }
+
+    /// Counts connections by protocol and users online, for the metrics page and state.
+    fn gauges(&self) -> Gauges {
+        let mut g = Gauges {
+            users: self.dir.len(),
+            ..Gauges::default()
+        };
+        for (_, conn) in self.conns.iter() {
+            match conn.proto {
+                Proto::Line => g.line += 1,
+                Proto::Ws { .. } => g.ws += 1,
+                Proto::Http { .. } => g.http += 1,
+            }
+        }
+        g
     }
 
     /// SIGINT/SIGTERM: the first begins a graceful shutdown; a second one ends it now.
@@ -889,8 +1050,8 @@ impl Server {
             self.config.shutdown_grace
         );
         self.shutdown_deadline = Some(now + self.config.shutdown_grace);
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         self.accept_paused_until = None;
         let tokens: Vec<Token> = self
@@ -900,8 +1061,18 @@ impl Server {
             .map(|(key, c)| conn_token(key, c.generation))
             .collect();
         for token in tokens {
-            self.reply(token, self.texts.shutting_down);
-            self.finish(token, now);
+            match lookup(&mut self.conns, token).map(|c| &c.proto) {
+                Some(Proto::Line) => {
+                    self.reply(token, self.texts.shutting_down);
+                    self.finish(token, now);
+                }
+                Some(Proto::Ws { .. }) => {
+                    let reason = self.texts.shutting_down.trim_end();
+                    self.ws_close(token, ws::close::GOING_AWAY, reason, now);
+                }
+                Some(Proto::Http { .. }) => self.finish(token, now),
+                None => {}
+            }
         }
     }
 }

@@ -1,0 +1,327 @@
+//! The gowebsocket JSON protocol of seed 003 (`/im` and `/acc`), parsed and encoded by pure
+//! functions.
+//!
+//! Requests are `{"seq","cmd","data"}`; answers are `{"seq","cmd","response":{"code",
+//! "codeMsg","data"}}`, and pushes (chat, enter, exit) use the answer shape with a `data`
+//! of `{"target","type":"text","msg","from"}`. JSON goes through serde_json's `Value`: a
+//! request is small and parsed once, and a push is encoded once per fan-out, not per
+//! recipient.
+
+use crate::protocol::check_name;
+use crate::text::Texts;
+use serde_json::{json, Value};
+
+/// The most bytes a user id may have (seed 003's limit).
+pub const MAX_USER_ID_BYTES: usize = 19;
+/// The application (room) ids a client may log in to; line users share the first.
+pub const APP_IDS: std::ops::RangeInclusive<u16> = 101..=104;
+/// The room of line users, hub users, and of `/im` logins that name no appID.
+pub const DEFAULT_APP_ID: u16 = 101;
+
+/// Response codes, with the seed's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// 200.
+    Success,
+    /// 1000: the command needs a login.
+    NotLoggedIn,
+    /// 1001: missing or malformed parameters, or a frame that is not JSON.
+    BadParams,
+    /// 1002: the user id breaks the name rules.
+    BadUserId,
+    /// 1003: the appID is not one of [`APP_IDS`].
+    Unauthorized,
+    /// 1009: the operation failed (name taken, recipient offline).
+    Failed,
+    /// 1010: no such command.
+    NoRoute,
+}
+
+impl Code {
+    /// The number on the wire.
+    pub fn number(self) -> u32 {
+        match self {
+            Code::Success => 200,
+            Code::NotLoggedIn => 1000,
+            Code::BadParams => 1001,
+            Code::BadUserId => 1002,
+            Code::Unauthorized => 1003,
+            Code::Failed => 1009,
+            Code::NoRoute => 1010,
+        }
+    }
+
+    /// The `codeMsg` text.
+    pub fn message(self, texts: &Texts) -> &'static str {
+        match self {
+            Code::Success => texts.code_success,
+            Code::NotLoggedIn => texts.code_not_logged_in,
+            Code::BadParams => texts.code_bad_params,
+            Code::BadUserId => texts.code_bad_user_id,
+            Code::Unauthorized => texts.code_unauthorized,
+            Code::Failed => texts.code_failed,
+            Code::NoRoute => texts.code_no_route,
+        }
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `login` with a valid user id and appID.
+    Login {
+        /// The user id, checked against the name rules.
+        user_id: String,
+        /// The room.
+        app_id: u16,
+    },
+    /// `heartbeat`.
+    Heartbeat,
+    /// `ping`, answered with `"pong"`.
+    Ping,
+    /// `msg`: to everyone in the sender's room, or to `target`.
+    Msg {
+        /// One recipient's name, or `None` for the room.
+        target: Option<String>,
+        /// The text.
+        msg: String,
+    },
+}
+
+/// One parsed request: its `seq` and `cmd` (echoed in the answer) and what it asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `seq` as sent (numbers are echoed as their text), or empty.
+    pub seq: String,
+    /// `cmd` as sent, or empty.
+    pub cmd: String,
+    /// The command, or the code that refuses it.
+    pub command: Result<Command, Refusal>,
+}
+
+/// Why a request is refused before it reaches the server's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The frame is not a JSON object: answered with `数据不合法`.
+    NotJson,
+    /// A known command with bad parameters, or an unknown one.
+    Code(Code),
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Request {
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
+        return Request {
+            seq: String::new(),
+            cmd: String::new(),
+            command: Err(Refusal::NotJson),
+        };
+    };
+    let seq = scalar_text(obj.get("seq")).unwrap_or_default();
+    let cmd = scalar_text(obj.get("cmd")).unwrap_or_default();
+    let data = obj.get("data").unwrap_or(&Value::Null);
+    let command = match cmd.as_str() {
+        "login" => parse_login(data),
+        "heartbeat" => Ok(Command::Heartbeat),
+        "ping" => Ok(Command::Ping),
+        "msg" => parse_msg(data),
+        _ => Err(Refusal::Code(Code::NoRoute)),
+    };
+    Request { seq, cmd, command }
+}
+
+/// A string, or a number as its text (clients send `"appID":101` and `"appID":"101"`).
+fn scalar_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The first of `keys` present in `data`.
+fn field<'a>(data: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter().find_map(|k| data.get(*k))
+}
+
+fn parse_login(data: &Value) -> Result<Command, Refusal> {
+    let refuse = |c| Err(Refusal::Code(c));
+    let Some(user_id) = field(data, &["userID", "userId"]) else {
+        return refuse(Code::BadParams);
+    };
+    let Some(user_id) = scalar_text(Some(user_id)) else {
+        return refuse(Code::BadParams);
+    };
+    if user_id.len() > MAX_USER_ID_BYTES || check_name(user_id.as_bytes()).is_err() {
+        return refuse(Code::BadUserId);
+    }
+    let app_id = match field(data, &["appID", "appId"]) {
+        None | Some(Value::Null) => DEFAULT_APP_ID,
+        Some(v) => match scalar_text(Some(v)).and_then(|t| t.parse::<i64>().ok()) {
+            None => return refuse(Code::BadParams),
+            Some(n) => match u16::try_from(n) {
+                Ok(id) if APP_IDS.contains(&id) => id,
+                _ => return refuse(Code::Unauthorized),
+            },
+        },
+    };
+    Ok(Command::Login { user_id, app_id })
+}
+
+fn parse_msg(data: &Value) -> Result<Command, Refusal> {
+    let Some(Value::String(msg)) = data.get("msg") else {
+        return Err(Refusal::Code(Code::BadParams));
+    };
+    let target = match field(data, &["target", "userID", "userId"]) {
+        None | Some(Value::Null) => None,
+        Some(v) => match scalar_text(Some(v)) {
+            Some(t) if t.is_empty() => None,
+            Some(t) => Some(t),
+            None => return Err(Refusal::Code(Code::BadParams)),
+        },
+    };
+    Ok(Command::Msg {
+        target,
+        msg: msg.clone(),
+    })
+}
+
+/// Appends an answer: `{"seq","cmd","response":{"code","codeMsg","data"}}`.
+pub fn answer(out: &mut Vec<u8>, texts: &Texts, seq: &str, cmd: &str, code: Code, data: Value) {
+    answer_with(out, seq, cmd, code.number(), code.message(texts), data);
+}
+
+/// Appends an answer with an explicit `codeMsg` (`数据不合法` has no code of its own).
+pub fn answer_with(out: &mut Vec<u8>, seq: &str, cmd: &str, code: u32, msg: &str, data: Value) {
+    let v = json!({
+        "seq": seq,
+        "cmd": cmd,
+        "response": {"code": code, "codeMsg": msg, "data": data},
+    });
+    // Serializing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &v);
+}
+
+/// Appends a push (`cmd` is `msg`, `enter` or `exit`): a chat line or notice from `from`.
+pub fn push(out: &mut Vec<u8>, texts: &Texts, cmd: &str, target: &str, msg: &str, from: &str) {
+    let data = json!({"target": target, "type": "text", "msg": msg, "from": from});
+    answer(out, texts, "", cmd, Code::Success, data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::ZH;
+
+    fn cmd(text: &str) -> Result<Command, Refusal> {
+        parse(text).command
+    }
+
+    #[test]
+    fn login_accepts_both_key_spellings_and_numeric_strings() {
+        let want = Ok(Command::Login {
+            user_id: "alice".into(),
+            app_id: 102,
+        });
+        assert_eq!(
+            cmd(r#"{"seq":"1","cmd":"login","data":{"userID":"alice","appID":102}}"#),
+            want
+        );
+        assert_eq!(
+            cmd(r#"{"seq":"1","cmd":"login","data":{"userId":"alice","appId":"102"}}"#),
+            want
+        );
+    }
+
+    #[test]
+    fn login_defaults_to_app_101() {
+        assert_eq!(
+            cmd(r#"{"cmd":"login","data":{"userID":"bob"}}"#),
+            Ok(Command::Login {
+                user_id: "bob".into(),
+                app_id: 101
+            })
+        );
+    }
+
+    #[test]
+    fn login_refusals() {
+        let code = |c| Err(Refusal::Code(c));
+        assert_eq!(cmd(r#"{"cmd":"login","data":{}}"#), code(Code::BadParams));
+        assert_eq!(cmd(r#"{"cmd":"login"}"#), code(Code::BadParams));
+        assert_eq!(
+            cmd(r#"{"cmd":"login","data":{"userID":"12345678901234567890"}}"#),
+            code(Code::BadUserId)
+        );
+        assert_eq!(
+            cmd(r#"{"cmd":"login","data":{"userID":""}}"#),
+            code(Code::BadUserId)
+        );
+        assert_eq!(
+            cmd(r#"{"cmd":"login","data":{"userID":"a:b"}}"#),
+            code(Code::BadUserId)
+        );
+        assert_eq!(
+            cmd(r#"{"cmd":"login","data":{"userID":"a","appID":999}}"#),
+            code(Code::Unauthorized)
+        );
+        assert_eq!(
+            cmd(r#"{"cmd":"login","data":{"userID":"a","appID":"x"}}"#),
+            code(Code::BadParams)
+        );
+    }
+
+    #[test]
+    fn seq_and_cmd_are_echoed_even_when_numbers() {
+        let r = parse(r#"{"seq":17,"cmd":"heartbeat","data":{}}"#);
+        assert_eq!((r.seq.as_str(), r.cmd.as_str()), ("17", "heartbeat"));
+        assert_eq!(r.command, Ok(Command::Heartbeat));
+    }
+
+    #[test]
+    fn not_json_and_unknown_commands() {
+        assert_eq!(cmd("hello"), Err(Refusal::NotJson));
+        assert_eq!(cmd("[1,2]"), Err(Refusal::NotJson));
+        assert_eq!(cmd(r#"{"cmd":"dance"}"#), Err(Refusal::Code(Code::NoRoute)));
+        assert_eq!(cmd(r#"{"cmd":"ping"}"#), Ok(Command::Ping));
+    }
+
+    #[test]
+    fn msg_to_the_room_or_one_user() {
+        assert_eq!(
+            cmd(r#"{"cmd":"msg","data":{"msg":"hi"}}"#),
+            Ok(Command::Msg {
+                target: None,
+                msg: "hi".into()
+            })
+        );
+        assert_eq!(
+            cmd(r#"{"cmd":"msg","data":{"target":"bob","msg":"hi"}}"#),
+            Ok(Command::Msg {
+                target: Some("bob".into()),
+                msg: "hi".into()
+            })
+        );
+        assert_eq!(
+            cmd(r#"{"cmd":"msg","data":{"target":"bob"}}"#),
+            Err(Refusal::Code(Code::BadParams))
+        );
+    }
+
+    #[test]
+    fn answers_and_pushes_have_the_seed_shape() {
+        let mut out = Vec::new();
+        answer(&mut out, &ZH, "3", "ping", Code::Success, json!("pong"));
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            json!({"seq":"3","cmd":"ping","response":{"code":200,"codeMsg":"Success","data":"pong"}})
+        );
+        out.clear();
+        push(&mut out, &ZH, "enter", "", ZH.enter, "alice");
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["response"]["data"]["msg"], "哈喽~");
+        assert_eq!(v["response"]["data"]["from"], "alice");
+        assert_eq!(v["cmd"], "enter");
+    }
+}

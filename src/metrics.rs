@@ -1,0 +1,206 @@
+//! Counters the loop keeps, rendered in the Prometheus text format for `GET /metrics`.
+//!
+//! Plain `u64`s: there is one thread, so no atomics and no locks. Gauges (connections by
+//! protocol, users) are counted from the slab when a scrape asks, which is rare, rather
+//! than kept up to date on every change.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Upper bounds, in microseconds, of the loop-iteration histogram's buckets.
+pub const LOOP_BUCKETS_US: [u64; 10] =
+    [10, 50, 100, 250, 500, 1_000, 5_000, 10_000, 50_000, 100_000];
+
+/// What the server has done since it started.
+#[derive(Debug, Default, Clone)]
+pub struct Metrics {
+    /// Connections accepted, line and web.
+    pub accepted: u64,
+    /// Connections refused at `--max-conns`.
+    pub refused_full: u64,
+    /// Commands received: lines, WebSocket messages, HTTP requests.
+    pub messages_in: u64,
+    /// Messages queued to recipients (one broadcast to N users counts N).
+    pub messages_out: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Users kicked for idling or a missed heartbeat.
+    pub idle_kicks: u64,
+    /// Slow readers disconnected at `--max-outbuf`.
+    pub slow_consumer_kicks: u64,
+    /// HTTP requests answered.
+    pub http_requests: u64,
+    /// Loop iterations per bucket of [`LOOP_BUCKETS_US`]; the last slot is `+Inf`.
+    pub loop_buckets: [u64; LOOP_BUCKETS_US.len() + 1],
+    /// Sum of loop iteration times, microseconds.
+    pub loop_sum_us: u64,
+}
+
+/// Point-in-time values counted at scrape time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    /// Line-protocol connections.
+    pub line: usize,
+    /// WebSocket connections.
+    pub ws: usize,
+    /// HTTP connections (not upgraded).
+    pub http: usize,
+    /// Users online, all protocols.
+    pub users: usize,
+}
+
+impl Metrics {
+    /// Records one loop iteration's busy time (from `poll` returning to the next `poll`).
+    pub fn observe_loop(&mut self, busy: Duration) {
+        let us = u64::try_from(busy.as_micros()).unwrap_or(u64::MAX);
+        let slot = LOOP_BUCKETS_US
+            .iter()
+            .position(|&le| us <= le)
+            .unwrap_or(LOOP_BUCKETS_US.len());
+        if let Some(b) = self.loop_buckets.get_mut(slot) {
+            *b += 1;
+        }
+        self.loop_sum_us = self.loop_sum_us.saturating_add(us);
+    }
+
+    /// The Prometheus text exposition of every counter and the gauges.
+    pub fn render(&self, g: Gauges) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in lines {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| [(String::new(), v)];
+        metric(
+            "imserver_connections",
+            "gauge",
+            "Open connections by protocol.",
+            &[
+                ("{protocol=\"line\"}".into(), g.line as u64),
+                ("{protocol=\"ws\"}".into(), g.ws as u64),
+                ("{protocol=\"http\"}".into(), g.http as u64),
+            ],
+        );
+        metric(
+            "imserver_users",
+            "gauge",
+            "Users online.",
+            &one(g.users as u64),
+        );
+        for (name, help, v) in [
+            (
+                "imserver_accepted_total",
+                "Connections accepted.",
+                self.accepted,
+            ),
+            (
+                "imserver_refused_total",
+                "Connections refused at --max-conns.",
+                self.refused_full,
+            ),
+            (
+                "imserver_messages_in_total",
+                "Lines, WebSocket messages and HTTP requests received.",
+                self.messages_in,
+            ),
+            (
+                "imserver_messages_out_total",
+                "Messages queued to recipients.",
+                self.messages_out,
+            ),
+            (
+                "imserver_bytes_in_total",
+                "Bytes read from clients.",
+                self.bytes_in,
+            ),
+            (
+                "imserver_bytes_out_total",
+                "Bytes written to clients.",
+                self.bytes_out,
+            ),
+            (
+                "imserver_idle_kicks_total",
+                "Users kicked for idling or missed heartbeats.",
+                self.idle_kicks,
+            ),
+            (
+                "imserver_slow_consumer_kicks_total",
+                "Slow readers disconnected at --max-outbuf.",
+                self.slow_consumer_kicks,
+            ),
+            (
+                "imserver_http_requests_total",
+                "HTTP requests answered.",
+                self.http_requests,
+            ),
+        ] {
+            metric(name, "counter", help, &one(v));
+        }
+        let mut cumulative = 0;
+        let mut buckets = Vec::new();
+        for (i, count) in self.loop_buckets.iter().enumerate() {
+            cumulative += count;
+            let le = LOOP_BUCKETS_US
+                .get(i)
+                .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+            buckets.push((format!("_bucket{{le=\"{le}\"}}"), cumulative));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP imserver_loop_iteration_seconds Busy time of one loop iteration.\n\
+             # TYPE imserver_loop_iteration_seconds histogram"
+        );
+        for (suffix, v) in buckets {
+            let _ = writeln!(out, "imserver_loop_iteration_seconds{suffix} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "imserver_loop_iteration_seconds_sum {}\nimserver_loop_iteration_seconds_count {cumulative}",
+            self.loop_sum_us as f64 / 1e6
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_times_fall_into_cumulative_buckets() {
+        let mut m = Metrics::default();
+        m.observe_loop(Duration::from_micros(5));
+        m.observe_loop(Duration::from_micros(700));
+        m.observe_loop(Duration::from_secs(3));
+        let text = m.render(Gauges::default());
+        assert!(
+            text.contains("imserver_loop_iteration_seconds_bucket{le=\"0.00001\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("imserver_loop_iteration_seconds_bucket{le=\"0.001\"} 2\n"));
+        assert!(text.contains("imserver_loop_iteration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("imserver_loop_iteration_seconds_count 3\n"));
+    }
+
+    #[test]
+    fn gauges_and_counters_are_rendered_with_help_and_type() {
+        let m = Metrics {
+            slow_consumer_kicks: 2,
+            ..Metrics::default()
+        };
+        let text = m.render(Gauges {
+            line: 3,
+            ws: 1,
+            http: 0,
+            users: 4,
+        });
+        assert!(text.contains("# TYPE imserver_connections gauge\n"));
+        assert!(text.contains("imserver_connections{protocol=\"line\"} 3\n"));
+        assert!(text.contains("imserver_users 4\n"));
+        assert!(text.contains("imserver_slow_consumer_kicks_total 2\n"));
+    }
+}

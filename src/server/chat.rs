@@ -1,0 +1,119 @@
+//! The line protocol's commands (seeds 000–002): framing with [`next_line`], then one
+//! handler per [`Command`]. Replies and fan-out go through the loop's shared helpers, so a
+//! line user's broadcast reaches WebSocket users too, in their own form.
+
+use super::{lookup, Event, Server};
+use crate::conn::ConnState;
+use crate::protocol::{next_line, parse, Command, Line, ProtocolError};
+use crate::text;
+use log::debug;
+use mio::Token;
+
+impl Server {
+    /// Executes the complete lines at the front of `data` and returns the bytes consumed;
+    /// what remains is a partial line within the length limit.
+    pub(super) fn run_lines(&mut self, token: Token, data: &[u8]) -> usize {
+        let max = self.config.max_line_bytes;
+        let mut pos = 0;
+        while pos < data.len() {
+            let Some(conn) = lookup(&mut self.conns, token) else {
+                return data.len();
+            };
+            if conn.state != ConnState::Open {
+                return data.len();
+            }
+            let rest = data.get(pos..).unwrap_or_default();
+            if conn.discarding {
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        conn.discarding = false;
+                        pos += i + 1;
+                    }
+                    None => return data.len(),
+                }
+                continue;
+            }
+            match next_line(rest, max) {
+                Line::Complete { text, used } => {
+                    pos += used;
+                    self.execute(token, text);
+                }
+                Line::Incomplete => break,
+                Line::TooLong => {
+                    debug!("{conn} sent a line over {max} bytes");
+                    conn.discarding = true;
+                    self.reply(token, self.texts.error(ProtocolError::LineTooLong));
+                }
+            }
+        }
+        pos
+    }
+
+    /// Runs one line from `token`'s user.
+    fn execute(&mut self, token: Token, line: &[u8]) {
+        self.metrics.messages_in += 1;
+        match parse(line) {
+            Ok(Command::Empty) => {}
+            Ok(Command::Who) => self.cmd_who(token),
+            Ok(Command::Rename(name)) => self.cmd_rename(token, name),
+            Ok(Command::To { name, body }) => self.cmd_to(token, name, body),
+            Ok(Command::Say(text)) => self.cmd_say(token, text),
+            Err(e) => {
+                debug!("{token:?}: {e}");
+                self.reply(token, self.texts.error(e));
+            }
+        }
+    }
+
+    /// `who`: one line per online user of any protocol, to the asker only, in one block.
+    fn cmd_who(&mut self, token: Token) {
+        self.msg.clear();
+        for (_, c) in self.conns.iter().filter(|(_, c)| c.online) {
+            text::user_line(&mut self.msg, c.user(), self.texts.who_entry.as_bytes());
+        }
+        self.queue_msg(token);
+    }
+
+    /// `rename|NEW`, NEW already valid: taken names are refused, nothing changes then.
+    fn cmd_rename(&mut self, token: Token, new: &str) {
+        let Some(conn) = lookup(&mut self.conns, token) else {
+            return;
+        };
+        match self
+            .dir
+            .rename(conn.addr, conn.chosen_name.as_deref(), new, token)
+        {
+            Ok(()) => {
+                debug!("{conn} renamed to {new}");
+                conn.chosen_name = Some(new.into());
+                self.msg.clear();
+                text::renamed(&mut self.msg, self.texts, new);
+                self.queue_msg(token);
+            }
+            Err(_) => self.reply(token, self.texts.name_taken),
+        }
+    }
+
+    /// `to|NAME|TEXT`, checked in the seed's order: recipient online, then text present.
+    fn cmd_to(&mut self, token: Token, name: &[u8], body: &[u8]) {
+        let Some(target) = self.dir.lookup(name) else {
+            return self.reply(token, self.texts.no_such_user);
+        };
+        if body.is_empty() {
+            return self.reply(token, self.texts.empty_body);
+        }
+        if self.speak_as(token) {
+            self.whisper(target, body);
+        }
+    }
+
+    /// Anything else: `[addr]name:LINE` to everyone in the room, the sender included.
+    fn cmd_say(&mut self, token: Token, line: &[u8]) {
+        let Some(room) = lookup(&mut self.conns, token).map(|c| c.room()) else {
+            return;
+        };
+        if self.speak_as(token) {
+            self.announce(room, Event::Say(line), None);
+        }
+    }
+}

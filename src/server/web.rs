@@ -1,0 +1,653 @@
+//! HTTP and WebSocket on the loop (seeds 003 and 004): the request router, the HTTP API,
+//! the upgrade, and the two JSON protocols over WebSocket frames.
+//!
+//! A web connection starts as [`Proto::Http`]. A request head is parsed by `http`, its body
+//! waits in the connection's input buffer (both bounded), and the answer is queued like any
+//! chat message. An upgrade swaps the connection's framing to [`Proto::Ws`] in place; the
+//! bytes after the handshake are fed straight to the frame decoder. WebSocket users live in
+//! the same directory and rooms as line users, so every fan-out reaches them in their form.
+
+use super::{lookup, Event, Server};
+use crate::conn::{ConnState, Proto, WsApp};
+use crate::http::{self, Head, Method, Request};
+use crate::hub;
+use crate::im::{self, Code, Command, Refusal, APP_IDS, DEFAULT_APP_ID, MAX_USER_ID_BYTES};
+use crate::protocol::check_name;
+use crate::ws::{self, Msg, Next, WsReader};
+use log::debug;
+use mio::Token;
+use serde_json::{json, Value};
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+/// The chat page, served at `GET /` with `__WS_PORT__` replaced by the WebSocket port.
+const PAGE_HTML: &str = include_str!("../page.html");
+/// How many recent `msgID`s the HTTP API remembers to refuse repeats.
+const MAX_REMEMBERED_MSG_IDS: usize = 10_000;
+
+/// What the web side keeps between requests.
+pub(super) struct WebState {
+    /// The page with its WebSocket port filled in, rendered once at start.
+    page: Vec<u8>,
+    /// Recent `msgID`s, as a set and in arrival order (to forget the oldest).
+    msg_ids: HashSet<Box<str>>,
+    msg_id_order: VecDeque<Box<str>>,
+}
+
+impl WebState {
+    /// The state for a server whose first web listener is on `port`.
+    pub(super) fn new(port: Option<u16>) -> Self {
+        let port = port.map(|p| p.to_string()).unwrap_or_default();
+        WebState {
+            page: PAGE_HTML.replace("__WS_PORT__", &port).into_bytes(),
+            msg_ids: HashSet::new(),
+            msg_id_order: VecDeque::new(),
+        }
+    }
+
+    /// Records `id`; true if it was seen before (an empty id is never a repeat).
+    fn repeated(&mut self, id: &str) -> bool {
+        if id.is_empty() {
+            return false;
+        }
+        if self.msg_ids.contains(id) {
+            return true;
+        }
+        if self.msg_id_order.len() >= MAX_REMEMBERED_MSG_IDS {
+            if let Some(old) = self.msg_id_order.pop_front() {
+                self.msg_ids.remove(&old);
+            }
+        }
+        self.msg_ids.insert(id.into());
+        self.msg_id_order.push_back(id.into());
+        false
+    }
+}
+
+/// The parameters of an API call: the form body of a POST, else the query string.
+struct Params<'a>(std::borrow::Cow<'a, str>);
+
+impl Params<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        http::query_param(&self.0, name)
+    }
+
+    /// `appID` (or `appId`): absent means the line users' room; `None` when invalid.
+    fn app_id(&self) -> Option<u16> {
+        match self.get("appID").or_else(|| self.get("appId")) {
+            None => Some(DEFAULT_APP_ID),
+            Some(v) => v.parse().ok().filter(|id| APP_IDS.contains(id)),
+        }
+    }
+
+    fn user_id(&self) -> Option<String> {
+        self.get("userID")
+            .or_else(|| self.get("userId"))
+            .filter(|u| !u.is_empty())
+    }
+}
+
+/// An API answer: the HTTP status and the JSON envelope's code and data.
+struct Answer {
+    code: u32,
+    msg: &'static str,
+    data: Value,
+}
+
+impl Server {
+    /// Serves the complete requests at the front of `data`; returns the bytes consumed.
+    pub(super) fn run_http(&mut self, token: Token, data: &mut [u8], now: Instant) -> usize {
+        let mut pos = 0;
+        loop {
+            let Some(rest) = data.get(pos..) else {
+                return data.len();
+            };
+            let (request, used) = match http::parse_head(rest) {
+                Ok(Head::Incomplete) => return pos,
+                Ok(Head::Complete { request, used }) => (request, used),
+                Err(e) => {
+                    debug!("{token:?}: {e}");
+                    self.http_fail(token, e.status(), now);
+                    return data.len();
+                }
+            };
+            let end = used + request.content_length;
+            let Some(body) = rest.get(used..end) else {
+                return pos; // the body is still arriving (bounded by MAX_BODY_BYTES)
+            };
+            self.metrics.messages_in += 1;
+            self.metrics.http_requests += 1;
+            match &request.websocket {
+                Some(Ok(key)) => {
+                    pos += end;
+                    if !self.upgrade(token, &request, key, now) {
+                        return data.len();
+                    }
+                    let rest = data.get_mut(pos..).unwrap_or_default();
+                    return pos + self.run_frames(token, rest, now);
+                }
+                Some(Err(e)) => {
+                    debug!("{token:?}: {e}");
+                    self.http_fail(token, e.status(), now);
+                    return data.len();
+                }
+                None => self.serve(token, &request, body, now),
+            }
+            pos += end;
+            let open = lookup(&mut self.conns, token).is_some_and(|c| c.state == ConnState::Open);
+            if !open {
+                return data.len();
+            }
+        }
+    }
+
+    /// Answers with `status` and a JSON error, then closes.
+    pub(super) fn http_fail(&mut self, token: Token, status: u16, now: Instant) {
+        let body = json!({"code": status, "msg": http::reason_phrase(status), "data": null});
+        self.msg.clear();
+        http::response(
+            &mut self.msg,
+            status,
+            JSON_TYPE,
+            body.to_string().as_bytes(),
+            false,
+        );
+        self.queue_msg(token);
+        self.finish(token, now);
+    }
+
+    /// Routes one plain HTTP request and queues its response.
+    fn serve(&mut self, token: Token, req: &Request, body: &[u8], now: Instant) {
+        let params = Params(if body.is_empty() {
+            req.query.as_str().into()
+        } else {
+            String::from_utf8_lossy(body)
+        });
+        let (status, content_type, payload): (u16, &str, Vec<u8>) = match (
+            req.method,
+            req.path.as_str(),
+        ) {
+            (Method::Get, "/" | "/index.html") => (200, HTML_TYPE, self.web.page.clone()),
+            (Method::Get, "/metrics") => (
+                200,
+                METRICS_TYPE,
+                self.metrics().render(self.gauges()).into_bytes(),
+            ),
+            (Method::Get, "/user/list") => self.api(|s| s.api_user_list(&params)),
+            (Method::Get, "/user/online") => self.api(|s| s.api_user_online(&params)),
+            (Method::Get, "/system/state") => self.api(|s| s.api_state()),
+            (Method::Post, "/user/sendMessage") => self.api(|s| s.api_send(token, &params, false)),
+            (Method::Post, "/user/sendMessageAll") => {
+                self.api(|s| s.api_send(token, &params, true))
+            }
+            (
+                _,
+                "/"
+                | "/metrics"
+                | "/user/list"
+                | "/user/online"
+                | "/system/state"
+                | "/user/sendMessage"
+                | "/user/sendMessageAll",
+            ) => error_page(405),
+            _ => {
+                let v = json!({"code": Code::NoRoute.number(), "msg": Code::NoRoute.message(self.texts), "data": null});
+                (404, JSON_TYPE, v.to_string().into_bytes())
+            }
+        };
+        self.msg.clear();
+        http::response(
+            &mut self.msg,
+            status,
+            content_type,
+            &payload,
+            req.keep_alive,
+        );
+        self.queue_msg(token);
+        if !req.keep_alive {
+            self.finish(token, now);
+        } else if let Some(conn) = lookup(&mut self.conns, token) {
+            conn.proto = Proto::Http { since: now };
+        }
+    }
+
+    /// Runs an API handler and wraps its answer in the seed's envelope.
+    fn api(&mut self, handler: impl FnOnce(&mut Server) -> Answer) -> (u16, &'static str, Vec<u8>) {
+        let a = handler(self);
+        let v = json!({"code": a.code, "msg": a.msg, "data": a.data});
+        (200, JSON_TYPE, v.to_string().into_bytes())
+    }
+
+    fn ok(&self, data: Value) -> Answer {
+        Answer {
+            code: Code::Success.number(),
+            msg: self.texts.code_success,
+            data,
+        }
+    }
+
+    fn refuse(&self, code: Code) -> Answer {
+        Answer {
+            code: code.number(),
+            msg: code.message(self.texts),
+            data: Value::Null,
+        }
+    }
+
+    /// `GET /user/list?appID=`: the names online in that room.
+    fn api_user_list(&mut self, params: &Params<'_>) -> Answer {
+        let Some(app_id) = params.app_id() else {
+            return self.refuse(Code::BadParams);
+        };
+        let mut names = Vec::new();
+        for (_, c) in self.conns.iter() {
+            if c.online && c.room() == app_id {
+                let mut name = String::new();
+                c.user().push_name_str(&mut name);
+                names.push(name);
+            }
+        }
+        self.ok(json!({"appID": app_id, "userCount": names.len(), "userList": names}))
+    }
+
+    /// `GET /user/online?appID=&userID=`.
+    fn api_user_online(&mut self, params: &Params<'_>) -> Answer {
+        let (Some(app_id), Some(user_id)) = (params.app_id(), params.user_id()) else {
+            return self.refuse(Code::BadParams);
+        };
+        let online = self
+            .dir
+            .lookup(user_id.as_bytes())
+            .and_then(|t| lookup(&mut self.conns, t))
+            .is_some_and(|c| c.room() == app_id);
+        self.ok(json!({"userID": user_id, "online": online}))
+    }
+
+    /// `GET /system/state`: connection and user counts.
+    fn api_state(&mut self) -> Answer {
+        let g = self.gauges();
+        self.ok(json!({
+            "connections": self.conns.len(),
+            "users": g.users,
+            "line": g.line,
+            "ws": g.ws,
+            "http": g.http,
+        }))
+    }
+
+    /// `POST /user/sendMessage` (to `userID`, from the system) and `/user/sendMessageAll`
+    /// (to the room, from `userID`). A repeated `msgID` is acknowledged, not sent again.
+    fn api_send(&mut self, token: Token, params: &Params<'_>, to_all: bool) -> Answer {
+        let (Some(app_id), Some(user_id), Some(message)) =
+            (params.app_id(), params.user_id(), params.get("message"))
+        else {
+            return self.refuse(Code::BadParams);
+        };
+        let msg_id = params
+            .get("msgID")
+            .or_else(|| params.get("msgId"))
+            .unwrap_or_default();
+        let target = self.dir.lookup(user_id.as_bytes());
+        if !to_all && target.is_none() {
+            return Answer {
+                data: json!({"sendResults": false}),
+                ..self.refuse(Code::Failed)
+            };
+        }
+        if self.web.repeated(&msg_id) {
+            return self.ok(json!({"sendResults": true, "duplicate": true}));
+        }
+        match target {
+            Some(user) if to_all => {
+                self.speak_as(user);
+            }
+            _ => {
+                // The message has no chat user behind it: it speaks from the HTTP client's
+                // address, as the named user for a room message, as the system otherwise.
+                let Some(conn) = lookup(&mut self.conns, token) else {
+                    return self.refuse(Code::Failed);
+                };
+                self.speaker.addr = conn.addr;
+                self.speaker.name.clear();
+                let name = if to_all {
+                    user_id.as_str()
+                } else {
+                    self.texts.system_sender
+                };
+                self.speaker.name.push_str(name);
+            }
+        }
+        match target {
+            Some(user) if !to_all => self.whisper(user, message.as_bytes()),
+            _ => self.announce(app_id, Event::Say(message.as_bytes()), None),
+        }
+        self.ok(json!({"sendResults": true}))
+    }
+
+    /// Completes a valid WebSocket handshake for `/im`, `/acc` or `/ws/{id}`; false (and
+    /// the connection answered and closing) for any other path or a bad hub id.
+    fn upgrade(&mut self, token: Token, req: &Request, key: &str, now: Instant) -> bool {
+        let app = match req.path.as_str() {
+            "/im" | "/acc" => WsApp::Im {
+                app_id: DEFAULT_APP_ID,
+            },
+            path if path.starts_with("/ws/") => WsApp::Hub,
+            _ => {
+                self.http_fail(token, 404, now);
+                return false;
+            }
+        };
+        let hub_id = req
+            .path
+            .strip_prefix("/ws/")
+            .map(|raw| http::query_param(&format!("id={raw}"), "id").unwrap_or_default());
+        if let Some(id) = &hub_id {
+            if id.len() > MAX_USER_ID_BYTES || check_name(id.as_bytes()).is_err() {
+                self.http_fail(token, 400, now);
+                return false;
+            }
+        }
+        self.msg.clear();
+        http::switching_protocols(&mut self.msg, key);
+        self.queue_msg(token);
+        let max = self.config.ws_max_message_bytes;
+        let Some(conn) = lookup(&mut self.conns, token) else {
+            return false;
+        };
+        conn.proto = Proto::Ws {
+            reader: WsReader::new(max),
+            app,
+        };
+        conn.last_active = now;
+        debug!("{conn} upgraded to WebSocket {}", req.path);
+        self.schedule(token);
+        if let Some(id) = hub_id {
+            self.hub_join(token, &id, now);
+        }
+        true
+    }
+
+    /// Decodes the complete frames at the front of `data`; returns the bytes consumed.
+    pub(super) fn run_frames(&mut self, token: Token, data: &mut [u8], now: Instant) -> usize {
+        let max = self.config.ws_max_message_bytes;
+        let mut pos = 0;
+        loop {
+            let Some(conn) = lookup(&mut self.conns, token) else {
+                return data.len();
+            };
+            if conn.state != ConnState::Open {
+                return data.len();
+            }
+            let Proto::Ws { reader, app } = &mut conn.proto else {
+                return pos;
+            };
+            let app = *app;
+            // The reader leaves the connection while its message is handled, so the
+            // handler may borrow the server (and the message may borrow the reader).
+            let mut reader = std::mem::replace(reader, WsReader::new(max));
+            let Some(rest) = data.get_mut(pos..) else {
+                return data.len();
+            };
+            let step = match reader.next(rest) {
+                Ok(Next::Incomplete) => None,
+                Ok(Next::Frame { used, msg }) => {
+                    pos += used;
+                    if let Some(msg) = msg {
+                        self.on_ws_msg(token, app, msg, now);
+                    }
+                    Some(())
+                }
+                Err(e) => {
+                    debug!("{token:?}: {e}");
+                    self.ws_close(token, e.close_code(), "", now);
+                    return data.len();
+                }
+            };
+            if let Some(Proto::Ws { reader: slot, .. }) =
+                lookup(&mut self.conns, token).map(|c| &mut c.proto)
+            {
+                *slot = reader;
+            }
+            if step.is_none() {
+                return pos;
+            }
+        }
+    }
+
+    /// Acts on one complete message or control frame.
+    fn on_ws_msg(&mut self, token: Token, app: WsApp, msg: Msg<'_>, now: Instant) {
+        match msg {
+            Msg::Text(text) => {
+                self.metrics.messages_in += 1;
+                match app {
+                    WsApp::Im { .. } => self.im_request(token, text, now),
+                    WsApp::Hub => self.hub_message(token, text),
+                }
+            }
+            Msg::Binary(_) => self.ws_close(token, ws::close::UNSUPPORTED, "", now),
+            Msg::Ping(payload) => {
+                self.msg.clear();
+                ws::encode_pong(&mut self.msg, payload);
+                self.queue_msg(token);
+            }
+            Msg::Pong => {}
+            Msg::Close { code, .. } => {
+                self.ws_close(token, code.unwrap_or(ws::close::NORMAL), "", now);
+            }
+        }
+    }
+
+    /// Sends a close frame and ends the connection once it is written.
+    pub(super) fn ws_close(&mut self, token: Token, code: u16, reason: &str, now: Instant) {
+        self.msg.clear();
+        ws::encode_close(&mut self.msg, code, reason);
+        self.queue_msg(token);
+        self.finish(token, now);
+    }
+
+    /// Frames the JSON in `self.json` and queues it to one WebSocket.
+    fn ws_send_json(&mut self, token: Token) {
+        self.msg.clear();
+        ws::encode_text(&mut self.msg, &self.json);
+        self.queue_msg(token);
+    }
+
+    /// One `/im` request: answered in the seed's envelope.
+    fn im_request(&mut self, token: Token, text: &str, now: Instant) {
+        let req = im::parse(text);
+        let logged_in = lookup(&mut self.conns, token).is_some_and(|c| c.online);
+        let (code, data) = match req.command {
+            Err(Refusal::NotJson) => {
+                self.json.clear();
+                let code = Code::BadParams.number();
+                im::answer_with(
+                    &mut self.json,
+                    "",
+                    "",
+                    code,
+                    self.texts.bad_data,
+                    Value::Null,
+                );
+                return self.ws_send_json(token);
+            }
+            Err(Refusal::Code(code)) => (code, Value::Null),
+            Ok(Command::Ping) => (Code::Success, json!("pong")),
+            Ok(_) if !logged_in && !matches!(req.command, Ok(Command::Login { .. })) => {
+                (Code::NotLoggedIn, Value::Null)
+            }
+            Ok(Command::Heartbeat) => (Code::Success, Value::Null),
+            Ok(Command::Login {
+                ref user_id,
+                app_id,
+            }) => (self.im_login(token, user_id, app_id, now), Value::Null),
+            Ok(Command::Msg {
+                ref target,
+                ref msg,
+            }) => self.im_msg(token, target.as_deref(), msg),
+        };
+        self.json.clear();
+        im::answer(&mut self.json, self.texts, &req.seq, &req.cmd, code, data);
+        self.ws_send_json(token);
+    }
+
+    /// `login`: claims the name (a newer `/im` login of the same user replaces the older
+    /// socket; a name held by a line or hub user is refused) and tells the room.
+    fn im_login(&mut self, token: Token, user_id: &str, app_id: u16, now: Instant) -> Code {
+        let Some(conn) = lookup(&mut self.conns, token) else {
+            return Code::Failed;
+        };
+        if conn.online {
+            if conn.chosen_name.as_deref() == Some(user_id) && conn.room() == app_id {
+                return Code::Success;
+            }
+            self.go_offline(token);
+        }
+        if let Some(holder) = self.dir.lookup(user_id.as_bytes()) {
+            let holder_is_im = lookup(&mut self.conns, holder).is_some_and(|c| {
+                matches!(
+                    c.proto,
+                    Proto::Ws {
+                        app: WsApp::Im { .. },
+                        ..
+                    }
+                )
+            });
+            if !holder_is_im {
+                return Code::Failed;
+            }
+            debug!("{user_id} logged in again: closing the older socket");
+            self.json.clear();
+            let code = Code::Failed.number();
+            let replaced = json!(self.texts.replaced);
+            im::answer_with(
+                &mut self.json,
+                "",
+                "kick",
+                code,
+                self.texts.code_failed,
+                replaced,
+            );
+            self.ws_send_json(holder);
+            self.ws_close(holder, ws::close::POLICY, self.texts.replaced, now);
+        }
+        if self.dir.claim(user_id, token).is_err() {
+            return Code::Failed;
+        }
+        let Some(conn) = lookup(&mut self.conns, token) else {
+            return Code::Failed;
+        };
+        conn.chosen_name = Some(user_id.into());
+        conn.proto = match std::mem::replace(&mut conn.proto, Proto::Line) {
+            Proto::Ws { reader, .. } => Proto::Ws {
+                reader,
+                app: WsApp::Im { app_id },
+            },
+            other => other,
+        };
+        debug!("{conn} logged in to app {app_id}");
+        self.go_online(token);
+        Code::Success
+    }
+
+    /// `msg`: to the sender's room, or to one user anywhere.
+    fn im_msg(&mut self, token: Token, target: Option<&str>, msg: &str) -> (Code, Value) {
+        let Some(room) = lookup(&mut self.conns, token).map(|c| c.room()) else {
+            return (Code::Failed, Value::Null);
+        };
+        match target {
+            None => {
+                if self.speak_as(token) {
+                    self.announce(room, Event::Say(msg.as_bytes()), None);
+                }
+                (Code::Success, Value::Null)
+            }
+            Some(name) => match self.dir.lookup(name.as_bytes()) {
+                Some(to) => {
+                    if self.speak_as(token) {
+                        self.whisper(to, msg.as_bytes());
+                    }
+                    (Code::Success, Value::Null)
+                }
+                None => (Code::Failed, json!(self.texts.no_such_user.trim_end())),
+            },
+        }
+    }
+
+    /// A hub connection for `/ws/{id}`: takes the name (replacing an older hub connection
+    /// with the same id) or, if a user of another protocol holds it, closes with 1008.
+    fn hub_join(&mut self, token: Token, id: &str, now: Instant) {
+        if let Some(holder) = self.dir.lookup(id.as_bytes()) {
+            let holder_is_hub = lookup(&mut self.conns, holder).is_some_and(|c| {
+                matches!(
+                    c.proto,
+                    Proto::Ws {
+                        app: WsApp::Hub,
+                        ..
+                    }
+                )
+            });
+            if !holder_is_hub {
+                return self.ws_close(token, ws::close::POLICY, self.texts.name_in_use, now);
+            }
+            debug!("hub id {id} connected again: closing the older connection");
+            self.ws_close(holder, ws::close::POLICY, self.texts.replaced, now);
+        }
+        if self.dir.claim(id, token).is_err() {
+            return self.ws_close(token, ws::close::POLICY, self.texts.name_in_use, now);
+        }
+        if let Some(conn) = lookup(&mut self.conns, token) {
+            conn.chosen_name = Some(id.into());
+        }
+        self.go_online(token);
+    }
+
+    /// One hub message: type 1 to its receiver (with the seed's system reply), any other
+    /// type to the room.
+    fn hub_message(&mut self, token: Token, text: &str) {
+        let mut me = String::new();
+        if let Some(conn) = lookup(&mut self.conns, token) {
+            conn.user().push_name_str(&mut me);
+        }
+        let Some(m) = hub::parse(text) else {
+            return self.hub_system(token, &me, self.texts.hub_invalid);
+        };
+        if m.kind != hub::SEND {
+            if self.speak_as(token) {
+                self.announce(DEFAULT_APP_ID, Event::Say(m.content.as_bytes()), None);
+            }
+            return;
+        }
+        match self.dir.lookup(m.receiver.as_bytes()) {
+            Some(to) => {
+                if self.speak_as(token) {
+                    self.whisper(to, m.content.as_bytes());
+                }
+                self.hub_system(token, &m.receiver, self.texts.hub_sent);
+            }
+            None => self.hub_system(token, &m.receiver, self.texts.hub_not_online),
+        }
+    }
+
+    /// The server's own hub message (`type` 2, `sender` 0) to one connection.
+    fn hub_system(&mut self, token: Token, receiver: &str, content: &str) {
+        self.json.clear();
+        hub::encode(
+            &mut self.json,
+            hub::SYSTEM,
+            hub::SERVER_ID,
+            receiver,
+            content,
+        );
+        self.ws_send_json(token);
+    }
+}
+
+const JSON_TYPE: &str = "application/json; charset=utf-8";
+const HTML_TYPE: &str = "text/html; charset=utf-8";
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A JSON error page for `status`.
+fn error_page(status: u16) -> (u16, &'static str, Vec<u8>) {
+    let v = json!({"code": status, "msg": http::reason_phrase(status), "data": null});
+    (status, JSON_TYPE, v.to_string().into_bytes())
+}
