@@ -25,7 +25,12 @@ pub fn server_bin() -> PathBuf {
 
 /// A running server process; killed and reaped on drop.
 pub struct Server {
+    /// The line protocol's address.
     pub addr: SocketAddr,
+    /// The WebSocket listener's address (`--ws-port`, or `--http-port` alone).
+    pub web: Option<SocketAddr>,
+    /// The HTTP listener's address (the last web listener).
+    pub http: Option<SocketAddr>,
     pub child: Child,
 }
 
@@ -62,15 +67,35 @@ fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     let stdout = child.stdout.take().expect("stdout is piped");
-    let mut first = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut first)
-        .expect("server prints its address");
-    let addr = first
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("first stdout line is not an address: {first:?}"));
-    Server { addr, child }
+    let mut stdout = BufReader::new(stdout);
+    // One address line per listener: the line protocol's, then --ws-port's, then
+    // --http-port's (unless it is the same non-zero port as --ws-port).
+    let web = ["--ws-port", "--http-port"]
+        .iter()
+        .filter(|f| args.contains(f))
+        .count();
+    let shared = web == 2 && {
+        let value = |f: &str| args.iter().position(|a| *a == f).map(|i| args[i + 1]);
+        value("--ws-port") == value("--http-port") && value("--ws-port") != Some("0")
+    };
+    let mut addrs = Vec::new();
+    for _ in 0..1 + web - usize::from(shared) {
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("server prints its address");
+        let addr: SocketAddr = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("stdout line is not an address: {line:?}"));
+        addrs.push(addr);
+    }
+    Server {
+        addr: addrs[0],
+        web: addrs.get(1).copied(),
+        http: addrs.last().copied().filter(|_| web > 0),
+        child,
+    }
 }
 
 impl Server {
