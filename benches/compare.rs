@@ -16,7 +16,8 @@
 //! `<target>/bench-compare.jsonl`.
 //!
 //! `IMBENCH_RUNS` (default 3) sets R; `IMBENCH_CASES` keeps only the cases whose name contains
-//! one of its comma-separated parts. Outside `cargo bench` (no `--bench` flag, e.g.
+//! one of its comma-separated parts (`IMBENCH_CASES=19000` also runs the extra case
+//! `fanout 19000,1,20,64,16`, left out by default: about 3.5 minutes per run). Outside `cargo bench` (no `--bench` flag, e.g.
 //! `cargo test --benches`) it does nothing.
 
 use std::fmt::Write as _;
@@ -90,22 +91,28 @@ struct Case {
     args: &'static [&'static str],
     /// imbench --timeout, seconds.
     timeout_s: u64,
+    /// Only run when `IMBENCH_CASES` names it (too long for the default set).
+    extra: bool,
 }
 
 /// `--hold 2` on idle runs: the server gives the join storm's buffers back to the OS when it
 /// goes quiet (at most once a second), and the memory sample should see the settled heap.
+/// The default set takes about 14 minutes on a 2-core machine at R = 3, most of it the
+/// 19,000-user joins (every join is announced to everyone online: 180 M notices).
 const CASES: &[Case] = &[
     Case {
         name: "idle 1000",
         kind: Kind::Idle,
         args: &["idle", "--conns", "1000", "--hold", "2"],
         timeout_s: 60,
+        extra: false,
     },
     Case {
         name: "idle 10000",
         kind: Kind::Idle,
         args: &["idle", "--conns", "10000", "--hold", "2"],
         timeout_s: 180,
+        extra: false,
     },
     Case {
         name: "fanout 100,1,2000,64,16",
@@ -124,6 +131,7 @@ const CASES: &[Case] = &[
             "16",
         ],
         timeout_s: 120,
+        extra: false,
     },
     Case {
         name: "fanout 1000,1,200,64,16",
@@ -142,6 +150,7 @@ const CASES: &[Case] = &[
             "16",
         ],
         timeout_s: 120,
+        extra: false,
     },
     Case {
         name: "fanout 5000,4,50,64,16",
@@ -160,6 +169,7 @@ const CASES: &[Case] = &[
             "16",
         ],
         timeout_s: 180,
+        extra: false,
     },
     Case {
         name: "private 100 pairs,2000,64,16",
@@ -168,12 +178,14 @@ const CASES: &[Case] = &[
             "private", "--pairs", "100", "--msgs", "2000", "--size", "64", "--window", "16",
         ],
         timeout_s: 120,
+        extra: false,
     },
     Case {
         name: "idle 19000",
         kind: Kind::Idle,
         args: &["idle", "--conns", "19000", "--hold", "2"],
         timeout_s: 240,
+        extra: false,
     },
     Case {
         name: "fanout 19000,1,20,64,16",
@@ -192,6 +204,7 @@ const CASES: &[Case] = &[
             "16",
         ],
         timeout_s: 240,
+        extra: true,
     },
 ];
 
@@ -306,7 +319,13 @@ fn main() {
         .unwrap_or_default();
     let cases: Vec<&Case> = CASES
         .iter()
-        .filter(|c| filter.is_empty() || filter.iter().any(|f| c.name.contains(f.as_str())))
+        .filter(|c| {
+            if filter.is_empty() {
+                !c.extra
+            } else {
+                filter.iter().any(|f| c.name.contains(f.as_str()))
+            }
+        })
         .collect();
     if cases.is_empty() {
         eprintln!("compare: IMBENCH_CASES={filter:?} matches none of the cases:");
@@ -726,6 +745,21 @@ fn render(
     t.push_str(&line(&rule.iter().map(String::as_str).collect::<Vec<_>>()));
     for r in &rows {
         t.push_str(&line(&r.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    let _ = writeln!(
+        t,
+        "\nServers: `{{imserver-mio | imserver-tokio --workers 1 | imserver-tokio}} {}`; \
+         imbench: `imbench --json --quiet --pid PID --addr ADDR --timeout T` plus:",
+        SERVER_FLAGS.join(" ")
+    );
+    for case in cases {
+        let _ = writeln!(
+            t,
+            "- {}: `{}` (T = {})",
+            case.name,
+            case.args.join(" "),
+            case.timeout_s
+        );
     }
     if !failures.is_empty() {
         t.push_str("\nFailed runs:\n");
