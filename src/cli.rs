@@ -1,6 +1,7 @@
 //! The server's command line, shared by `imserver-mio` and the comparison variant so both
 //! take the same flags. Parsing happens in each binary's `main`; this only describes.
 
+use crate::backplane::RedisUrl;
 use crate::config::{self, Config};
 use crate::text::Lang;
 use clap::builder::TypedValueParser;
@@ -51,6 +52,15 @@ pub struct ServerArgs {
     /// Seconds a WebSocket user may send nothing (no heartbeat) before being closed.
     #[arg(long, value_name = "SECS", default_value = "360", value_parser = parse_secs)]
     pub heartbeat_timeout: Duration,
+    /// Join a cluster of servers through this Redis: redis://HOST:PORT[/DB].
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<RedisUrl>,
+    /// This server's id in the cluster (letters, digits, '-', '_'); default: random.
+    #[arg(long, value_name = "ID", value_parser = parse_node_id)]
+    pub node_id: Option<String>,
+    /// Seconds after which the others declare a silent server dead (its users offline).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub node_timeout: Duration,
 }
 
 impl ServerArgs {
@@ -69,8 +79,20 @@ impl ServerArgs {
             http_port: self.http_port,
             ws_max_message_bytes: self.ws_max_message,
             heartbeat_timeout: self.heartbeat_timeout,
+            redis: self.redis.clone(),
+            node_id: self.node_id.clone(),
+            node_timeout: self.node_timeout,
         }
     }
+}
+
+/// A node id: 1–32 of letters, digits, `-` and `_` (it is part of Redis keys and names).
+fn parse_node_id(s: &str) -> Result<String, String> {
+    let ok = (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| s.to_owned())
+        .ok_or_else(|| format!("{s:?} is not 1-32 letters, digits, '-' or '_'"))
 }
 
 /// Seconds as a non-negative decimal number (`1`, `0.5`).

@@ -3,6 +3,7 @@
 //! `main.rs` fills a [`Config`] from the command line; tests and benches build one directly.
 //! Nothing here reads flags or the environment.
 
+use crate::backplane::RedisUrl;
 use crate::text::Lang;
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(360);
 /// Largest WebSocket message accepted (sum of its fragments).
 pub const DEFAULT_WS_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A server whose heartbeat key is this old is declared dead, its users offline.
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
@@ -54,6 +58,12 @@ pub struct Config {
     pub ws_max_message_bytes: usize,
     /// WebSocket users silent this long are closed.
     pub heartbeat_timeout: Duration,
+    /// The Redis that joins several servers into one chat; `None` runs alone.
+    pub redis: Option<RedisUrl>,
+    /// This server's id in the cluster; `None` picks a random one.
+    pub node_id: Option<String>,
+    /// How soon the others notice that a server died.
+    pub node_timeout: Duration,
 }
 
 impl Default for Config {
@@ -71,6 +81,9 @@ impl Default for Config {
             http_port: None,
             ws_max_message_bytes: DEFAULT_WS_MAX_MESSAGE_BYTES,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            redis: None,
+            node_id: None,
+            node_timeout: DEFAULT_NODE_TIMEOUT,
         }
     }
 }

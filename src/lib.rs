@@ -25,7 +25,9 @@
 //! - [`text`]: every text the server says, in zh and en.
 #![warn(missing_docs)]
 
+pub mod backplane;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod directory;

@@ -47,8 +47,25 @@ pub struct Gauges {
     pub ws: usize,
     /// HTTP connections (not upgraded).
     pub http: usize,
-    /// Users online, all protocols.
+    /// Users online here, all protocols.
     pub users: usize,
+    /// The Redis backplane's counters, with `--redis`.
+    pub backplane: Option<Backplane>,
+}
+
+/// The backplane's side of the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Backplane {
+    /// Replies and published messages received from Redis.
+    pub messages_in: u64,
+    /// Commands sent to Redis (PUBLISH included).
+    pub commands_out: u64,
+    /// Commands waiting for their reply.
+    pub pending: usize,
+    /// Times the link came back after an outage.
+    pub reconnects: u64,
+    /// Users of the other servers known here.
+    pub remote_users: usize,
 }
 
 impl Metrics {
@@ -139,6 +156,42 @@ impl Metrics {
             ),
         ] {
             metric(name, "counter", help, &one(v));
+        }
+        if let Some(b) = g.backplane {
+            for (name, kind, help, v) in [
+                (
+                    "imserver_backplane_messages_in_total",
+                    "counter",
+                    "Replies and messages received from Redis.",
+                    b.messages_in,
+                ),
+                (
+                    "imserver_backplane_messages_out_total",
+                    "counter",
+                    "Commands sent to Redis.",
+                    b.commands_out,
+                ),
+                (
+                    "imserver_backplane_pending_replies",
+                    "gauge",
+                    "Redis commands waiting for a reply.",
+                    b.pending as u64,
+                ),
+                (
+                    "imserver_backplane_reconnects_total",
+                    "counter",
+                    "Reconnections to Redis after an outage.",
+                    b.reconnects,
+                ),
+                (
+                    "imserver_remote_users",
+                    "gauge",
+                    "Users on other servers of the cluster.",
+                    b.remote_users as u64,
+                ),
+            ] {
+                metric(name, kind, help, &one(v));
+            }
         }
         let mut cumulative = 0;
         let mut buckets = Vec::new();

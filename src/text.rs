@@ -80,6 +80,8 @@ pub struct Texts {
     pub duplicate: &'static str,
     /// The sender name of messages sent through the HTTP API.
     pub system_sender: &'static str,
+    /// A cross-server request while Redis is unreachable.
+    pub cluster_unavailable: &'static str,
 }
 
 /// The seeds' texts, byte for byte.
@@ -116,6 +118,7 @@ pub const ZH: Texts = Texts {
     name_in_use: "name in use",
     duplicate: "duplicate msgID",
     system_sender: "system",
+    cluster_unavailable: "集群暂不可用\n",
 };
 
 /// English equivalents, selected with `--lang en`.
@@ -152,6 +155,7 @@ pub const EN: Texts = Texts {
     name_in_use: "name in use",
     duplicate: "duplicate msgID",
     system_sender: "system",
+    cluster_unavailable: "cluster unavailable\n",
 };
 
 impl Texts {
@@ -337,6 +341,7 @@ mod tests {
                 t.too_long,
                 t.server_full,
                 t.shutting_down,
+                t.cluster_unavailable,
             ] {
                 assert!(line.ends_with('\n'), "{line:?}");
                 assert_eq!(line.matches('\n').count(), 1, "{line:?}");

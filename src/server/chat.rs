@@ -2,7 +2,8 @@
 //! handler per [`Command`]. Replies and fan-out go through the loop's shared helpers, so a
 //! line user's broadcast reaches WebSocket users too, in their own form.
 
-use super::{lookup, Event, Server};
+use super::cluster::{ClaimFor, Place};
+use super::{lookup, Server};
 use crate::conn::ConnState;
 use crate::protocol::{next_line, parse, Command, Line, ProtocolError};
 use crate::text;
@@ -65,20 +66,40 @@ impl Server {
         }
     }
 
-    /// `who`: one line per online user of any protocol, to the asker only, in one block.
+    /// `who`: one line per online user of any protocol and any server, to the asker only,
+    /// in one block.
     fn cmd_who(&mut self, token: Token) {
         self.msg.clear();
         for (_, c) in self.conns.iter().filter(|(_, c)| c.online) {
             text::user_line(&mut self.msg, c.user(), self.texts.who_entry.as_bytes());
         }
+        if let Some(cluster) = &self.cluster {
+            for (name, user) in cluster.remote_users() {
+                let user = text::User {
+                    addr: &user.addr,
+                    name: Some(name),
+                };
+                text::user_line(&mut self.msg, user, self.texts.who_entry.as_bytes());
+            }
+        }
         self.queue_msg(token);
     }
 
-    /// `rename|NEW`, NEW already valid: taken names are refused, nothing changes then.
+    /// `rename|NEW`, NEW already valid: taken names are refused, nothing changes then. In a
+    /// cluster the claim is Redis's to grant, and the answer comes when it replies.
     fn cmd_rename(&mut self, token: Token, new: &str) {
         let Some(conn) = lookup(&mut self.conns, token) else {
             return;
         };
+        if self.cluster.is_some() && conn.chosen_name.as_deref() != Some(new) {
+            if self.dir.lookup(new.as_bytes()).is_some() || self.held_remotely(new) {
+                return self.reply(token, self.texts.name_taken);
+            }
+            if !self.claim(token, new, ClaimFor::Rename, self.now) {
+                self.reply(token, self.texts.cluster_unavailable);
+            }
+            return;
+        }
         match self
             .dir
             .rename(conn.addr, conn.chosen_name.as_deref(), new, token)
@@ -86,9 +107,7 @@ impl Server {
             Ok(()) => {
                 debug!("{conn} renamed to {new}");
                 conn.chosen_name = Some(new.into());
-                self.msg.clear();
-                text::renamed(&mut self.msg, self.texts, new);
-                self.queue_msg(token);
+                self.reply_renamed(token, new);
             }
             Err(_) => self.reply(token, self.texts.name_taken),
         }
@@ -96,15 +115,20 @@ impl Server {
 
     /// `to|NAME|TEXT`, checked in the seed's order: recipient online, then text present.
     fn cmd_to(&mut self, token: Token, name: &[u8], body: &[u8]) {
-        let Some(target) = self.dir.lookup(name) else {
-            return self.reply(token, self.texts.no_such_user);
+        let reply = match self.locate(name) {
+            Place::Nowhere => self.texts.no_such_user,
+            Place::Unknown => self.texts.cluster_unavailable,
+            Place::Local(_) | Place::Remote(_) if body.is_empty() => self.texts.empty_body,
+            Place::Local(_) | Place::Remote(_) => {
+                if self.speak_as(token) {
+                    // `locate` found the name, so it is UTF-8.
+                    let name = String::from_utf8_lossy(name);
+                    self.send_to(&name, body, self.now);
+                }
+                return;
+            }
         };
-        if body.is_empty() {
-            return self.reply(token, self.texts.empty_body);
-        }
-        if self.speak_as(token) {
-            self.whisper(target, body);
-        }
+        self.reply(token, reply);
     }
 
     /// Anything else: `[addr]name:LINE` to everyone in the room, the sender included.
@@ -113,7 +137,7 @@ impl Server {
             return;
         };
         if self.speak_as(token) {
-            self.announce(room, Event::Say(line), None);
+            self.say(room, line, self.now);
         }
     }
 }

@@ -22,6 +22,7 @@
 //! message once per protocol present among the recipients and copies the bytes.
 
 mod chat;
+mod cluster;
 mod web;
 
 use crate::config::Config;
@@ -220,6 +221,10 @@ pub struct Server {
     bytes_since_trim: u64,
     last_trim: Instant,
     web: web::WebState,
+    /// The Redis backplane, with `--redis`.
+    cluster: Option<cluster::Cluster>,
+    /// The clock as read at the start of this turn, for code that needs no finer time.
+    now: Instant,
 }
 
 fn conn_token(key: usize, generation: u32) -> Token {
@@ -272,6 +277,20 @@ fn bind_listener(host: &str, port: u16) -> Result<TcpListener, StartError> {
             source: None,
         },
     })
+}
+
+/// A node id for a server started without `--node-id`: unique enough among the servers of
+/// one cluster (time, process id and a stack address, hashed).
+fn random_node_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("n{:08x}", h.finish() as u32)
 }
 
 /// Appends `event` as `form` shows it, spoken by `speaker`.
@@ -352,6 +371,23 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(StartError::Setup)?;
         let ws_port = listeners.iter().find(|l| l.web).map(|l| l.addr.port());
+        let cluster = match &config.redis {
+            None => None,
+            Some(url) => {
+                let addr = url.resolve().map_err(|e| StartError::Resolve {
+                    addr: format!("{}:{}", url.host, url.port),
+                    source: Some(e),
+                })?;
+                let node = config.node_id.clone().unwrap_or_else(random_node_id);
+                info!("cluster node id {node}, Redis at {addr}");
+                Some(cluster::Cluster::new(
+                    addr,
+                    url.db,
+                    &node,
+                    config.node_timeout,
+                ))
+            }
+        };
         Ok(Server {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
@@ -387,6 +423,8 @@ impl Server {
             metrics: Metrics::default(),
             bytes_since_trim: 0,
             last_trim: Instant::now(),
+            cluster,
+            now: Instant::now(),
         })
     }
 
@@ -424,6 +462,7 @@ impl Server {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            self.now = now;
             self.dispatch(now);
             self.expire(now);
             self.close_pending();
@@ -431,6 +470,7 @@ impl Server {
             // Free what the flush just finished, so its slot counts as free for the next
             // accept; offline notices queued here are flushed next turn.
             self.close_pending();
+            self.cluster_turn(now);
             self.metrics.observe_loop(now.elapsed());
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || now >= deadline {
@@ -480,6 +520,7 @@ impl Server {
             self.wheel.next_deadline(),
             self.accept_paused_until,
             self.shutdown_deadline,
+            self.cluster.as_ref().and_then(|c| c.next_deadline()),
         ]
         .into_iter()
         .flatten()
@@ -503,6 +544,9 @@ impl Server {
                 SIGNALS => self.on_signals(now),
                 Token(t) if t > LISTENER_TOP - self.listeners.len() => {
                     self.on_listener(LISTENER_TOP - t, now)
+                }
+                token if self.cluster.as_ref().is_some_and(|c| c.owns(token)) => {
+                    self.on_redis(token, now)
                 }
                 token => {
                     trace!(
@@ -604,8 +648,19 @@ impl Server {
         let conn = entry.insert(Conn::new(socket, generation, peer, proto, now));
         self.metrics.accepted += 1;
         debug!("{peer} connected as {token:?}");
+        // In a cluster the default name carries the node, so it is unique across servers.
+        let joined = match &self.cluster {
+            _ if web => Ok(()),
+            None => self.dir.join(peer, token),
+            Some(cluster) => {
+                let name: Box<str> = format!("{peer}@{}", cluster.node()).into();
+                let claimed = self.dir.claim(&name, token);
+                conn.chosen_name = Some(name);
+                claimed
+            }
+        };
         // Unreachable while the old socket with this address is open; be safe anyway.
-        if !web && self.dir.join(peer, token).is_err() {
+        if joined.is_err() {
             self.out.close_now(conn, token);
             return;
         }
@@ -757,6 +812,32 @@ impl Server {
         }
     }
 
+    /// The speaker says `text` to `room`: everyone here at once, the other servers through
+    /// the backplane.
+    fn say(&mut self, room: u16, text: &[u8], now: Instant) {
+        self.announce(room, Event::Say(text), None);
+        self.publish_say(room, text, now);
+    }
+
+    /// Sends `text` from the speaker to the user called `name`, wherever it is; returns
+    /// where that was (`Nowhere` or `Unknown`: nothing was sent).
+    fn send_to(&mut self, name: &str, text: &[u8], now: Instant) -> cluster::Place {
+        let place = self.locate(name.as_bytes());
+        match &place {
+            cluster::Place::Local(token) => self.whisper(*token, text),
+            cluster::Place::Remote(node) => self.whisper_remote(node, name, text, now),
+            cluster::Place::Nowhere | cluster::Place::Unknown => {}
+        }
+        place
+    }
+
+    /// Queues `您已更新用户名：NEW` to one connection.
+    fn reply_renamed(&mut self, token: Token, name: &str) {
+        self.msg.clear();
+        text::renamed(&mut self.msg, self.texts, name);
+        self.queue_msg(token);
+    }
+
     /// Sends `body` from the speaker to one user, in the form of the recipient's protocol.
     fn whisper(&mut self, target: Token, body: &[u8]) {
         let Some(conn) = lookup(&mut self.conns, target) else {
@@ -814,6 +895,7 @@ impl Server {
         if self.speak_as(token) {
             self.announce(room, Event::Online, Some(token));
         }
+        self.publish_presence(token, true, self.now);
     }
 
     /// Takes a user offline: out of the directory, and (outside shutdown) an offline notice
@@ -830,6 +912,7 @@ impl Server {
             .leave(conn.addr, conn.chosen_name.as_deref(), token);
         debug!("{conn} offline");
         let room = conn.room();
+        self.publish_presence(token, false, self.now);
         if self.shutdown_deadline.is_none() && self.speak_as(token) {
             self.announce(room, Event::Offline, None);
         }
@@ -1019,6 +1102,16 @@ impl Server {
             users: self.dir.len(),
             ..Gauges::default()
         };
+        if let Some(cluster) = &self.cluster {
+            let (messages_in, commands_out, pending, reconnects) = cluster.stats();
+            g.backplane = Some(crate::metrics::Backplane {
+                messages_in,
+                commands_out,
+                pending,
+                reconnects,
+                remote_users: cluster.remote_users().count(),
+            });
+        }
         for (_, conn) in self.conns.iter() {
             match conn.proto {
                 Proto::Line => g.line += 1,

@@ -7,7 +7,8 @@
 //! bytes after the handshake are fed straight to the frame decoder. WebSocket users live in
 //! the same directory and rooms as line users, so every fan-out reaches them in their form.
 
-use super::{lookup, Event, Server};
+use super::cluster::{ClaimFor, Place};
+use super::{lookup, Server};
 use crate::conn::{ConnState, Proto, WsApp};
 use crate::http::{self, Head, Method, Request};
 use crate::hub;
@@ -42,6 +43,13 @@ impl WebState {
             page: PAGE_HTML.replace("__WS_PORT__", &port).into_bytes(),
             msg_ids: HashSet::new(),
             msg_id_order: VecDeque::new(),
+        }
+    }
+
+    /// Forgets `id` again (a message that could not be sent may be retried).
+    fn forget(&mut self, id: &str) {
+        if self.msg_ids.remove(id) {
+            self.msg_id_order.retain(|old| &**old != id);
         }
     }
 
@@ -176,9 +184,11 @@ impl Server {
             (Method::Get, "/user/list") => self.api(|s| s.api_user_list(&params)),
             (Method::Get, "/user/online") => self.api(|s| s.api_user_online(&params)),
             (Method::Get, "/system/state") => self.api(|s| s.api_state()),
-            (Method::Post, "/user/sendMessage") => self.api(|s| s.api_send(token, &params, false)),
+            (Method::Post, "/user/sendMessage") => {
+                self.api(|s| s.api_send(token, &params, false, now))
+            }
             (Method::Post, "/user/sendMessageAll") => {
-                self.api(|s| s.api_send(token, &params, true))
+                self.api(|s| s.api_send(token, &params, true, now))
             }
             (
                 _,
@@ -247,6 +257,10 @@ impl Server {
                 names.push(name);
             }
         }
+        if let Some(cluster) = &self.cluster {
+            let remote = cluster.remote_users().filter(|(_, r)| r.room == app_id);
+            names.extend(remote.map(|(n, _)| n.to_owned()));
+        }
         self.ok(json!({"appID": app_id, "userCount": names.len(), "userList": names}))
     }
 
@@ -255,11 +269,15 @@ impl Server {
         let (Some(app_id), Some(user_id)) = (params.app_id(), params.user_id()) else {
             return self.refuse(Code::BadParams);
         };
-        let online = self
-            .dir
-            .lookup(user_id.as_bytes())
-            .and_then(|t| lookup(&mut self.conns, t))
-            .is_some_and(|c| c.room() == app_id);
+        let online = match self.locate(user_id.as_bytes()) {
+            Place::Local(t) => lookup(&mut self.conns, t).is_some_and(|c| c.room() == app_id),
+            Place::Remote(_) => self
+                .cluster
+                .as_ref()
+                .and_then(|c| c.remote_users().find(|(n, _)| *n == user_id))
+                .is_some_and(|(_, r)| r.room == app_id),
+            Place::Nowhere | Place::Unknown => false,
+        };
         self.ok(json!({"userID": user_id, "online": online}))
     }
 
@@ -277,7 +295,13 @@ impl Server {
 
     /// `POST /user/sendMessage` (to `userID`, from the system) and `/user/sendMessageAll`
     /// (to the room, from `userID`). A repeated `msgID` is acknowledged, not sent again.
-    fn api_send(&mut self, token: Token, params: &Params<'_>, to_all: bool) -> Answer {
+    fn api_send(
+        &mut self,
+        token: Token,
+        params: &Params<'_>,
+        to_all: bool,
+        now: Instant,
+    ) -> Answer {
         let (Some(app_id), Some(user_id), Some(message)) =
             (params.app_id(), params.user_id(), params.get("message"))
         else {
@@ -287,41 +311,41 @@ impl Server {
             .get("msgID")
             .or_else(|| params.get("msgId"))
             .unwrap_or_default();
-        let target = self.dir.lookup(user_id.as_bytes());
-        if !to_all && target.is_none() {
-            return Answer {
-                data: json!({"sendResults": false}),
-                ..self.refuse(Code::Failed)
-            };
-        }
         if self.web.repeated(&msg_id) {
             return self.ok(json!({"sendResults": true, "duplicate": true}));
         }
-        match target {
+        match self.dir.lookup(user_id.as_bytes()) {
             Some(user) if to_all => {
                 self.speak_as(user);
             }
             _ => {
-                // The message has no chat user behind it: it speaks from the HTTP client's
-                // address, as the named user for a room message, as the system otherwise.
-                let Some(conn) = lookup(&mut self.conns, token) else {
+                // The message has no local chat user behind it: it speaks from the HTTP
+                // client's address, as the named user to a room, as the system to a user.
+                let Some(addr) = lookup(&mut self.conns, token).map(|c| c.addr) else {
                     return self.refuse(Code::Failed);
                 };
-                self.speaker.addr = conn.addr;
-                self.speaker.name.clear();
                 let name = if to_all {
                     user_id.as_str()
                 } else {
                     self.texts.system_sender
                 };
-                self.speaker.name.push_str(name);
+                self.speak_for(addr, name);
             }
         }
-        match target {
-            Some(user) if !to_all => self.whisper(user, message.as_bytes()),
-            _ => self.announce(app_id, Event::Say(message.as_bytes()), None),
+        if to_all {
+            self.say(app_id, message.as_bytes(), now);
+            return self.ok(json!({"sendResults": true}));
         }
-        self.ok(json!({"sendResults": true}))
+        match self.send_to(&user_id, message.as_bytes(), now) {
+            Place::Local(_) | Place::Remote(_) => self.ok(json!({"sendResults": true})),
+            Place::Nowhere | Place::Unknown => {
+                self.web.forget(&msg_id);
+                Answer {
+                    data: json!({"sendResults": false}),
+                    ..self.refuse(Code::Failed)
+                }
+            }
+        }
     }
 
     /// Completes a valid WebSocket handshake for `/im`, `/acc` or `/ws/{id}`; false (and
@@ -421,7 +445,7 @@ impl Server {
                 self.metrics.messages_in += 1;
                 match app {
                     WsApp::Im { .. } => self.im_request(token, text, now),
-                    WsApp::Hub => self.hub_message(token, text),
+                    WsApp::Hub => self.hub_message(token, text, now),
                 }
             }
             Msg::Binary(_) => self.ws_close(token, ws::close::UNSUPPORTED, "", now),
@@ -446,7 +470,7 @@ impl Server {
     }
 
     /// Frames the JSON in `self.json` and queues it to one WebSocket.
-    fn ws_send_json(&mut self, token: Token) {
+    pub(super) fn ws_send_json(&mut self, token: Token) {
         self.msg.clear();
         ws::encode_text(&mut self.msg, &self.json);
         self.queue_msg(token);
@@ -479,11 +503,14 @@ impl Server {
             Ok(Command::Login {
                 ref user_id,
                 app_id,
-            }) => (self.im_login(token, user_id, app_id, now), Value::Null),
+            }) => match self.im_login(token, &req, user_id, app_id, now) {
+                Some(code) => (code, Value::Null),
+                None => return, // answered when Redis replies
+            },
             Ok(Command::Msg {
                 ref target,
                 ref msg,
-            }) => self.im_msg(token, target.as_deref(), msg),
+            }) => self.im_msg(token, target.as_deref(), msg, now),
         };
         self.json.clear();
         im::answer(&mut self.json, self.texts, &req.seq, &req.cmd, code, data);
@@ -492,44 +519,62 @@ impl Server {
 
     /// `login`: claims the name (a newer `/im` login of the same user replaces the older
     /// socket; a name held by a line or hub user is refused) and tells the room.
-    fn im_login(&mut self, token: Token, user_id: &str, app_id: u16, now: Instant) -> Code {
+    fn im_login(
+        &mut self,
+        token: Token,
+        req: &im::Request,
+        user_id: &str,
+        app_id: u16,
+        now: Instant,
+    ) -> Option<Code> {
         let Some(conn) = lookup(&mut self.conns, token) else {
-            return Code::Failed;
+            return Some(Code::Failed);
         };
         if conn.online {
             if conn.chosen_name.as_deref() == Some(user_id) && conn.room() == app_id {
-                return Code::Success;
+                return Some(Code::Success);
             }
             self.go_offline(token);
         }
-        if let Some(holder) = self.dir.lookup(user_id.as_bytes()) {
-            let holder_is_im = lookup(&mut self.conns, holder).is_some_and(|c| {
-                matches!(
-                    c.proto,
-                    Proto::Ws {
-                        app: WsApp::Im { .. },
-                        ..
-                    }
-                )
-            });
-            if !holder_is_im {
-                return Code::Failed;
+        match self.dir.lookup(user_id.as_bytes()) {
+            Some(holder) if !self.is_ws_app(holder, false) => return Some(Code::Failed),
+            Some(holder) => {
+                debug!("{user_id} logged in again: closing the older socket");
+                self.json.clear();
+                let code = Code::Failed.number();
+                let replaced = json!(self.texts.replaced);
+                im::answer_with(
+                    &mut self.json,
+                    "",
+                    "kick",
+                    code,
+                    self.texts.code_failed,
+                    replaced,
+                );
+                self.ws_send_json(holder);
+                self.ws_close(holder, ws::close::POLICY, self.texts.replaced, now);
+                // The name stays this server's in the cluster: no claim needed.
             }
-            debug!("{user_id} logged in again: closing the older socket");
-            self.json.clear();
-            let code = Code::Failed.number();
-            let replaced = json!(self.texts.replaced);
-            im::answer_with(
-                &mut self.json,
-                "",
-                "kick",
-                code,
-                self.texts.code_failed,
-                replaced,
-            );
-            self.ws_send_json(holder);
-            self.ws_close(holder, ws::close::POLICY, self.texts.replaced, now);
+            None if self.cluster.is_some() => {
+                if self.held_remotely(user_id) {
+                    return Some(Code::Failed);
+                }
+                let why = ClaimFor::Login {
+                    seq: req.seq.clone(),
+                    app_id,
+                };
+                if self.claim(token, user_id, why, now) {
+                    return None; // answered when Redis replies
+                }
+                return Some(Code::Failed);
+            }
+            None => {}
         }
+        Some(self.im_login_local(token, user_id, app_id))
+    }
+
+    /// Completes a login whose name is free (locally, and in the cluster if there is one).
+    pub(super) fn im_login_local(&mut self, token: Token, user_id: &str, app_id: u16) -> Code {
         if self.dir.claim(user_id, token).is_err() {
             return Code::Failed;
         }
@@ -550,50 +595,63 @@ impl Server {
     }
 
     /// `msg`: to the sender's room, or to one user anywhere.
-    fn im_msg(&mut self, token: Token, target: Option<&str>, msg: &str) -> (Code, Value) {
+    fn im_msg(
+        &mut self,
+        token: Token,
+        target: Option<&str>,
+        msg: &str,
+        now: Instant,
+    ) -> (Code, Value) {
         let Some(room) = lookup(&mut self.conns, token).map(|c| c.room()) else {
             return (Code::Failed, Value::Null);
         };
-        match target {
-            None => {
-                if self.speak_as(token) {
-                    self.announce(room, Event::Say(msg.as_bytes()), None);
-                }
-                (Code::Success, Value::Null)
-            }
-            Some(name) => match self.dir.lookup(name.as_bytes()) {
-                Some(to) => {
-                    if self.speak_as(token) {
-                        self.whisper(to, msg.as_bytes());
-                    }
-                    (Code::Success, Value::Null)
-                }
-                None => (Code::Failed, json!(self.texts.no_such_user.trim_end())),
-            },
+        if !self.speak_as(token) {
+            return (Code::Failed, Value::Null);
+        }
+        let Some(name) = target else {
+            self.say(room, msg.as_bytes(), now);
+            return (Code::Success, Value::Null);
+        };
+        match self.send_to(name, msg.as_bytes(), now) {
+            Place::Local(_) | Place::Remote(_) => (Code::Success, Value::Null),
+            Place::Nowhere => (Code::Failed, json!(self.texts.no_such_user.trim_end())),
+            Place::Unknown => (
+                Code::Failed,
+                json!(self.texts.cluster_unavailable.trim_end()),
+            ),
         }
     }
 
     /// A hub connection for `/ws/{id}`: takes the name (replacing an older hub connection
     /// with the same id) or, if a user of another protocol holds it, closes with 1008.
     fn hub_join(&mut self, token: Token, id: &str, now: Instant) {
-        if let Some(holder) = self.dir.lookup(id.as_bytes()) {
-            let holder_is_hub = lookup(&mut self.conns, holder).is_some_and(|c| {
-                matches!(
-                    c.proto,
-                    Proto::Ws {
-                        app: WsApp::Hub,
-                        ..
-                    }
-                )
-            });
-            if !holder_is_hub {
+        match self.dir.lookup(id.as_bytes()) {
+            Some(holder) if !self.is_ws_app(holder, true) => {
                 return self.ws_close(token, ws::close::POLICY, self.texts.name_in_use, now);
             }
-            debug!("hub id {id} connected again: closing the older connection");
-            self.ws_close(holder, ws::close::POLICY, self.texts.replaced, now);
+            Some(holder) => {
+                debug!("hub id {id} connected again: closing the older connection");
+                self.ws_close(holder, ws::close::POLICY, self.texts.replaced, now);
+            }
+            None if self.cluster.is_some() => {
+                if self.held_remotely(id) {
+                    return self.ws_close(token, ws::close::POLICY, self.texts.name_in_use, now);
+                }
+                if !self.claim(token, id, ClaimFor::Hub, now) {
+                    let reason = self.texts.cluster_unavailable.trim_end();
+                    self.ws_close(token, ws::close::POLICY, reason, now);
+                }
+                return; // joined when Redis replies
+            }
+            None => {}
         }
+        self.hub_join_local(token, id);
+    }
+
+    /// Completes a hub join whose id is free.
+    pub(super) fn hub_join_local(&mut self, token: Token, id: &str) {
         if self.dir.claim(id, token).is_err() {
-            return self.ws_close(token, ws::close::POLICY, self.texts.name_in_use, now);
+            return;
         }
         if let Some(conn) = lookup(&mut self.conns, token) {
             conn.chosen_name = Some(id.into());
@@ -603,7 +661,7 @@ impl Server {
 
     /// One hub message: type 1 to its receiver (with the seed's system reply), any other
     /// type to the room.
-    fn hub_message(&mut self, token: Token, text: &str) {
+    fn hub_message(&mut self, token: Token, text: &str, now: Instant) {
         let mut me = String::new();
         if let Some(conn) = lookup(&mut self.conns, token) {
             conn.user().push_name_str(&mut me);
@@ -611,21 +669,17 @@ impl Server {
         let Some(m) = hub::parse(text) else {
             return self.hub_system(token, &me, self.texts.hub_invalid);
         };
-        if m.kind != hub::SEND {
-            if self.speak_as(token) {
-                self.announce(DEFAULT_APP_ID, Event::Say(m.content.as_bytes()), None);
-            }
+        if !self.speak_as(token) {
             return;
         }
-        match self.dir.lookup(m.receiver.as_bytes()) {
-            Some(to) => {
-                if self.speak_as(token) {
-                    self.whisper(to, m.content.as_bytes());
-                }
-                self.hub_system(token, &m.receiver, self.texts.hub_sent);
-            }
-            None => self.hub_system(token, &m.receiver, self.texts.hub_not_online),
+        if m.kind != hub::SEND {
+            return self.say(DEFAULT_APP_ID, m.content.as_bytes(), now);
         }
+        let reply = match self.send_to(&m.receiver, m.content.as_bytes(), now) {
+            Place::Local(_) | Place::Remote(_) => self.texts.hub_sent,
+            Place::Nowhere | Place::Unknown => self.texts.hub_not_online,
+        };
+        self.hub_system(token, &m.receiver, reply);
     }
 
     /// The server's own hub message (`type` 2, `sender` 0) to one connection.

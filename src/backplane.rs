@@ -1,0 +1,513 @@
+//! The Redis link: two non-blocking connections to one Redis, registered in the loop's own
+//! `Poll` under reserved tokens, with their own buffers. No thread, no runtime, no blocking
+//! call: a Redis that is slow, stalls or goes away can delay cross-server features, never
+//! the loop.
+//!
+//! - The *command* link pipelines commands; replies come back in order and are matched to
+//!   what asked for them through a FIFO of asks (`A`, the caller's type: this module knows
+//!   nothing of chat).
+//! - The *subscriber* link holds the `SUBSCRIBE` and yields published messages.
+//!
+//! RESP is encoded and decoded by the redis-protocol crate. Faults are handled in one
+//! place, [`Backplane::fail`]: on an I/O error, an output buffer over its bound, or a reply
+//! later than [`REPLY_TIMEOUT`], both links are dropped, every pending ask is handed back as
+//! [`Event::Failed`], and a reconnect is tried after an exponential backoff. The outage is
+//! logged once at warn, the recovery once at info.
+
+use log::{debug, info, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use redis_protocol::resp2::decode::decode;
+use redis_protocol::resp2::encode::encode_borrowed;
+use redis_protocol::resp2::types::{BorrowedFrame, OwnedFrame};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// A reply later than this means Redis has stalled: the link is dropped and retried.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// First wait before reconnecting; doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between reconnects.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Unsent commands past which Redis counts as stalled (the same cap as a slow client).
+pub const MAX_OUT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Where Redis is, from `redis://HOST:PORT[/DB]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// Host name or IP.
+    pub host: String,
+    /// TCP port (6379 when not given).
+    pub port: u16,
+    /// Database number for `SELECT` (0 when not given).
+    pub db: u32,
+}
+
+/// A `--redis` value that is not `redis://HOST[:PORT][/DB]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadUrl(pub String);
+
+impl fmt::Display for BadUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not redis://HOST[:PORT][/DB]", self.0)
+    }
+}
+
+impl std::error::Error for BadUrl {}
+
+impl std::str::FromStr for RedisUrl {
+    type Err = BadUrl;
+    fn from_str(s: &str) -> Result<Self, BadUrl> {
+        let bad = || BadUrl(s.to_owned());
+        let rest = s.strip_prefix("redis://").ok_or_else(bad)?;
+        let (hostport, db) = match rest.split_once('/') {
+            Some((hp, "")) => (hp, 0),
+            Some((hp, db)) => (hp, db.parse().map_err(|_| bad())?),
+            None => (rest, 0),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                (h, p.parse().map_err(|_| bad())?)
+            }
+            _ => (hostport, 6379),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(RedisUrl {
+            host: host.to_owned(),
+            port,
+            db,
+        })
+    }
+}
+
+impl RedisUrl {
+    /// Resolves the address once, at start (resolving is blocking; reconnects reuse it).
+    ///
+    /// # Errors
+    /// The resolver's error, or `NotFound` when the name has no address.
+    pub fn resolve(&self) -> std::io::Result<SocketAddr> {
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| ErrorKind::NotFound.into())
+    }
+}
+
+/// What the link has to tell the loop.
+#[derive(Debug)]
+pub enum Event<A> {
+    /// Both links are connected (again): re-announce and resubscribe state.
+    Up,
+    /// The link was lost: what is known of other servers is stale.
+    Down,
+    /// The reply to the command asked as `A`.
+    Reply(A, OwnedFrame),
+    /// The command asked as `A` will get no reply: Redis went away or stalled.
+    Failed(A),
+    /// A message published on `channel`.
+    Message {
+        /// The channel.
+        channel: Vec<u8>,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+}
+
+/// One socket to Redis with its buffers.
+#[derive(Debug, Default)]
+struct Link {
+    socket: Option<TcpStream>,
+    connected: bool,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+}
+
+impl Link {
+    /// Writes what it can; false on an error.
+    fn flush(&mut self) -> bool {
+        let Some(socket) = self.socket.as_mut() else {
+            return true;
+        };
+        if !self.connected {
+            return true;
+        }
+        let mut written = 0;
+        while written < self.outbuf.len() {
+            match socket.write(self.outbuf.get(written..).unwrap_or_default()) {
+                Ok(0) => return false,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        self.outbuf.drain(..written);
+        true
+    }
+
+    /// Reads everything available into `inbuf`; false on EOF or an error.
+    fn fill(&mut self, scratch: &mut [u8]) -> bool {
+        let Some(socket) = self.socket.as_mut() else {
+            return true;
+        };
+        loop {
+            match socket.read(scratch) {
+                Ok(0) => return false,
+                Ok(n) => self
+                    .inbuf
+                    .extend_from_slice(scratch.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Whether a connect in progress has completed; `Err` if it failed.
+    fn check_connected(&mut self) -> Result<(), ()> {
+        let Some(socket) = self.socket.as_ref() else {
+            return Err(());
+        };
+        if self.connected {
+            return Ok(());
+        }
+        match socket.take_error() {
+            Ok(None) => {}
+            _ => return Err(()),
+        }
+        match socket.peer_addr() {
+            Ok(_) => {
+                self.connected = true;
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NotConnected => Ok(()),
+            Err(_) => Err(()),
+        }
+    }
+}
+
+/// Counters for the metrics page.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinkStats {
+    /// Commands sent.
+    pub commands_out: u64,
+    /// Replies and messages received.
+    pub messages_in: u64,
+    /// Times the link came back after an outage.
+    pub reconnects: u64,
+}
+
+/// The link to Redis, generic over what the caller attaches to each command.
+#[derive(Debug)]
+pub struct Backplane<A> {
+    addr: SocketAddr,
+    db: u32,
+    cmd_token: Token,
+    sub_token: Token,
+    cmd: Link,
+    sub: Link,
+    /// Channels the subscriber link subscribes to on every (re)connect.
+    channels: Vec<Vec<u8>>,
+    /// One entry per command in flight, in order; `None` ignores the reply.
+    pending: VecDeque<(Option<A>, Instant)>,
+    up: bool,
+    /// Set while down: when to try again.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// Whether the current outage has been logged.
+    outage_logged: bool,
+    ever_up: bool,
+    stats: LinkStats,
+}
+
+impl<A> Backplane<A> {
+    /// A link to Redis at `addr` (database `db`) using two reserved tokens; it connects on
+    /// the first [`Backplane::tick`].
+    pub fn new(
+        addr: SocketAddr,
+        db: u32,
+        cmd_token: Token,
+        sub_token: Token,
+        channels: Vec<Vec<u8>>,
+    ) -> Self {
+        Backplane {
+            addr,
+            db,
+            cmd_token,
+            sub_token,
+            cmd: Link::default(),
+            sub: Link::default(),
+            channels,
+            pending: VecDeque::new(),
+            up: false,
+            retry_at: Some(Instant::now()),
+            backoff: MIN_BACKOFF,
+            outage_logged: false,
+            ever_up: false,
+            stats: LinkStats::default(),
+        }
+    }
+
+    /// Whether both links are connected and commands will be answered.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Whether `token` is one of the link's.
+    pub fn owns(&self, token: Token) -> bool {
+        token == self.cmd_token || token == self.sub_token
+    }
+
+    /// Commands waiting for a reply.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> LinkStats {
+        self.stats
+    }
+
+    /// Queues one command (pipelined); its reply comes back as an [`Event`] carrying `ask`.
+    /// Returns false, queuing nothing, while Redis is down.
+    pub fn command(&mut self, args: &[&[u8]], ask: Option<A>, now: Instant) -> bool {
+        if !self.up {
+            return false;
+        }
+        push_command(&mut self.cmd.outbuf, args);
+        self.pending.push_back((ask, now));
+        self.stats.commands_out += 1;
+        true
+    }
+
+    /// When [`Backplane::tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let reply_due = self.pending.front().map(|(_, at)| *at + REPLY_TIMEOUT);
+        [self.retry_at, reply_due].into_iter().flatten().min()
+    }
+
+    /// Reconnects when the backoff has passed, and gives up on a stalled Redis.
+    pub fn tick(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event<A>>) {
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+            self.connect(registry, now, out);
+        }
+        if self
+            .pending
+            .front()
+            .is_some_and(|(_, at)| now >= *at + REPLY_TIMEOUT)
+        {
+            self.fail(registry, now, "Redis did not answer in time", out);
+        }
+    }
+
+    /// Handles readiness of one of the link's sockets.
+    pub fn on_ready(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        now: Instant,
+        scratch: &mut [u8],
+        out: &mut Vec<Event<A>>,
+    ) {
+        let is_cmd = token == self.cmd_token;
+        let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
+        if link.check_connected().is_err() {
+            return self.fail(registry, now, "cannot connect to Redis", out);
+        }
+        if !link.fill(scratch) {
+            return self.fail(registry, now, "Redis closed the connection", out);
+        }
+        if !self.up && self.cmd.connected && self.sub.connected {
+            self.up = true;
+            self.backoff = MIN_BACKOFF;
+            if self.outage_logged {
+                info!("Redis at {} is back", self.addr);
+                self.stats.reconnects += 1;
+            } else if !self.ever_up {
+                info!("connected to Redis at {}", self.addr);
+            }
+            self.ever_up = true;
+            self.outage_logged = false;
+            out.push(Event::Up);
+        }
+        if let Err(why) = self.decode(is_cmd, out) {
+            return self.fail(registry, now, why, out);
+        }
+        if !self.cmd.flush() || !self.sub.flush() {
+            return self.fail(registry, now, "cannot write to Redis", out);
+        }
+        if self.cmd.outbuf.len() > MAX_OUT_BYTES {
+            self.fail(registry, now, "Redis is not reading", out);
+        }
+    }
+
+    /// Writes queued commands; called once per loop turn after commands were queued.
+    pub fn flush(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event<A>>) {
+        if !self.up {
+            return;
+        }
+        if !self.cmd.flush() || !self.sub.flush() {
+            return self.fail(registry, now, "cannot write to Redis", out);
+        }
+        if self.cmd.outbuf.len() > MAX_OUT_BYTES {
+            self.fail(registry, now, "Redis is not reading", out);
+        }
+    }
+
+    fn decode(&mut self, is_cmd: bool, out: &mut Vec<Event<A>>) -> Result<(), &'static str> {
+        let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
+        let mut used = 0;
+        loop {
+            let rest = link.inbuf.get(used..).unwrap_or_default();
+            let (frame, n) = match decode(rest) {
+                Ok(Some(done)) => done,
+                Ok(None) => break,
+                Err(_) => return Err("Redis sent something that is not RESP"),
+            };
+            used += n;
+            self.stats.messages_in += 1;
+            if is_cmd {
+                let Some((ask, _)) = self.pending.pop_front() else {
+                    return Err("Redis sent a reply nobody asked for");
+                };
+                if let Some(ask) = ask {
+                    out.push(Event::Reply(ask, frame));
+                }
+            } else if let OwnedFrame::Array(mut parts) = frame {
+                // ["message", channel, payload]; subscribe confirmations are dropped.
+                if parts.len() == 3
+                    && matches!(&parts[0], OwnedFrame::BulkString(k) if k == b"message")
+                {
+                    let payload = parts.pop();
+                    let channel = parts.pop();
+                    if let (
+                        Some(OwnedFrame::BulkString(channel)),
+                        Some(OwnedFrame::BulkString(payload)),
+                    ) = (channel, payload)
+                    {
+                        out.push(Event::Message { channel, payload });
+                    }
+                }
+            }
+        }
+        let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
+        link.inbuf.drain(..used);
+        Ok(())
+    }
+
+    /// Opens both sockets and queues the first commands (SELECT, SUBSCRIBE).
+    fn connect(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event<A>>) {
+        for is_cmd in [true, false] {
+            let token = if is_cmd {
+                self.cmd_token
+            } else {
+                self.sub_token
+            };
+            let opened = TcpStream::connect(self.addr).and_then(|mut socket| {
+                let _ = socket.set_nodelay(true);
+                registry.register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
+                Ok(socket)
+            });
+            let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
+            *link = Link::default();
+            match opened {
+                Ok(socket) => link.socket = Some(socket),
+                Err(_) => return self.fail(registry, now, "cannot connect to Redis", out),
+            }
+        }
+        // Queued before the link is up, so they go first whatever the caller sends.
+        if self.db != 0 {
+            let db = self.db.to_string();
+            push_command(&mut self.cmd.outbuf, &[b"SELECT", db.as_bytes()]);
+            self.pending.push_back((None, now));
+        }
+        let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+        args.extend(self.channels.iter().map(|c| c.as_slice()));
+        push_command(&mut self.sub.outbuf, &args);
+    }
+
+    /// Drops both links, hands back every pending ask, and schedules a reconnect.
+    fn fail(&mut self, registry: &Registry, now: Instant, why: &str, out: &mut Vec<Event<A>>) {
+        for link in [&mut self.cmd, &mut self.sub] {
+            if let Some(mut socket) = link.socket.take() {
+                let _ = registry.deregister(&mut socket);
+            }
+            *link = Link::default();
+        }
+        for (ask, _) in self.pending.drain(..) {
+            if let Some(ask) = ask {
+                out.push(Event::Failed(ask));
+            }
+        }
+        if self.up {
+            out.push(Event::Down);
+        }
+        if !self.outage_logged {
+            warn!(
+                "{why} ({}): cross-server features are unavailable; retrying",
+                self.addr
+            );
+            self.outage_logged = true;
+        } else {
+            debug!("{why} ({}); retrying in {:?}", self.addr, self.backoff);
+        }
+        self.up = false;
+        self.retry_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Appends one command as a RESP array of bulk strings.
+fn push_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    let parts: Vec<BorrowedFrame<'_>> = args.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
+    let frame = BorrowedFrame::Array(&parts);
+    let start = out.len();
+    out.resize(start + frame.encode_len(false), 0);
+    // The buffer was sized by the codec itself, so encoding cannot run out of room.
+    let written =
+        encode_borrowed(out.get_mut(start..).unwrap_or_default(), &frame, false).unwrap_or(0);
+    out.truncate(start + written);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u: RedisUrl = "redis://127.0.0.1:6380/2".parse().unwrap();
+        assert_eq!(
+            u,
+            RedisUrl {
+                host: "127.0.0.1".into(),
+                port: 6380,
+                db: 2
+            }
+        );
+        let u: RedisUrl = "redis://localhost".parse().unwrap();
+        assert_eq!((u.port, u.db), (6379, 0));
+        let u: RedisUrl = "redis://[::1]:7000".parse().unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 7000));
+        assert!("http://x".parse::<RedisUrl>().is_err());
+        assert!("redis://:70".parse::<RedisUrl>().is_err());
+        assert!("redis://h:notaport".parse::<RedisUrl>().is_err());
+        assert!("redis://h:1/x".parse::<RedisUrl>().is_err());
+    }
+
+    #[test]
+    fn commands_are_resp_arrays_of_bulk_strings() {
+        let mut out = Vec::new();
+        push_command(&mut out, &[b"SET", b"k", b"v\r\n", b"NX"]);
+        assert_eq!(
+            out,
+            b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nv\r\n\r\n$2\r\nNX\r\n"
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! What servers tell each other through Redis, and where it is kept: the key and channel
+//! names, and the wire form of cluster events, as pure functions.
+//!
+//! Events are `\0`-separated fields, the text last, so chat text crosses servers as the
+//! same bytes a line user sent (JSON would force it into UTF-8). Names, node ids and
+//! addresses cannot contain `\0` (the name rules forbid control characters).
+//!
+//! Redis holds, per cluster (see the README's sizing notes):
+//! - `im:name:{name}` = node: who holds a name; claimed with `SET NX`, so renames are
+//!   atomic across servers;
+//! - `im:users` hash: name → `node\0room\0addr`, read once by a server that (re)connects;
+//! - `im:alive:{node}`: a heartbeat key with a TTL; a node whose key expired is dead;
+//! - channel `im:room`: presence and broadcasts, one PUBLISH per event, every server reads;
+//! - channel `im:node:{node}`: private messages for that node's users.
+
+use std::net::SocketAddr;
+
+/// The channel every server subscribes to.
+pub const ROOM_CHANNEL: &[u8] = b"im:room";
+/// The hash of every online user in the cluster.
+pub const USERS_KEY: &[u8] = b"im:users";
+
+/// `im:name:{name}`.
+pub fn name_key(name: &str) -> Vec<u8> {
+    [b"im:name:".as_slice(), name.as_bytes()].concat()
+}
+
+/// `im:alive:{node}`.
+pub fn alive_key(node: &str) -> Vec<u8> {
+    [b"im:alive:".as_slice(), node.as_bytes()].concat()
+}
+
+/// `im:node:{node}`: the channel of one server's private messages.
+pub fn node_channel(node: &str) -> Vec<u8> {
+    [b"im:node:".as_slice(), node.as_bytes()].concat()
+}
+
+/// A user of another server, as this one knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The server the user is on.
+    pub node: Box<str>,
+    /// The room (appID).
+    pub room: u16,
+    /// The user's peer address, for `[addr]` in notices.
+    pub addr: SocketAddr,
+}
+
+/// One event on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wire<'a> {
+    /// A user came online (`notify`: tell local users; false when re-announcing after a
+    /// reconnect).
+    Online {
+        /// The user.
+        name: &'a str,
+        /// Where.
+        user: Remote,
+        /// Whether local users get an online notice.
+        notify: bool,
+    },
+    /// A user left.
+    Offline {
+        /// The user.
+        name: &'a str,
+        /// Where it was.
+        user: Remote,
+    },
+    /// A user changed name.
+    Rename {
+        /// The old name.
+        old: &'a str,
+        /// The new name.
+        new: &'a str,
+        /// Where.
+        user: Remote,
+    },
+    /// A broadcast to a room.
+    Say {
+        /// The speaker's name.
+        name: &'a str,
+        /// The speaker.
+        user: Remote,
+        /// The text, as bytes.
+        text: &'a [u8],
+    },
+    /// A private message for a user of the receiving node.
+    Whisper {
+        /// The sender's name.
+        from: &'a str,
+        /// The sender.
+        user: Remote,
+        /// The recipient's name.
+        to: &'a str,
+        /// The text, as bytes.
+        text: &'a [u8],
+    },
+}
+
+impl Wire<'_> {
+    /// The node the event comes from.
+    pub fn node(&self) -> &str {
+        match self {
+            Wire::Online { user, .. }
+            | Wire::Offline { user, .. }
+            | Wire::Rename { user, .. }
+            | Wire::Say { user, .. }
+            | Wire::Whisper { user, .. } => &user.node,
+        }
+    }
+
+    /// Appends the wire form.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let (kind, user, names, text): (&[u8], &Remote, [&str; 2], &[u8]) = match self {
+            Wire::Online {
+                name,
+                user,
+                notify: true,
+            } => (b"on", user, [name, ""], b""),
+            Wire::Online {
+                name,
+                user,
+                notify: false,
+            } => (b"sync", user, [name, ""], b""),
+            Wire::Offline { name, user } => (b"off", user, [name, ""], b""),
+            Wire::Rename { old, new, user } => (b"rn", user, [old, new], b""),
+            Wire::Say { name, user, text } => (b"say", user, [name, ""], text),
+            Wire::Whisper {
+                from,
+                user,
+                to,
+                text,
+            } => (b"w", user, [from, to], text),
+        };
+        out.extend_from_slice(kind);
+        for field in [
+            user.node.as_bytes(),
+            user.room.to_string().as_bytes(),
+            user.addr.to_string().as_bytes(),
+            names[0].as_bytes(),
+            names[1].as_bytes(),
+        ] {
+            out.push(0);
+            out.extend_from_slice(field);
+        }
+        out.push(0);
+        out.extend_from_slice(text);
+    }
+
+    /// Parses the wire form; `None` for anything malformed (ignored by the caller).
+    pub fn decode(bytes: &[u8]) -> Option<Wire<'_>> {
+        let mut fields = bytes.splitn(7, |&b| b == 0);
+        let kind = fields.next()?;
+        let mut text_field = || -> Option<&str> { std::str::from_utf8(fields.next()?).ok() };
+        let node = text_field()?;
+        let room = text_field()?.parse().ok()?;
+        let addr = text_field()?.parse().ok()?;
+        let a = text_field()?;
+        let b = text_field()?;
+        let text = fields.next()?;
+        let user = Remote {
+            node: node.into(),
+            room,
+            addr,
+        };
+        Some(match kind {
+            b"on" => Wire::Online {
+                name: a,
+                user,
+                notify: true,
+            },
+            b"sync" => Wire::Online {
+                name: a,
+                user,
+                notify: false,
+            },
+            b"off" => Wire::Offline { name: a, user },
+            b"rn" => Wire::Rename {
+                old: a,
+                new: b,
+                user,
+            },
+            b"say" => Wire::Say {
+                name: a,
+                user,
+                text,
+            },
+            b"w" => Wire::Whisper {
+                from: a,
+                user,
+                to: b,
+                text,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// The `im:users` value of a user: `node\0room\0addr`.
+pub fn user_value(user: &Remote) -> Vec<u8> {
+    format!("{}\0{}\0{}", user.node, user.room, user.addr).into_bytes()
+}
+
+/// Parses an `im:users` value.
+pub fn parse_user_value(v: &[u8]) -> Option<Remote> {
+    let v = std::str::from_utf8(v).ok()?;
+    let mut it = v.split('\0');
+    let node = it.next()?;
+    let room = it.next()?.parse().ok()?;
+    let addr = it.next()?.parse().ok()?;
+    Some(Remote {
+        node: node.into(),
+        room,
+        addr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> Remote {
+        Remote {
+            node: "n1".into(),
+            room: 101,
+            addr: "127.0.0.1:5000".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn every_event_round_trips() {
+        let events = [
+            Wire::Online {
+                name: "alice",
+                user: user(),
+                notify: true,
+            },
+            Wire::Online {
+                name: "alice",
+                user: user(),
+                notify: false,
+            },
+            Wire::Offline {
+                name: "alice",
+                user: user(),
+            },
+            Wire::Rename {
+                old: "a",
+                new: "b",
+                user: user(),
+            },
+            Wire::Say {
+                name: "alice",
+                user: user(),
+                text: b"hi\0there \xff",
+            },
+            Wire::Whisper {
+                from: "alice",
+                user: user(),
+                to: "bob",
+                text: "你好|x".as_bytes(),
+            },
+        ];
+        for e in events {
+            let mut out = Vec::new();
+            e.encode(&mut out);
+            assert_eq!(Wire::decode(&out), Some(e.clone()), "{out:?}");
+            assert_eq!(e.node(), "n1");
+        }
+    }
+
+    #[test]
+    fn malformed_events_are_none() {
+        assert_eq!(Wire::decode(b""), None);
+        assert_eq!(Wire::decode(b"on\0n1"), None);
+        assert_eq!(Wire::decode(b"zz\0n1\0101\0127.0.0.1:1\0a\0\0"), None);
+        assert_eq!(Wire::decode(b"on\0n1\0room\0127.0.0.1:1\0a\0\0"), None);
+    }
+
+    #[test]
+    fn user_values_round_trip() {
+        assert_eq!(parse_user_value(&user_value(&user())), Some(user()));
+        assert_eq!(parse_user_value(b"junk"), None);
+    }
+}
