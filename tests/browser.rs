@@ -1,0 +1,460 @@
+//! The chat page (`GET /`) in a real browser.
+//!
+//! Starts the real server with line, WebSocket and HTTP listeners, headless Chromium, and a
+//! line-protocol user on a plain `TcpStream`; `tests/browser/page_check.py` then drives two
+//! tabs over the DevTools protocol: alice and bob log in, alice's message shows on bob's
+//! page and reaches the line user, the line user's answer shows on alice's page, bob
+//! whispers to alice, and a screenshot of bob's page is kept at `target/browser/chat.png`.
+//!
+//! Needs `chromium` (or `$CHROMIUM`) and Python 3 with `websockets`; `.ci/run` installs
+//! both. When one is missing the test fails and says what to install. Every wait is bounded,
+//! and the server, Chromium (its whole process group) and the driver are killed on drop.
+mod common;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const PAGE: &str = include_str!("../src/page.html");
+const ALICE_MSG: &str = "hello from alice 你好";
+const LINE_MSG: &str = "hello from the line 你好";
+const LINE_NAME: &str = "carol";
+
+/// A child process killed and reaped on drop; with `group`, its whole process group.
+struct Guard {
+    child: Child,
+    group: bool,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.group {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The server with all three listeners, and their addresses (line, ws, http).
+fn start_server() -> (Guard, SocketAddr, SocketAddr, SocketAddr) {
+    let bin = common::server_bin();
+    let mut child = Command::new(&bin)
+        .args(["--host", "127.0.0.1", "--port", "0", "--ws-port", "0"])
+        .args(["--http-port", "0", "--idle-timeout", "0"])
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let guard = Guard {
+        child,
+        group: false,
+    };
+    // Read the address lines on a thread (bounded wait), and keep draining stdout after.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                // Nobody listens any more: just drain.
+            }
+        }
+    });
+    let mut addrs = Vec::new();
+    for what in ["line", "ws", "http"] {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("server printed no {what} address line"));
+        let addr: SocketAddr = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{what} address line is not an address: {line:?}"));
+        addrs.push(addr);
+    }
+    (guard, addrs[0], addrs[1], addrs[2])
+}
+
+/// `chromium` from `$CHROMIUM` or `PATH`, or a failure that says how to install it.
+fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "the browser test needs Chromium: `apt-get install -y chromium` (.ci/run installs it), \
+         or set CHROMIUM to a Chromium binary"
+    );
+}
+
+fn require_python_websockets() {
+    let ok = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the browser test needs python3 with the websockets package: `pip install websockets` \
+         (.ci/run installs it)"
+    );
+}
+
+/// Headless Chromium in its own process group, and its DevTools browser address.
+fn start_chromium(profile: &Path) -> (Guard, String) {
+    let exe = chromium();
+    let mut child = Command::new(&exe)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+        ])
+        .args(["--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--remote-debugging-port=0", "about:blank"])
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let guard = Guard { child, group: true };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tail = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(i) = line.find("DevTools listening on ") {
+                let _ = tx.send(Ok(line[i + "DevTools listening on ".len()..]
+                    .trim()
+                    .to_string()));
+            } else if tail.len() < 20 {
+                tail.push(line);
+            }
+        }
+        let _ = tx.send(Err(tail.join("\n")));
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(url)) => (guard, url),
+        Ok(Err(tail)) => panic!("chromium exited without a DevTools address; stderr:\n{tail}"),
+        Err(_) => panic!("chromium printed no DevTools address within 30 s"),
+    }
+}
+
+/// A line-protocol user whose reads never block for long.
+struct LineUser {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    partial: Vec<u8>,
+}
+
+impl LineUser {
+    fn connect(addr: SocketAddr) -> LineUser {
+        let stream = TcpStream::connect(addr).expect("connect to the line port");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        LineUser {
+            stream,
+            reader,
+            partial: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.stream
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to the line port");
+    }
+
+    /// The next whole line, or None if none completes within about 200 ms.
+    fn poll_line(&mut self) -> Option<String> {
+        match self.reader.read_until(b'\n', &mut self.partial) {
+            Ok(0) => panic!("the server closed the line user's connection"),
+            Ok(_) if self.partial.ends_with(b"\n") => {
+                let line = String::from_utf8(std::mem::take(&mut self.partial))
+                    .expect("server sends UTF-8");
+                Some(line.trim_end_matches('\n').to_string())
+            }
+            Ok(_) => None,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+            Err(e) => panic!("line user read: {e}"),
+        }
+    }
+
+    fn expect_line(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(line) = self.poll_line() {
+                assert!(ok(&line), "line user: expected {what}, got {line:?}");
+                return line;
+            }
+        }
+        panic!("line user: no {what} within 5 s");
+    }
+}
+
+/// Runs the line user until `stop`: it answers alice's message once, and returns every line
+/// it received.
+fn run_line_user(mut user: LineUser, stop: Arc<AtomicBool>) -> JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut seen = Vec::new();
+        let mut answered = false;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            if let Some(line) = user.poll_line() {
+                if !answered
+                    && line.starts_with('[')
+                    && line.contains(&format!("]alice:{ALICE_MSG}"))
+                {
+                    user.send(LINE_MSG);
+                    answered = true;
+                }
+                seen.push(line);
+            }
+        }
+        seen
+    })
+}
+
+/// One HTTP/1.1 GET; returns (status line, headers, body). Reads by Content-Length.
+fn http_get(addr: SocketAddr, path: &str) -> (String, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect to the http port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("read the response head");
+        if line.is_empty() || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let (status, headers) = head.split_once("\r\n").unwrap_or((&head, ""));
+    let len: usize = headers
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            if k.eq_ignore_ascii_case("content-length") {
+                v.trim().parse().ok()
+            } else {
+                None
+            }
+        })
+        .expect("response has a Content-Length");
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).expect("read the response body");
+    (status.to_string(), headers.to_string(), body)
+}
+
+#[test]
+fn page_is_self_contained() {
+    assert_eq!(
+        PAGE.matches("__WS_PORT__").count(),
+        1,
+        "one port placeholder"
+    );
+    for external in ["<link", "src=", "@import", "url(", "https://", "http://"] {
+        assert!(
+            !PAGE.contains(external),
+            "the page must not load anything from outside ({external:?})"
+        );
+    }
+    for id in [
+        "name", "login", "status", "users", "target", "text", "send", "log",
+    ] {
+        assert!(PAGE.contains(&format!("id=\"{id}\"")), "element #{id}");
+    }
+    assert!(
+        !PAGE.contains("innerHTML"),
+        "user text goes through textContent only"
+    );
+}
+
+#[test]
+fn page_is_served_with_the_ws_port() {
+    let (_server, _line, ws, http) = start_server();
+    let (status, headers, body) = http_get(http, "/");
+    assert!(status.contains(" 200"), "GET / answered {status:?}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "GET / content type: {headers:?}"
+    );
+    let page = String::from_utf8(body).expect("the page is UTF-8");
+    assert!(
+        page.contains(&format!("const WS_PORT = \"{}\";", ws.port())),
+        "the placeholder is replaced with the ws port {}",
+        ws.port()
+    );
+    assert!(!page.contains("__WS_PORT__"));
+}
+
+#[test]
+fn two_browser_tabs_and_a_line_user_chat() {
+    require_python_websockets();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shot = manifest.join("target/browser/chat.png");
+    std::fs::create_dir_all(shot.parent().unwrap()).expect("create target/browser");
+    let _ = std::fs::remove_file(&shot);
+
+    let (_server, line, _ws, http) = start_server();
+
+    // The line user: online, renamed, then answering alice on a thread.
+    let mut user = LineUser::connect(line);
+    user.expect_line("its own online notice", |l| l.ends_with(":已上线"));
+    user.send(&format!("rename|{LINE_NAME}"));
+    user.expect_line("the rename reply", |l| {
+        l == format!("您已更新用户名：{LINE_NAME}")
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let line_thread = run_line_user(user, stop.clone());
+
+    let profile = TempDir(std::env::temp_dir().join(format!(
+        "imserver-browser-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    )));
+    let (_chromium, devtools) = start_chromium(&profile.0);
+
+    let mut driver = Command::new("python3");
+    driver
+        .arg(manifest.join("tests/browser/page_check.py"))
+        .args(["--url", &format!("http://{http}/")])
+        .arg("--shot")
+        .arg(&shot)
+        .args(["--devtools", &devtools, "--line-name", LINE_NAME])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (ok, output) = run_bounded(driver, Duration::from_secs(120));
+    stop.store(true, Ordering::Relaxed);
+    let lines = line_thread.join().expect("line user thread");
+    println!("driver output:\n{output}");
+    println!("line user received:\n{}", lines.join("\n"));
+    assert!(ok, "page_check.py failed:\n{output}");
+    for step in [
+        "OK alice and bob log in",
+        "OK user list and join notice",
+        "OK alice -> bob broadcast",
+        "OK line user -> alice's page",
+        "OK bob -> alice private message",
+        "OK screenshot",
+    ] {
+        assert!(output.contains(step), "driver did not report {step:?}");
+    }
+
+    let has = |what: &str, pred: &dyn Fn(&str) -> bool| {
+        assert!(
+            lines.iter().any(|l| pred(l)),
+            "line user never received {what}; got {lines:?}"
+        );
+    };
+    has("alice's online notice", &|l| {
+        l.starts_with('[') && l.ends_with("]alice:已上线")
+    });
+    has("bob's online notice", &|l| {
+        l.starts_with('[') && l.ends_with("]bob:已上线")
+    });
+    has("alice's broadcast", &|l| {
+        l.starts_with('[') && l.ends_with(&format!("]alice:{ALICE_MSG}"))
+    });
+    has("its own answer echoed", &|l| {
+        l.ends_with(&format!("]{LINE_NAME}:{LINE_MSG}"))
+    });
+
+    let png = std::fs::read(&shot).expect("the screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000,
+        "the screenshot is a PNG"
+    );
+}
+
+/// Runs `cmd` for at most `limit`; returns (exited 0, stdout + stderr).
+fn run_bounded(mut cmd: Command, limit: Duration) -> (bool, String) {
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let collect = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let out = collect(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = collect(child.stderr.take().map(|r| Box::new(r) as _));
+    let mut guard = Guard {
+        child,
+        group: false,
+    };
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = guard.child.try_wait().expect("wait for the driver") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(guard); // kills it if still running, which closes its pipes
+    let output = format!(
+        "{}{}",
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default()
+    );
+    match status {
+        Some(s) => (s.success(), output),
+        None => (false, format!("{output}\n(killed after {limit:?})")),
+    }
+}

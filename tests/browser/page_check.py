@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Drives the chat page in headless Chromium over the DevTools protocol (CDP).
+
+Two tabs log in as alice and bob; alice sends a message that must show on bob's page; a
+line-protocol user (driven by tests/browser.rs) answers and must show on alice's page; bob
+sends alice a private message; then a screenshot of bob's page is saved.
+
+Usage:
+  page_check.py --url http://127.0.0.1:HTTP/ --shot out.png [--devtools ws://...] [--line-name carol]
+
+With --devtools the script attaches to a running browser (the Rust test starts and kills
+Chromium itself); without it, it starts `chromium` (or $CHROMIUM) and stops it at the end.
+Every wait is bounded. Prints one "OK <step>" line per step; exits 1 naming the failed step.
+"""
+
+import argparse
+import asyncio
+import base64
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+import websockets
+from websockets.asyncio.client import connect
+
+STEP_TIMEOUT = 10.0  # seconds for any one CDP call
+POLL_TRIES, POLL_EVERY = 100, 0.1  # 10 s for any one condition on a page
+
+ALICE_MSG = "hello from alice 你好"
+LINE_MSG = "hello from the line 你好"
+PRIVATE_MSG = "psst, only for alice"
+
+
+class Failure(Exception):
+    pass
+
+
+class Cdp:
+    """One browser-level DevTools connection; pages are reached through flat sessions."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.waiting = {}
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self):
+        try:
+            async for raw in self.ws:
+                msg = json.loads(raw)
+                fut = self.waiting.pop(msg.get("id"), None)
+                if fut and not fut.done():
+                    fut.set_result(msg)
+        except websockets.ConnectionClosed:
+            pass
+        for fut in self.waiting.values():
+            if not fut.done():
+                fut.set_exception(Failure("DevTools connection closed"))
+
+    async def call(self, method, params=None, session=None):
+        i = next(self.ids)
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[i] = fut
+        msg = {"id": i, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        await self.ws.send(json.dumps(msg))
+        try:
+            reply = await asyncio.wait_for(fut, STEP_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise Failure(f"{method}: no answer within {STEP_TIMEOUT} s")
+        if "error" in reply:
+            raise Failure(f"{method}: {reply['error']}")
+        return reply.get("result", {})
+
+
+class Page:
+    def __init__(self, cdp, session, label):
+        self.cdp, self.session, self.label = cdp, session, label
+
+    async def call(self, method, params=None):
+        return await self.cdp.call(method, params, self.session)
+
+    async def js(self, expr):
+        r = await self.call("Runtime.evaluate",
+                            {"expression": expr, "returnByValue": True, "awaitPromise": True})
+        if "exceptionDetails" in r:
+            raise Failure(f"{self.label}: JS error in {expr!r}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    async def wait_for(self, what, expr):
+        """Polls `expr` until it is truthy; fails with the page's status and log otherwise."""
+        for _ in range(POLL_TRIES):
+            if await self.js(expr):
+                return
+            await asyncio.sleep(POLL_EVERY)
+        state = await self.js("({status: document.getElementById('status').textContent,"
+                              " users: document.getElementById('users').textContent,"
+                              " log: [...document.getElementById('log').children]"
+                              ".map(d => d.textContent)})")
+        raise Failure(f"{self.label}: timed out waiting for {what}; page state {state}")
+
+    async def log_has(self, what, line, cls=None):
+        check = f"d.textContent === {json.dumps(line)}"
+        if cls:
+            check += f" && d.classList.contains({json.dumps(cls)})"
+        await self.wait_for(what, f"[...document.getElementById('log').children].some(d => {check})")
+
+    async def users_have(self, names):
+        js_names = json.dumps(names)
+        await self.wait_for(f"user list containing {names}",
+                            f"(() => {{ const u = [...document.querySelectorAll('#users li')]"
+                            f".map(li => li.textContent); return {js_names}.every(n => u.includes(n)); }})()")
+
+    async def login(self, name):
+        await self.js(f"(() => {{ document.getElementById('name').value = {json.dumps(name)};"
+                      " document.getElementById('login').click(); return true; })()")
+        await self.wait_for(f"login as {name}",
+                            f"document.getElementById('status').textContent === {json.dumps('online as ' + name)}")
+
+    async def type_and_enter(self, text):
+        """Types like a person: focus the box, insert the text, press Enter."""
+        await self.js("document.getElementById('text').focus(), true")
+        await self.call("Input.insertText", {"text": text})
+        for kind in ("keyDown", "keyUp"):
+            await self.call("Input.dispatchKeyEvent", {
+                "type": kind, "key": "Enter", "code": "Enter",
+                "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13,
+                **({"text": "\r"} if kind == "keyDown" else {})})
+        await self.wait_for("the text box to clear after Enter",
+                            "document.getElementById('text').value === ''")
+
+
+async def open_page(cdp, url, label):
+    target = await cdp.call("Target.createTarget", {"url": "about:blank"})
+    attached = await cdp.call("Target.attachToTarget",
+                              {"targetId": target["targetId"], "flatten": True})
+    page = Page(cdp, attached["sessionId"], label)
+    await page.call("Emulation.setDeviceMetricsOverride",
+                    {"width": 960, "height": 600, "deviceScaleFactor": 1, "mobile": False})
+    await page.call("Page.enable")
+    await page.call("Page.navigate", {"url": url})
+    await page.wait_for("the page to load",
+                        "document.readyState === 'complete' && !!document.getElementById('login')")
+    return page
+
+
+async def run(args, devtools):
+    steps = []
+
+    def ok(step):
+        steps.append(step)
+        print(f"OK {step}", flush=True)
+
+    async with connect(devtools, max_size=None, open_timeout=STEP_TIMEOUT) as ws:
+        cdp = Cdp(ws)
+        alice = await open_page(cdp, args.url, "alice's page")
+        bob = await open_page(cdp, args.url, "bob's page")
+        title = await alice.js("document.title")
+        if "chat" not in (title or ""):
+            raise Failure(f"unexpected page title {title!r}")
+        ok("page loads in two tabs")
+
+        await alice.login("alice")
+        await bob.login("bob")
+        ok("alice and bob log in")
+
+        await bob.users_have(["alice", "bob"] + ([args.line_name] if args.line_name else []))
+        await alice.log_has("bob's join notice", "bob joined — 哈喽~", "system")
+        ok("user list and join notice")
+
+        await alice.type_and_enter(ALICE_MSG)
+        await bob.log_has("alice's message on bob's page", f"[alice] {ALICE_MSG}")
+        await alice.log_has("alice's own broadcast echoed", f"[alice] {ALICE_MSG}")
+        ok("alice -> bob broadcast")
+
+        if args.line_name:
+            await alice.log_has("the line user's answer", f"[{args.line_name}] {LINE_MSG}")
+            ok("line user -> alice's page")
+
+        # bob picks alice in the user list and whispers.
+        await bob.js("[...document.querySelectorAll('#users li')]"
+                     ".find(li => li.textContent === 'alice').click(), true")
+        if await bob.js("document.getElementById('target').value") != "alice":
+            raise Failure("clicking alice in the user list did not select her as target")
+        await bob.type_and_enter(PRIVATE_MSG)
+        await alice.log_has("bob's private message", f"[bob → alice] {PRIVATE_MSG}", "private")
+        await bob.log_has("bob's own copy of the private message", f"[bob → alice] {PRIVATE_MSG}", "private")
+        ok("bob -> alice private message")
+
+        shot = await bob.call("Page.captureScreenshot", {"format": "png"})
+        os.makedirs(os.path.dirname(os.path.abspath(args.shot)), exist_ok=True)
+        with open(args.shot, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+        ok(f"screenshot {args.shot}")
+        cdp.reader.cancel()
+    return steps
+
+
+def start_chromium():
+    exe = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not exe:
+        raise Failure("chromium not found (apt-get install chromium)")
+    profile = tempfile.mkdtemp(prefix="page-check-")
+    proc = subprocess.Popen(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True)
+    for _ in range(200):  # DevTools prints its address within a few seconds
+        line = proc.stderr.readline().decode(errors="replace")
+        m = re.search(r"DevTools listening on (ws://\S+)", line)
+        if m:
+            # Keep draining stderr so Chromium never blocks on a full pipe.
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            return proc, profile, m.group(1)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise Failure("chromium did not print its DevTools address")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", required=True, help="the page, e.g. http://127.0.0.1:8080/")
+    ap.add_argument("--shot", required=True, help="where to write the PNG screenshot")
+    ap.add_argument("--devtools", help="browser DevTools ws:// address (else start chromium)")
+    ap.add_argument("--line-name", help="name of a line-protocol user who answers alice")
+    args = ap.parse_args()
+    proc = profile = None
+    try:
+        devtools = args.devtools
+        if not devtools:
+            proc, profile, devtools = start_chromium()
+        asyncio.run(asyncio.wait_for(run(args, devtools), 90))
+    except (Failure, OSError, asyncio.TimeoutError, websockets.WebSocketException) as e:
+        print(f"FAIL {type(e).__name__}: {e}", flush=True)
+        sys.exit(1)
+    finally:
+        if proc:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+//! A second WebSocket client from another ecosystem: `tests/py/ws_clients.py` (Python's
+//! `websockets`) runs the /im and /ws/{id} protocols, with a line user beside them, against a
+//! fresh server. Needs python3 with `websockets` (`.ci/run` installs it); the test fails and
+//! says so when it is missing. The script and the server are killed if they overrun.
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A child process killed and reaped on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The server with line and WebSocket listeners; returns (guard, line addr, ws addr).
+fn start_server() -> (Guard, SocketAddr, SocketAddr) {
+    let bin = common::server_bin();
+    let mut child = Command::new(&bin)
+        .args(["--host", "127.0.0.1", "--port", "0", "--ws-port", "0"])
+        .args(["--http-port", "0", "--idle-timeout", "0"])
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let guard = Guard(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Forward the address lines, then keep draining stdout.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = |what: &str| -> SocketAddr {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("server printed no {what} address line"));
+        line.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{what} address line is not an address: {line:?}"))
+    };
+    let line = next("line");
+    let ws = next("ws");
+    (guard, line, ws)
+}
+
+#[test]
+fn python_websockets_client() {
+    let have = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        have,
+        "this test needs python3 with the websockets package: `pip install websockets` \
+         (.ci/run installs it)"
+    );
+
+    let (_server, line, ws) = start_server();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/ws_clients.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .arg(ws.to_string())
+        .arg(line.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let read_all = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let out = read_all(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = read_all(child.stderr.take().map(|r| Box::new(r) as _));
+    let mut script_guard = Guard(child);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = script_guard.0.try_wait().expect("wait for the script") {
+            break Some(s);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(script_guard);
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    println!("{stdout}{stderr}");
+
+    let status = status.unwrap_or_else(|| panic!("ws_clients.py ran over 120 s:\n{stdout}"));
+    assert!(
+        status.success(),
+        "ws_clients.py failed ({status}):\n{stdout}{stderr}"
+    );
+    for step in [
+        "OK login with userID/appID and userId/appId",
+        "OK ping, heartbeat before and after login",
+        "OK error codes 1010 1001 1003 1002 1000",
+        "OK two /im users: broadcast, private, enter/exit",
+        "OK second login kicks the older socket (1008)",
+        "OK hub /ws/7 -> /ws/8 type 1, success send, not online",
+        "OK hub broadcast reaches /im 101 and a line user",
+        "OK oversize message closes with 1009",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == step),
+            "ws_clients.py did not report {step:?}:\n{stdout}"
+        );
+    }
+}
