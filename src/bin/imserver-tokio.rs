@@ -466,6 +466,16 @@ async fn run(config: Config) -> io::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // The comparison covers the line protocol only; say so rather than ignore the flags.
+    let unsupported = [
+        ("--ws-port", args.server.ws_port.is_some()),
+        ("--http-port", args.server.http_port.is_some()),
+        ("--redis", args.server.redis.is_some()),
+    ];
+    if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
+        eprintln!("imserver-tokio: {flag} is not supported by the comparison variant (line protocol only)");
+        return ExitCode::from(2);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     // `--workers N` keeps the multi-thread scheduler even for N = 1 (rather than
     // `current_thread`), so 1 and N workers run the same scheduler and only the thread
