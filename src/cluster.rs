@@ -273,8 +273,14 @@ mod tests {
     fn malformed_events_are_none() {
         assert_eq!(Wire::decode(b""), None);
         assert_eq!(Wire::decode(b"on\0n1"), None);
-        assert_eq!(Wire::decode(b"zz\0n1\0101\0127.0.0.1:1\0a\0\0"), None);
-        assert_eq!(Wire::decode(b"on\0n1\0room\0127.0.0.1:1\0a\0\0"), None);
+        assert_eq!(
+            Wire::decode(b"zz\x00n1\x00101\x00127.0.0.1:1\x00a\x00\x00"),
+            None
+        );
+        assert_eq!(
+            Wire::decode(b"on\x00n1\x00room\x00127.0.0.1:1\x00a\x00\x00"),
+            None
+        );
     }
 
     #[test]

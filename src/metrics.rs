@@ -250,6 +250,7 @@ mod tests {
             ws: 1,
             http: 0,
             users: 4,
+            ..Gauges::default()
         });
         assert!(text.contains("# TYPE imserver_connections gauge\n"));
         assert!(text.contains("imserver_connections{protocol=\"line\"} 3\n"));
