@@ -1,8 +1,9 @@
 //! The event loop: one `mio::Poll`, every simulated user one socket in a `Slab`.
 //!
 //! Registrations are edge-triggered for READABLE | WRITABLE once and never changed: reads
-//! are drained to `WouldBlock` into one shared scratch buffer, whole lines are handled
-//! straight from it, and only a trailing partial line is copied into the user's `inbuf`.
+//! are drained to `WouldBlock` into one shared scratch buffer, whole messages (lines, or
+//! WebSocket frames after the upgrade) are handled straight from it, and only a trailing
+//! partial one is copied into the user's `inbuf`. What a message means is `transport`'s.
 //! Sends only append to the user's `outbuf`; one flush phase per turn writes each dirty
 //! user with as few `write` calls as the kernel allows.
 //!
@@ -23,11 +24,14 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::sys;
-use crate::track::{self, Decoded, Histogram, Payload, Tracker, MARK};
+use crate::track::{self, Decoded, Histogram, Payload, Tracker};
+use crate::transport::Transport;
+use crate::ws;
 
 /// Bytes read per `read` call.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// Room for what the server puts before a payload (`[addr]name:`, `to|…` replies).
+/// Room for what the server puts around a payload (`[addr]name:`, `to|…` replies, JSON,
+/// a frame header); also the longest WebSocket upgrade response.
 const LINE_OVERHEAD_BYTES: usize = 4096;
 /// Events taken per `poll`.
 const EVENTS_PER_POLL: usize = 1024;
@@ -79,7 +83,9 @@ impl Sources {
 enum UserState {
     /// `connect` started, not yet established.
     Connecting,
-    /// Connected, waiting for its own online notice.
+    /// WebSocket only: connected, upgrade request sent, `101` not yet heard.
+    Upgrading,
+    /// Connected (and upgraded), waiting for its own online notice.
     Joining,
     /// Heard its own notice.
     Online,
@@ -90,19 +96,19 @@ struct User {
     /// The user's number: payload sender id, index in the tracker, and in error messages.
     id: usize,
     stream: TcpStream,
-    /// The local address, which is the user's name on the server.
+    /// The user's name on the server: its local address, or its hub id.
     name: String,
     state: UserState,
     /// When its connect started, ns since the run's start.
     started_ns: u64,
-    /// A trailing partial line from the last read.
+    /// A trailing partial line (or frame, or upgrade response) from the last read.
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     /// Bytes of `outbuf` already written.
     out_pos: usize,
     /// Listed in `Shared::dirty`.
     dirty: bool,
-    /// Private mode: `to|PARTNER|`, put before each payload.
+    /// Private mode: what goes before each payload (`to|PARTNER|`, or the hub JSON).
     to_prefix: Vec<u8>,
     /// Churn: sends one line once online.
     chats: bool,
@@ -129,18 +135,6 @@ impl User {
         Ok(())
     }
 
-    /// Whether `line` is `[NAME]NAME:…`, this user's own online notice.
-    fn is_own_notice(&self, line: &[u8]) -> bool {
-        let name = self.name.as_bytes();
-        let n = name.len();
-        line.len() > 2 * n + 2
-            && line[0] == b'['
-            && &line[1..1 + n] == name
-            && line[1 + n] == b']'
-            && &line[2 + n..2 + 2 * n] == name
-            && line[2 + 2 * n] == b':'
-    }
-
     fn keep_other(&mut self, line: &[u8]) {
         self.last_other.clear();
         self.last_other
@@ -150,8 +144,10 @@ impl User {
     /// "127.0.0.1:40000, before its online notice, last line …": details for error messages.
     fn details(&self) -> String {
         let mut s = self.name.clone();
-        if self.state != UserState::Online {
-            s.push_str(", before its online notice");
+        match self.state {
+            UserState::Online => {}
+            UserState::Upgrading => s.push_str(", before its WebSocket upgrade"),
+            UserState::Connecting | UserState::Joining => s.push_str(", before its online notice"),
         }
         if !self.last_other.is_empty() {
             s.push_str(&format!(
@@ -185,10 +181,15 @@ pub struct ConnectErrors {
     pub first: Option<String>,
 }
 
-/// Everything the line handler changes besides the user itself.
+/// Everything the message handler changes besides the user itself.
 struct Shared {
+    transport: Transport,
+    /// The server's address, for error messages.
+    server: SocketAddr,
     run: u16,
     size: usize,
+    /// Scratch for one WebSocket message's body.
+    body: Vec<u8>,
     base: Instant,
     /// Connects started and not yet joined.
     connecting: usize,
@@ -217,25 +218,124 @@ impl Shared {
         }
     }
 
-    /// One line from the server to `user`, without its newline.
-    fn on_line(&mut self, key: usize, user: &mut User, line: &[u8], now_ns: u64) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    /// Handles the whole messages at the front of `data`, which came from the server to
+    /// `user`; returns the bytes used (the rest is a partial message, kept for the next read).
+    fn on_bytes(
+        &mut self,
+        key: usize,
+        user: &mut User,
+        data: &[u8],
+        cap: usize,
+        now_ns: u64,
+    ) -> Result<usize, Fail> {
+        match self.transport {
+            Transport::Line => Ok(self.on_lines(key, user, data, now_ns)),
+            Transport::Ws => self.on_ws(key, user, data, cap, now_ns),
+        }
+    }
+
+    /// The whole lines of `data`; returns the bytes they took.
+    fn on_lines(&mut self, key: usize, user: &mut User, data: &[u8], now_ns: u64) -> usize {
+        let mut start = 0;
+        while let Some(i) = track::find_byte(b'\n', &data[start..]) {
+            let line = &data[start..start + i];
+            self.on_message(key, user, line.strip_suffix(b"\r").unwrap_or(line), now_ns);
+            start += i + 1;
+        }
+        start
+    }
+
+    /// The upgrade response (until it has come) and the whole frames of `data`; returns the
+    /// bytes they took. A ping is answered; a close frame ends the run.
+    fn on_ws(
+        &mut self,
+        key: usize,
+        user: &mut User,
+        data: &[u8],
+        cap: usize,
+        now_ns: u64,
+    ) -> Result<usize, Fail> {
+        let mut pos = 0;
+        if user.state == UserState::Upgrading {
+            match ws::handshake(data, cap) {
+                ws::Handshake::Incomplete => return Ok(0),
+                ws::Handshake::Accepted { used } => {
+                    pos = used;
+                    user.state = UserState::Joining;
+                }
+                ws::Handshake::Refused(why) => {
+                    return Err(self.upgrade_failed(user, &why));
+                }
+            }
+        }
+        loop {
+            let frame = match ws::next(&data[pos..], cap) {
+                Ok(ws::Next::Incomplete) => return Ok(pos),
+                Ok(ws::Next::Frame { frame, used }) => {
+                    pos += used;
+                    frame
+                }
+                Err(e) => {
+                    return Err(Fail::Error(format!(
+                        "server sent user {} {e} ({})",
+                        user.id,
+                        user.details()
+                    )))
+                }
+            };
+            match frame {
+                ws::Frame::Text(msg) => self.on_message(key, user, msg, now_ns),
+                ws::Frame::Ping(payload) => {
+                    ws::encode_pong(&mut user.outbuf, payload);
+                    self.mark_dirty(key, user);
+                }
+                ws::Frame::Pong | ws::Frame::Binary => {}
+                ws::Frame::Close { code, reason } => {
+                    let code = code.map_or_else(|| "no code".to_owned(), |c| c.to_string());
+                    return Err(Fail::Error(format!(
+                        "server closed connection of user {} mid-run ({}, close frame {code} {:?})",
+                        user.id,
+                        user.details(),
+                        String::from_utf8_lossy(reason)
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The server did not switch to WebSocket: no WebSocket server there (before anyone
+    /// joined), or a failure mid-run.
+    fn upgrade_failed(&self, user: &User, why: &str) -> Fail {
+        let msg = format!(
+            "no WebSocket upgrade for user {} at {}: {why} (is --addr the server's --ws-port?)",
+            user.id, self.server
+        );
+        if self.joined == 0 {
+            Fail::NoServer(msg)
+        } else {
+            Fail::Error(msg)
+        }
+    }
+
+    /// One message from the server to `user`: a line without its newline, or a text frame.
+    fn on_message(&mut self, key: usize, user: &mut User, msg: &[u8], now_ns: u64) {
+        let t = self.transport;
         if user.state != UserState::Online {
-            if user.is_own_notice(line) {
+            if t.is_own_notice(&user.name, msg) {
                 user.state = UserState::Online;
                 self.on_join(key, user, now_ns);
-            } else if !line.starts_with(b"[") {
-                user.keep_other(line);
+            } else if t.is_server_message(msg) {
+                user.keep_other(msg);
             }
             return;
         }
-        let Some(at) = track::find_byte(MARK, line) else {
-            if !line.starts_with(b"[") {
-                user.keep_other(line);
+        let Some(payload) = t.payload(msg) else {
+            if t.is_server_message(msg) {
+                user.keep_other(msg);
             }
             return;
         };
-        match track::decode(&line[at..], self.run, self.size) {
+        match track::decode(payload, self.run, self.size) {
             Decoded::Ours(p) => self.on_payload(user, &p, now_ns),
             Decoded::Garbled => match self.tracker.as_mut() {
                 Some(t) => t.counts.garbled += 1,
@@ -258,8 +358,11 @@ impl Shared {
                 seq: 0,
                 ts_ns: now_ns,
             };
-            track::encode(&mut user.outbuf, self.run, &p, self.size);
-            user.outbuf.push(b'\n');
+            let (run, size) = (self.run, self.size);
+            self.transport
+                .push_message(&mut user.outbuf, &mut self.body, b"", |out| {
+                    track::encode(out, run, &p, size);
+                });
             user.echo_pending = true;
             self.churn.echo_pending += 1;
             self.mark_dirty(key, user);
@@ -308,6 +411,8 @@ fn connect_state(stream: &TcpStream) -> ConnectState {
 pub struct Settings {
     /// The server.
     pub addr: SocketAddr,
+    /// The protocol spoken to it.
+    pub transport: Transport,
     /// Where sockets connect from.
     pub sources: Sources,
     /// Payload size, bytes.
@@ -364,8 +469,11 @@ impl Engine {
             next_progress: base + PROGRESS_AFTER,
             online: VecDeque::new(),
             sh: Shared {
+                transport: settings.transport,
+                server: settings.addr,
                 run,
                 size: settings.size,
+                body: Vec::new(),
                 base,
                 connecting: 0,
                 joined: 0,
@@ -436,7 +544,7 @@ impl Engine {
         // Small payloads must not wait for Nagle's algorithm; a failure only costs latency.
         let _ = stream.set_nodelay(true);
         let name = match stream.local_addr() {
-            Ok(a) => a.to_string(),
+            Ok(a) => self.settings.transport.name(a, self.sh.run, id),
             Err(e) => return self.connect_failed(id, &e),
         };
         let entry = self.users.vacant_entry();
@@ -492,13 +600,14 @@ impl Engine {
         self.sh.kind = kind;
     }
 
-    /// Private mode: every user `2k` whispers to `2k+1` and back, by their default names.
+    /// Private mode: every user `2k` whispers to `2k+1` and back, by their names.
     pub fn pair_up(&mut self) {
         // Traffic runs never remove users, so a user's key is its id.
+        let t = self.settings.transport;
         let prefixes: Vec<(usize, Vec<u8>)> = self
             .users
             .iter()
-            .map(|(key, u)| (key ^ 1, format!("to|{}|", u.name).into_bytes()))
+            .map(|(key, u)| (key ^ 1, t.whisper_prefix(&u.name)))
             .collect();
         for (partner, prefix) in prefixes {
             if let Some(user) = self.users.get_mut(partner) {
@@ -589,7 +698,19 @@ impl Engine {
         if user.state == UserState::Connecting {
             match connect_state(&user.stream) {
                 ConnectState::Pending => return Ok(()),
-                ConnectState::Connected => user.state = UserState::Joining,
+                ConnectState::Connected => {
+                    let greeted = self.settings.transport.greet(
+                        &mut user.outbuf,
+                        self.settings.addr,
+                        &user.name,
+                    );
+                    user.state = if greeted {
+                        self.sh.mark_dirty(key, user);
+                        UserState::Upgrading
+                    } else {
+                        UserState::Joining
+                    };
+                }
                 ConnectState::Failed(e) => {
                     let id = user.id;
                     if let Some(mut user) = self.users.try_remove(key) {
@@ -643,12 +764,8 @@ impl Engine {
                     user.inbuf.clear();
                     let now_ns = self.sh.now_ns(Instant::now());
                     let data = &scratch[..carry + n];
-                    let mut start = 0;
-                    while let Some(i) = track::find_byte(b'\n', &data[start..]) {
-                        self.sh.on_line(key, user, &data[start..start + i], now_ns);
-                        start += i + 1;
-                    }
-                    let rest = &data[start..];
+                    let used = self.sh.on_bytes(key, user, data, self.line_cap, now_ns)?;
+                    let rest = &data[used..];
                     if rest.len() > self.line_cap {
                         return Err(too_long(user, self.line_cap));
                     }
@@ -665,6 +782,7 @@ impl Engine {
     fn pump(&mut self) {
         let ts_ns = self.sh.now_ns(Instant::now());
         let (run, size, kind) = (self.sh.run, self.sh.size, self.sh.kind);
+        let (transport, body) = (self.sh.transport, &mut self.sh.body);
         let Some(tracker) = self.sh.tracker.as_mut() else {
             return;
         };
@@ -678,15 +796,15 @@ impl Engine {
             };
             debug_assert_eq!(user.id, sender);
             while let Some(seq) = tracker.next_send(sender) {
-                user.outbuf.extend_from_slice(&user.to_prefix);
                 let p = Payload {
                     kind,
                     sender: sender as u64,
                     seq,
                     ts_ns,
                 };
-                track::encode(&mut user.outbuf, run, &p, size);
-                user.outbuf.push(b'\n');
+                transport.push_message(&mut user.outbuf, body, &user.to_prefix, |out| {
+                    track::encode(out, run, &p, size);
+                });
             }
             if !user.dirty {
                 user.dirty = true;

@@ -1,16 +1,20 @@
-//! `imbench`: a load generator for imserver-mio (and anything speaking its line protocol).
+//! `imbench`: a load generator for imserver-mio (and anything speaking its line protocol,
+//! or, with `--ws`, the hub protocol of `/ws/{id}` over WebSocket).
 //!
 //! One thread and one `mio::Poll` hold every simulated user, so thousands of connections
 //! cost no thread each. It knows nothing of the server's internals: a user is a TCP
 //! connection whose name is its local `ip:port`, it has joined once it hears its own
 //! `[ip:port]ip:port:…` online notice (in any language), and its traffic is payloads that
-//! carry sender, sequence number and send time (see `track.rs`).
+//! carry sender, sequence number and send time (see `track.rs`). Over WebSocket a user is
+//! `/ws/ID`, joined once it hears its own type 0 presence message, and the same payloads
+//! travel as the `content` of hub messages (see `transport.rs`); the accounting is the same.
 //!
 //! ```text
 //! imbench idle    --conns 1000 --pid $(pidof imserver-mio)
 //! imbench fanout  --conns 1000 --senders 1 --msgs 200 --size 64 --window 16
 //! imbench private --pairs 500 --msgs 200 --size 64 --window 16
 //! imbench churn   --conns 500 --rate 200 --duration 10
+//! imbench --ws --addr 127.0.0.1:8080 fanout --conns 1000   # against --ws-port 8080
 //! ```
 //!
 //! Exit status: 0 when the run completed, 1 when it failed (incomplete delivery, a timeout,
@@ -19,7 +23,10 @@
 //! # Layout
 //! - `main.rs`: flags, checks before the run, printing, exit status.
 //! - `modes.rs`: each mode's phases and report.
-//! - `engine.rs`: the poll loop, the users' sockets and buffers, line handling.
+//! - `engine.rs`: the poll loop, the users' sockets and buffers, splitting input into
+//!   messages.
+//! - `transport.rs`: line or WebSocket: names, wrapping payloads, reading messages.
+//! - `ws.rs`: pure RFC 6455 client framing and the upgrade handshake.
 //! - `track.rs`: pure bookkeeping: payload format, windows, completeness, histogram.
 //! - `report.rs`: the report as a table or one JSON line.
 //! - `sys.rs`: /proc samples, the open-file limit, source-address binding.
@@ -29,6 +36,8 @@ mod modes;
 mod report;
 mod sys;
 mod track;
+mod transport;
+mod ws;
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -39,6 +48,7 @@ use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use modes::{Churn, Common, Outcome, Traffic};
+use transport::Transport;
 
 /// Ephemeral ports one source address is given for one server address (Linux's default
 /// range 32768–60999 holds about 28,000; keep a margin).
@@ -56,8 +66,8 @@ const MAX_FANOUT_CELLS: usize = 50_000_000;
     version,
     about = "Load generator for imserver-mio: many chat users on one thread and one mio poll",
     long_about = "Load generator for imserver-mio: many chat users on one thread and one mio poll.\n\n\
-        It speaks the line protocol to a server on 127.0.0.0/8 or ::1 only, and reports a \
-        table (or one JSON object with --json). Exit status: 0 complete, 1 failed \
+        It speaks the line protocol (or, with --ws, the WebSocket hub protocol of /ws/{id}) \
+        to a server on 127.0.0.0/8 or ::1 only, and reports a table (or one JSON object with --json). Exit status: 0 complete, 1 failed \
         (incomplete delivery, timeout, server closed a connection, no server), 2 bad arguments.",
     after_help = "Every run stops by itself after --timeout. Run under a raised open-file limit \
         (e.g. `ulimit -n 20000`) for thousands of users; imbench refuses a run that would not \
@@ -73,9 +83,13 @@ struct Cli {
 
 #[derive(Args)]
 struct CommonArgs {
-    /// Server address; only loopback (127.0.0.0/8, ::1, localhost) is accepted.
+    /// Server address; only loopback (127.0.0.0/8, ::1, localhost) is accepted. With --ws,
+    /// the server's WebSocket address (its --ws-port).
     #[arg(long, global = true, default_value = "127.0.0.1:8888", value_parser = parse_addr)]
     addr: SocketAddr,
+    /// Speak WebSocket: each user opens /ws/ID (the hub protocol) and sends masked frames.
+    #[arg(long, global = true)]
+    ws: bool,
     /// Seconds the whole run may take; then it reports what it measured and exits 1.
     #[arg(long, global = true, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     timeout: Duration,
@@ -309,6 +323,7 @@ fn main() -> ExitCode {
     }
     let common = Common {
         addr: c.addr,
+        transport: if c.ws { Transport::Ws } else { Transport::Line },
         timeout: c.timeout,
         pid: c.pid,
         connect_burst: burst,
@@ -396,8 +411,21 @@ mod tests {
         ])
         .unwrap();
         assert!(a.common.json);
+        assert!(!a.common.ws);
         assert_eq!(a.common.timeout, Duration::from_secs(2));
         assert!(matches!(a.mode, Mode::Fanout(FanoutArgs { conns: 3, .. })));
+    }
+
+    #[test]
+    fn ws_is_a_global_flag() {
+        let a = Cli::try_parse_from(["imbench", "idle", "--ws", "--addr", "127.0.0.1:9"]).unwrap();
+        assert!(a.common.ws);
+        assert!(
+            Cli::try_parse_from(["imbench", "--ws", "churn"])
+                .unwrap()
+                .common
+                .ws
+        );
     }
 
     #[test]

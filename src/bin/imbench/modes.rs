@@ -8,6 +8,7 @@ use crate::engine::{Engine, Fail, Settings, Sources};
 use crate::report::{Report, Value};
 use crate::sys::{self, ProcSample};
 use crate::track::{self, Histogram, Pattern, Tracker};
+use crate::transport::Transport;
 
 /// Failed connects a churn run tolerates before it gives up.
 const MAX_CHURN_CONNECT_ERRORS: u64 = 100;
@@ -16,6 +17,8 @@ const MAX_CHURN_CONNECT_ERRORS: u64 = 100;
 pub struct Common {
     /// The server (loopback only; checked by the argument parser).
     pub addr: SocketAddr,
+    /// The protocol spoken to it.
+    pub transport: Transport,
     /// Whole-run limit.
     pub timeout: Duration,
     /// The server's pid, to sample its memory and CPU time.
@@ -40,6 +43,7 @@ pub struct Outcome {
 fn engine(c: &Common, size: usize) -> Result<Engine, Outcome> {
     Engine::new(Settings {
         addr: c.addr,
+        transport: c.transport,
         sources: Sources::new(c.src_addrs),
         size,
         timeout: c.timeout,
@@ -212,6 +216,11 @@ fn header(mode: &str, c: &Common) -> Report {
     let mut r = Report::new();
     r.set("mode", Value::Text(mode.to_owned()));
     r.set("addr", Value::Text(c.addr.to_string()));
+    let transport = match c.transport {
+        Transport::Line => "line",
+        Transport::Ws => "ws",
+    };
+    r.set("transport", Value::Text(transport.to_owned()));
     r
 }
 

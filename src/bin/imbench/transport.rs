@@ -1,0 +1,235 @@
+//! What a user's bytes mean on each transport: its name, what it sends first, how a
+//! payload is wrapped, and how to tell its own online notice, a payload and a server
+//! message apart in what it receives. The engine splits the byte stream (lines, or
+//! WebSocket frames via `ws`) and asks this module about each message.
+//!
+//! - [`Transport::Line`]: the line protocol. A user's name is its local `ip:port`; its
+//!   online notice is `[NAME]NAME:…`; a broadcast is `PAYLOAD\n`, a whisper
+//!   `to|NAME|PAYLOAD\n`.
+//! - [`Transport::Ws`]: seed 004's hub protocol on `/ws/{id}`. A user's name is its id,
+//!   `b` + the run id + its number (never all digits, so the server writes it as a JSON
+//!   string); its online notice is the type 0 message it is the sender of; a broadcast is
+//!   `{"type":3,"content":"PAYLOAD"}`, a whisper `{"type":1,"receiver":"NAME",…}`, each one
+//!   masked text frame. The server's JSON has sorted keys (`content` first, `type` last),
+//!   and a payload needs no escaping, so it is found by its mark, not by parsing JSON.
+
+use std::net::SocketAddr;
+
+use crate::track::{self, MARK};
+use crate::ws;
+
+/// Start of a hub broadcast around a payload.
+const HUB_BROADCAST: &[u8] = br#"{"type":3,"content":""#;
+/// End of every hub message around a payload.
+const HUB_END: &[u8] = br#""}"#;
+/// What the server answers a hub whisper with (type 2, in every language): not traffic.
+const HUB_SENT_ACK: &[u8] = br#"{"content":"success send","#;
+/// The end of the server's own hub messages (type 2, `sender` 0).
+const HUB_FROM_SERVER: &[u8] = br#""sender":0,"type":2}"#;
+
+/// The protocol imbench speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The line protocol.
+    Line,
+    /// WebSocket, the hub protocol of `/ws/{id}`.
+    Ws,
+}
+
+impl Transport {
+    /// User `id`'s name on the server: its local address, or its hub id.
+    pub fn name(self, local: SocketAddr, run: u16, id: usize) -> String {
+        match self {
+            Transport::Line => local.to_string(),
+            Transport::Ws => format!("b{run:04x}{id}"),
+        }
+    }
+
+    /// Appends what a user sends as soon as it is connected (the WebSocket upgrade), and
+    /// says whether there was anything.
+    pub fn greet(self, out: &mut Vec<u8>, server: SocketAddr, name: &str) -> bool {
+        match self {
+            Transport::Line => false,
+            Transport::Ws => {
+                ws::upgrade_request(out, &server.to_string(), &format!("/ws/{name}"));
+                true
+            }
+        }
+    }
+
+    /// What goes before each payload a user whispers to `partner`.
+    pub fn whisper_prefix(self, partner: &str) -> Vec<u8> {
+        match self {
+            Transport::Line => format!("to|{partner}|").into_bytes(),
+            Transport::Ws => {
+                format!(r#"{{"type":1,"receiver":"{partner}","content":""#).into_bytes()
+            }
+        }
+    }
+
+    /// Appends one message carrying `payload` to `out`: a broadcast when `prefix` is empty,
+    /// else a whisper with that [`Transport::whisper_prefix`]. `body` is scratch space.
+    pub fn push_message(
+        self,
+        out: &mut Vec<u8>,
+        body: &mut Vec<u8>,
+        prefix: &[u8],
+        payload: impl FnOnce(&mut Vec<u8>),
+    ) {
+        match self {
+            Transport::Line => {
+                out.extend_from_slice(prefix);
+                payload(out);
+                out.push(b'\n');
+            }
+            Transport::Ws => {
+                body.clear();
+                body.extend_from_slice(if prefix.is_empty() {
+                    HUB_BROADCAST
+                } else {
+                    prefix
+                });
+                payload(body);
+                body.extend_from_slice(HUB_END);
+                ws::encode_text(out, body);
+            }
+        }
+    }
+
+    /// Whether `msg` (a line without its newline, or a text frame) is `name`'s own online
+    /// notice, in any language.
+    pub fn is_own_notice(self, name: &str, msg: &[u8]) -> bool {
+        let name = name.as_bytes();
+        let n = name.len();
+        match self {
+            Transport::Line => {
+                msg.len() > 2 * n + 2
+                    && msg[0] == b'['
+                    && &msg[1..1 + n] == name
+                    && msg[1 + n] == b']'
+                    && &msg[2 + n..2 + 2 * n] == name
+                    && msg[2 + 2 * n] == b':'
+            }
+            Transport::Ws => {
+                // … "sender":"NAME","type":0}
+                let Some(rest) = msg.strip_suffix(br#"","type":0}"#) else {
+                    return false;
+                };
+                rest.strip_suffix(name)
+                    .is_some_and(|r| r.ends_with(br#""sender":""#))
+            }
+        }
+    }
+
+    /// The payload in `msg`, from its mark to its end, if it has one.
+    pub fn payload(self, msg: &[u8]) -> Option<&[u8]> {
+        let at = track::find_byte(MARK, msg)?;
+        let rest = &msg[at..];
+        match self {
+            Transport::Line => Some(rest),
+            // The JSON string ends at the next quote (a payload has none); without one the
+            // whole rest is handed on, and the length check calls it garbled.
+            Transport::Ws => Some(match track::find_byte(b'"', rest) {
+                Some(end) => &rest[..end],
+                None => rest,
+            }),
+        }
+    }
+
+    /// Whether `msg` (not a payload) is the server speaking for itself (a kick, "server
+    /// full", "not online"), worth keeping for an error message, rather than a user's notice
+    /// or chat or a routine reply.
+    pub fn is_server_message(self, msg: &[u8]) -> bool {
+        match self {
+            Transport::Line => !msg.starts_with(b"["),
+            Transport::Ws => msg.ends_with(HUB_FROM_SERVER) && !msg.starts_with(HUB_SENT_ACK),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:40000".parse().unwrap()
+    }
+
+    #[test]
+    fn names_are_the_address_or_a_short_hub_id() {
+        assert_eq!(Transport::Line.name(addr(), 0xbe7a, 3), "127.0.0.1:40000");
+        assert_eq!(Transport::Ws.name(addr(), 0x00fa, 3), "b00fa3");
+        let longest = Transport::Ws.name(addr(), u16::MAX, 1_000_000);
+        assert!(longest.len() <= 19, "{longest}");
+        assert!(!longest.contains(':') && !longest.bytes().all(|b| b.is_ascii_digit()));
+    }
+
+    #[test]
+    fn own_notices_are_recognised_in_both_forms() {
+        let line = Transport::Line;
+        assert!(line.is_own_notice("1.2.3.4:5", b"[1.2.3.4:5]1.2.3.4:5:online"));
+        assert!(!line.is_own_notice("1.2.3.4:5", b"[1.2.3.4:6]1.2.3.4:6:online"));
+        assert!(!line.is_own_notice("1.2.3.4:5", b"[1.2.3.4:5]bob:online"));
+        let ws = Transport::Ws;
+        let notice = r#"{"content":"已上线","receiver":0,"sender":"b12340","type":0}"#;
+        assert!(ws.is_own_notice("b12340", notice.as_bytes()));
+        assert!(!ws.is_own_notice("b1234", notice.as_bytes()));
+        assert!(!ws.is_own_notice("12340", notice.as_bytes()));
+        assert!(!ws.is_own_notice("b123401", notice.as_bytes()));
+        let chat = r#"{"content":"x","receiver":0,"sender":"b12340","type":3}"#;
+        assert!(!ws.is_own_notice("b12340", chat.as_bytes()));
+        let english = r#"{"content":"online","receiver":0,"sender":"b12340","type":0}"#;
+        assert!(ws.is_own_notice("b12340", english.as_bytes()));
+    }
+
+    #[test]
+    fn messages_wrap_payloads_and_payloads_are_found_again() {
+        let fill = |out: &mut Vec<u8>| out.extend_from_slice(b"~abcdb1.2.3.xx");
+        let mut body = Vec::new();
+        let mut out = Vec::new();
+        Transport::Line.push_message(&mut out, &mut body, b"", fill);
+        assert_eq!(out, b"~abcdb1.2.3.xx\n");
+        out.clear();
+        let to = Transport::Line.whisper_prefix("1.2.3.4:5");
+        Transport::Line.push_message(&mut out, &mut body, &to, fill);
+        assert_eq!(out, b"to|1.2.3.4:5|~abcdb1.2.3.xx\n");
+        assert_eq!(
+            Transport::Line.payload(b"[a]a:~abcdb1.2.3.xx"),
+            Some(&b"~abcdb1.2.3.xx"[..])
+        );
+
+        let ws = Transport::Ws;
+        out.clear();
+        ws.push_message(&mut out, &mut body, b"", fill);
+        assert_eq!(body, br#"{"type":3,"content":"~abcdb1.2.3.xx"}"#);
+        // One masked text frame: 2 header bytes, the mask key, the body.
+        assert_eq!(out.len(), 2 + 4 + body.len());
+        assert_eq!(out[..2], [0x81, 0x80 | body.len() as u8]);
+        out.clear();
+        let to = ws.whisper_prefix("b12341");
+        ws.push_message(&mut out, &mut body, &to, fill);
+        assert_eq!(
+            body,
+            br#"{"type":1,"receiver":"b12341","content":"~abcdb1.2.3.xx"}"#
+        );
+        let got = br#"{"content":"~abcdb1.2.3.xx","receiver":0,"sender":"b12340","type":3}"#;
+        assert_eq!(ws.payload(got), Some(&b"~abcdb1.2.3.xx"[..]));
+        assert_eq!(ws.payload(br#"{"content":"~ab"#), Some(&b"~ab"[..]));
+        assert_eq!(ws.payload(br#"{"content":"hi","type":3}"#), None);
+    }
+
+    #[test]
+    fn only_the_servers_own_words_are_kept() {
+        assert!(Transport::Line.is_server_message(b"server full"));
+        assert!(!Transport::Line.is_server_message(b"[a]a:hi"));
+        let ws = Transport::Ws;
+        assert!(!ws.is_server_message(
+            br#"{"content":"success send","receiver":"b1","sender":0,"type":2}"#
+        ));
+        assert!(ws
+            .is_server_message(br#"{"content":"not online","receiver":"b1","sender":0,"type":2}"#));
+        assert!(
+            !ws.is_server_message(br#"{"content":"online","receiver":0,"sender":"b1","type":0}"#)
+        );
+    }
+}
