@@ -11,6 +11,10 @@
 //! senders with an open window append their messages → flush. The phases in `modes.rs`
 //! drive turns until their goal is met, and a deadline bounds every phase.
 //!
+//! User `i` connects to server `i % k` of the `k` addresses given, so the users of one run
+//! may be spread over several servers of one cluster; a user learns its name from its own
+//! online notice.
+//!
 //! Users are never inserted during dispatch, so a key freed in a batch (a churn user whose
 //! connect failed) cannot be handed to a stranger before the batch ends.
 
@@ -96,7 +100,9 @@ struct User {
     /// The user's number: payload sender id, index in the tracker, and in error messages.
     id: usize,
     stream: TcpStream,
-    /// The user's name on the server: its local address, or its hub id.
+    /// What identifies it before it is online: its local address, or its hub id.
+    ident: String,
+    /// Its name on the server, from its own online notice (empty before).
     name: String,
     state: UserState,
     /// When its connect started, ns since the run's start.
@@ -143,7 +149,10 @@ impl User {
 
     /// "127.0.0.1:40000, before its online notice, last line …": details for error messages.
     fn details(&self) -> String {
-        let mut s = self.name.clone();
+        let mut s = self.ident.clone();
+        if !self.name.is_empty() && self.name != self.ident {
+            s.push_str(&format!(" named {}", self.name));
+        }
         match self.state {
             UserState::Online => {}
             UserState::Upgrading => s.push_str(", before its WebSocket upgrade"),
@@ -181,11 +190,35 @@ pub struct ConnectErrors {
     pub first: Option<String>,
 }
 
+/// Where a private run's probe stands for one sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Sent, not yet heard by the partner.
+    InFlight,
+    /// The sender's server did not know the partner yet: send again.
+    Refused,
+    /// The partner heard it: the sender's server routes to the partner.
+    Arrived,
+}
+
+/// Private mode's check, before traffic, that each sender's server can reach its partner:
+/// in a cluster a server learns another server's users through Redis, a moment after they
+/// saw their own online notice.
+#[derive(Default)]
+struct Probes {
+    /// Each sender's probe, by user id.
+    state: Vec<Probe>,
+    /// Senders whose probe has not arrived.
+    pending: usize,
+    /// Probes sent again after a refusal.
+    retries: u64,
+}
+
 /// Everything the message handler changes besides the user itself.
 struct Shared {
     transport: Transport,
-    /// The server's address, for error messages.
-    server: SocketAddr,
+    /// The servers, user `i` on `servers[i % len]`.
+    servers: Vec<SocketAddr>,
     run: u16,
     size: usize,
     /// Scratch for one WebSocket message's body.
@@ -204,9 +237,15 @@ struct Shared {
     kind: u8,
     churn: ChurnCounts,
     connect_errors: ConnectErrors,
+    probes: Probes,
 }
 
 impl Shared {
+    /// The server of user `id`.
+    fn server_of(&self, id: usize) -> SocketAddr {
+        self.servers[id % self.servers.len()]
+    }
+
     fn now_ns(&self, now: Instant) -> u64 {
         u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
     }
@@ -308,7 +347,8 @@ impl Shared {
     fn upgrade_failed(&self, user: &User, why: &str) -> Fail {
         let msg = format!(
             "no WebSocket upgrade for user {} at {}: {why} (is --addr the server's --ws-port?)",
-            user.id, self.server
+            user.id,
+            self.server_of(user.id)
         );
         if self.joined == 0 {
             Fail::NoServer(msg)
@@ -321,7 +361,8 @@ impl Shared {
     fn on_message(&mut self, key: usize, user: &mut User, msg: &[u8], now_ns: u64) {
         let t = self.transport;
         if user.state != UserState::Online {
-            if t.is_own_notice(&user.name, msg) {
+            if let Some(name) = t.own_name(&user.ident, msg) {
+                user.name = String::from_utf8_lossy(name).into_owned();
                 user.state = UserState::Online;
                 self.on_join(key, user, now_ns);
             } else if t.is_server_message(msg) {
@@ -332,6 +373,7 @@ impl Shared {
         let Some(payload) = t.payload(msg) else {
             if t.is_server_message(msg) {
                 user.keep_other(msg);
+                self.on_refusal(user);
             }
             return;
         };
@@ -352,26 +394,59 @@ impl Shared {
             .record(now_ns.saturating_sub(user.started_ns));
         self.newly_joined.push(key);
         if user.chats {
-            let p = Payload {
-                kind: track::KIND_CHURN,
-                sender: user.id as u64,
-                seq: 0,
-                ts_ns: now_ns,
-            };
-            let (run, size) = (self.run, self.size);
-            self.transport
-                .push_message(&mut user.outbuf, &mut self.body, b"", |out| {
-                    track::encode(out, run, &p, size);
-                });
+            self.send(key, user, track::KIND_CHURN, now_ns);
             user.echo_pending = true;
             self.churn.echo_pending += 1;
-            self.mark_dirty(key, user);
+        }
+    }
+
+    /// Appends one payload of `kind` from `user` (seq 0), to its partner if it has one.
+    fn send(&mut self, key: usize, user: &mut User, kind: u8, now_ns: u64) {
+        let p = Payload {
+            kind,
+            sender: user.id as u64,
+            seq: 0,
+            ts_ns: now_ns,
+        };
+        let (run, size) = (self.run, self.size);
+        self.transport
+            .push_message(&mut user.outbuf, &mut self.body, &user.to_prefix, |out| {
+                track::encode(out, run, &p, size);
+            });
+        self.mark_dirty(key, user);
+    }
+
+    /// The server spoke to `user` for itself: if it is a sender whose probe is in flight,
+    /// that is its answer (the partner is not known there yet).
+    fn on_refusal(&mut self, user: &User) {
+        if let Some(probe) = self.probes.state.get_mut(user.id) {
+            if *probe == Probe::InFlight {
+                *probe = Probe::Refused;
+            }
+        }
+    }
+
+    /// `user` heard a probe: its sender's server routes to `user`.
+    fn on_probe(&mut self, user: &User, p: &Payload) {
+        let sender = usize::try_from(p.sender).unwrap_or(usize::MAX);
+        match self.probes.state.get_mut(sender) {
+            Some(probe) if sender == user.id ^ 1 && *probe != Probe::Arrived => {
+                *probe = Probe::Arrived;
+                self.probes.pending -= 1;
+            }
+            _ => {
+                if let Some(t) = self.tracker.as_mut() {
+                    t.counts.misdelivered += 1;
+                }
+            }
         }
     }
 
     fn on_payload(&mut self, user: &mut User, p: &Payload, now_ns: u64) {
         let latency = now_ns.saturating_sub(p.ts_ns);
-        if let Some(t) = self.tracker.as_mut() {
+        if p.kind == track::KIND_PROBE {
+            self.on_probe(user, p);
+        } else if let Some(t) = self.tracker.as_mut() {
             if p.kind == self.kind {
                 let sender = usize::try_from(p.sender).unwrap_or(usize::MAX);
                 t.deliver(user.id, sender, p.seq, latency);
@@ -409,8 +484,8 @@ fn connect_state(stream: &TcpStream) -> ConnectState {
 
 /// Settings of the loop.
 pub struct Settings {
-    /// The server.
-    pub addr: SocketAddr,
+    /// The servers (at least one); user `i` connects to `servers[i % len]`.
+    pub servers: Vec<SocketAddr>,
     /// The protocol spoken to it.
     pub transport: Transport,
     /// Where sockets connect from.
@@ -470,7 +545,7 @@ impl Engine {
             online: VecDeque::new(),
             sh: Shared {
                 transport: settings.transport,
-                server: settings.addr,
+                servers: settings.servers.clone(),
                 run,
                 size: settings.size,
                 body: Vec::new(),
@@ -484,6 +559,7 @@ impl Engine {
                 kind: track::KIND_BROADCAST,
                 churn: ChurnCounts::default(),
                 connect_errors: ConnectErrors::default(),
+                probes: Probes::default(),
             },
             settings,
         })
@@ -537,14 +613,14 @@ impl Engine {
         let id = self.next_id;
         self.next_id += 1;
         let now_ns = self.sh.now_ns(Instant::now());
-        let mut stream = match self.settings.sources.connect(self.settings.addr, id) {
+        let mut stream = match self.settings.sources.connect(self.sh.server_of(id), id) {
             Ok(s) => s,
             Err(e) => return self.connect_failed(id, &e),
         };
         // Small payloads must not wait for Nagle's algorithm; a failure only costs latency.
         let _ = stream.set_nodelay(true);
-        let name = match stream.local_addr() {
-            Ok(a) => self.settings.transport.name(a, self.sh.run, id),
+        let ident = match stream.local_addr() {
+            Ok(a) => self.settings.transport.ident(a, self.sh.run, id),
             Err(e) => return self.connect_failed(id, &e),
         };
         let entry = self.users.vacant_entry();
@@ -557,11 +633,12 @@ impl Engine {
                 Interest::READABLE | Interest::WRITABLE,
             )
             .map_err(|e| Fail::Error(format!("cannot register user {id}: {e}")))?;
-        log::debug!("user {id} connecting from {name}");
+        log::debug!("user {id} connecting from {ident}");
         entry.insert(User {
             id,
             stream,
-            name,
+            ident,
+            name: String::new(),
             state: UserState::Connecting,
             started_ns: now_ns,
             inbuf: Vec::new(),
@@ -579,7 +656,7 @@ impl Engine {
 
     /// Records a failed connect; the error to stop with, if it is fatal.
     fn connect_failed(&mut self, id: usize, e: &io::Error) -> Result<(), Fail> {
-        let addr = self.settings.addr;
+        let addr = self.sh.server_of(id);
         if self.sh.joined == 0 {
             return Err(Fail::NoServer(format!("cannot connect to {addr}: {e}")));
         }
@@ -600,7 +677,9 @@ impl Engine {
         self.sh.kind = kind;
     }
 
-    /// Private mode: every user `2k` whispers to `2k+1` and back, by their names.
+    /// Private mode: every user `2k` whispers to `2k+1` and back, by the names their own
+    /// online notices gave them (users `2k` and `2k+1` are on different servers when there
+    /// are several).
     pub fn pair_up(&mut self) {
         // Traffic runs never remove users, so a user's key is its id.
         let t = self.settings.transport;
@@ -614,6 +693,44 @@ impl Engine {
                 user.to_prefix = prefix;
             }
         }
+    }
+
+    /// Private mode, after [`Engine::pair_up`]: every user whispers one probe to its partner.
+    pub fn start_probes(&mut self) {
+        self.sh.probes = Probes {
+            state: vec![Probe::InFlight; self.users.len()],
+            pending: self.users.len(),
+            retries: 0,
+        };
+        let now_ns = self.sh.now_ns(Instant::now());
+        for (key, user) in &mut self.users {
+            self.sh.send(key, user, track::KIND_PROBE, now_ns);
+        }
+    }
+
+    /// Sends the probes that were refused again.
+    pub fn retry_probes(&mut self) {
+        let now_ns = self.sh.now_ns(Instant::now());
+        for (key, user) in &mut self.users {
+            let Some(probe) = self.sh.probes.state.get_mut(user.id) else {
+                continue;
+            };
+            if *probe == Probe::Refused {
+                *probe = Probe::InFlight;
+                self.sh.probes.retries += 1;
+                self.sh.send(key, user, track::KIND_PROBE, now_ns);
+            }
+        }
+    }
+
+    /// Probes not yet heard by their partners.
+    pub fn probes_pending(&self) -> usize {
+        self.sh.probes.pending
+    }
+
+    /// Probes sent again so far.
+    pub fn probe_retries(&self) -> u64 {
+        self.sh.probes.retries
     }
 
     /// Whether a failed connect after the first join ends the run (true) or is counted.
@@ -699,11 +816,11 @@ impl Engine {
             match connect_state(&user.stream) {
                 ConnectState::Pending => return Ok(()),
                 ConnectState::Connected => {
-                    let greeted = self.settings.transport.greet(
-                        &mut user.outbuf,
-                        self.settings.addr,
-                        &user.name,
-                    );
+                    let server = self.sh.server_of(user.id);
+                    let greeted =
+                        self.settings
+                            .transport
+                            .greet(&mut user.outbuf, server, &user.ident);
                     user.state = if greeted {
                         self.sh.mark_dirty(key, user);
                         UserState::Upgrading

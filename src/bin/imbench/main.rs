@@ -3,11 +3,16 @@
 //!
 //! One thread and one `mio::Poll` hold every simulated user, so thousands of connections
 //! cost no thread each. It knows nothing of the server's internals: a user is a TCP
-//! connection whose name is its local `ip:port`, it has joined once it hears its own
-//! `[ip:port]ip:port:…` online notice (in any language), and its traffic is payloads that
+//! connection known by its local `ip:port`, it has joined once it hears its own
+//! `[ip:port]NAME:…` online notice (in any language), which tells the name the server gave
+//! it (`ip:port` again, or `ip:port@NODE` in a cluster), and its traffic is payloads that
 //! carry sender, sequence number and send time (see `track.rs`). Over WebSocket a user is
 //! `/ws/ID`, joined once it hears its own type 0 presence message, and the same payloads
 //! travel as the `content` of hub messages (see `transport.rs`); the accounting is the same.
+//!
+//! With several `--addr` (servers of one cluster, `--redis`), user `i` connects to the
+//! `i % k`-th: a fanout run checks that every user on every server gets every broadcast
+//! once and in order, and a private run pairs users on different servers.
 //!
 //! ```text
 //! imbench idle    --conns 1000 --pid $(pidof imserver-mio)
@@ -15,6 +20,7 @@
 //! imbench private --pairs 500 --msgs 200 --size 64 --window 16
 //! imbench churn   --conns 500 --rate 200 --duration 10
 //! imbench --ws --addr 127.0.0.1:8080 fanout --conns 1000   # against --ws-port 8080
+//! imbench --addr 127.0.0.1:8888,127.0.0.1:8889 --pid $A,$B,$REDIS fanout --conns 1000
 //! ```
 //!
 //! Exit status: 0 when the run completed, 1 when it failed (incomplete delivery, a timeout,
@@ -67,7 +73,8 @@ const MAX_FANOUT_CELLS: usize = 50_000_000;
     about = "Load generator for imserver-mio: many chat users on one thread and one mio poll",
     long_about = "Load generator for imserver-mio: many chat users on one thread and one mio poll.\n\n\
         It speaks the line protocol (or, with --ws, the WebSocket hub protocol of /ws/{id}) \
-        to a server on 127.0.0.0/8 or ::1 only, and reports a table (or one JSON object with --json). Exit status: 0 complete, 1 failed \
+        to servers on 127.0.0.0/8 or ::1 only (one, or several of one cluster), and reports \
+        a table (or one JSON object with --json). Exit status: 0 complete, 1 failed \
         (incomplete delivery, timeout, server closed a connection, no server), 2 bad arguments.",
     after_help = "Every run stops by itself after --timeout. Run under a raised open-file limit \
         (e.g. `ulimit -n 20000`) for thousands of users; imbench refuses a run that would not \
@@ -83,10 +90,12 @@ struct Cli {
 
 #[derive(Args)]
 struct CommonArgs {
-    /// Server address; only loopback (127.0.0.0/8, ::1, localhost) is accepted. With --ws,
-    /// the server's WebSocket address (its --ws-port).
-    #[arg(long, global = true, default_value = "127.0.0.1:8888", value_parser = parse_addr)]
-    addr: SocketAddr,
+    /// Server address, or several, comma-separated (servers of one cluster: user i
+    /// connects to the (i mod k)-th); only loopback (127.0.0.0/8, ::1, localhost) is
+    /// accepted. With --ws, the servers' WebSocket addresses (their --ws-port).
+    #[arg(long, global = true, value_name = "ADDR[,ADDR…]", value_delimiter = ',',
+          default_value = "127.0.0.1:8888", value_parser = parse_addr)]
+    addr: Vec<SocketAddr>,
     /// Speak WebSocket: each user opens /ws/ID (the hub protocol) and sends masked frames.
     #[arg(long, global = true)]
     ws: bool,
@@ -100,8 +109,11 @@ struct CommonArgs {
     #[arg(long, global = true)]
     quiet: bool,
     /// The server's pid: report its resident memory before and after, and its CPU time.
-    #[arg(long, global = true, value_name = "PID", value_parser = parse_pid)]
-    pid: Option<u32>,
+    /// Several, comma-separated (the servers, Redis): sums, and each one's CPU time in
+    /// `…_each` lists.
+    #[arg(long, global = true, value_name = "PID[,PID…]", value_delimiter = ',',
+          value_parser = parse_pid)]
+    pid: Vec<u32>,
     /// Most connects in flight (started, own online notice not yet heard). The default
     /// matches the 128-connection listen backlog of std and mio listeners: past it the
     /// kernel drops SYNs and the run would measure its 1 s retry timer.
@@ -294,18 +306,29 @@ fn main() -> ExitCode {
             );
         }
     }
+    if let Some(twice) = c
+        .addr
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| c.addr[..i].contains(a).then_some(a))
+    {
+        usage_error(
+            ErrorKind::ValueValidation,
+            format!("--addr lists {twice} twice"),
+        );
+    }
     let burst = c.connect_burst as usize;
     let needed = sockets_needed(&cli.mode, burst);
     let mut src_addrs = c.src_addrs;
     if src_addrs == 0 {
         src_addrs = u8::try_from(needed.div_ceil(SOCKETS_PER_SOURCE_ADDR)).unwrap_or(u8::MAX);
     }
-    if src_addrs > 1 && !c.addr.is_ipv4() {
+    if src_addrs > 1 && !c.addr.iter().all(SocketAddr::is_ipv4) {
         usage_error(
             ErrorKind::ArgumentConflict,
             format!(
-                "{needed} sockets need {src_addrs} source addresses, which needs an IPv4 server \
-                 address (127.0.0.1)"
+                "{needed} sockets need {src_addrs} source addresses, which needs IPv4 server \
+                 addresses (127.0.0.1)"
             ),
         );
     }
@@ -322,10 +345,10 @@ fn main() -> ExitCode {
         }
     }
     let common = Common {
-        addr: c.addr,
+        addrs: c.addr.clone(),
         transport: if c.ws { Transport::Ws } else { Transport::Line },
         timeout: c.timeout,
-        pid: c.pid,
+        pids: c.pid.clone(),
         connect_burst: burst,
         src_addrs,
         progress: !c.quiet,
@@ -441,6 +464,32 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn addr_and_pid_take_comma_separated_lists() {
+        let a = Cli::try_parse_from([
+            "imbench",
+            "--addr",
+            "127.0.0.1:1,localhost:2",
+            "idle",
+            "--pid",
+            &std::process::id().to_string(),
+        ])
+        .unwrap();
+        let want: Vec<SocketAddr> = vec![
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        ];
+        assert_eq!(a.common.addr, want);
+        assert_eq!(a.common.pid, vec![std::process::id()]);
+        let one = Cli::try_parse_from(["imbench", "idle"]).unwrap();
+        assert_eq!(one.common.addr, vec!["127.0.0.1:8888".parse().unwrap()]);
+        assert!(one.common.pid.is_empty());
+        assert!(
+            Cli::try_parse_from(["imbench", "--addr", "127.0.0.1:1,10.0.0.1:2", "idle"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["imbench", "--addr", "127.0.0.1:1,", "idle"]).is_err());
     }
 
     #[test]

@@ -12,17 +12,21 @@ use crate::transport::Transport;
 
 /// Failed connects a churn run tolerates before it gives up.
 const MAX_CHURN_CONNECT_ERRORS: u64 = 100;
+/// How long a private run's sender whose probe was refused waits before probing again.
+const PROBE_RETRY: Duration = Duration::from_millis(10);
 
 /// Options every mode takes.
 pub struct Common {
-    /// The server (loopback only; checked by the argument parser).
-    pub addr: SocketAddr,
-    /// The protocol spoken to it.
+    /// The servers (loopback only, at least one; checked by the argument parser). User `i`
+    /// connects to `addrs[i % len]`.
+    pub addrs: Vec<SocketAddr>,
+    /// The protocol spoken to them.
     pub transport: Transport,
     /// Whole-run limit.
     pub timeout: Duration,
-    /// The server's pid, to sample its memory and CPU time.
-    pub pid: Option<u32>,
+    /// Processes (the servers, and anything else worth watching, e.g. Redis) whose memory
+    /// and CPU time are sampled.
+    pub pids: Vec<u32>,
     /// Most connects in flight.
     pub connect_burst: usize,
     /// Source addresses 127.0.0.1 ..= 127.0.0.N; 1 lets the kernel choose.
@@ -42,7 +46,7 @@ pub struct Outcome {
 
 fn engine(c: &Common, size: usize) -> Result<Engine, Outcome> {
     Engine::new(Settings {
-        addr: c.addr,
+        servers: c.addrs.clone(),
         transport: c.transport,
         sources: Sources::new(c.src_addrs),
         size,
@@ -56,74 +60,124 @@ fn engine(c: &Common, size: usize) -> Result<Engine, Outcome> {
     })
 }
 
-/// The server's and imbench's own resource use, sampled at the start of a run.
+/// The watched processes' (every `--pid`) and imbench's own resource use, sampled at the
+/// start of a run.
 struct Usage {
-    pid: Option<u32>,
-    server_before: Option<ProcSample>,
-    /// The server when the measured phase (traffic, churn) started, after everyone joined.
-    server_at_phase: Option<ProcSample>,
+    pids: Vec<u32>,
+    /// Each pid at the start; `None` without pids or if one could not be read.
+    before: Option<Vec<ProcSample>>,
+    /// Each pid when the measured phase (traffic, churn) started, after everyone joined.
+    at_phase: Option<Vec<ProcSample>>,
     own_before: Option<ProcSample>,
 }
 
+/// Samples every pid, or says which one could not be read.
+fn sample_all(pids: &[u32]) -> Result<Vec<ProcSample>, String> {
+    pids.iter()
+        .map(|&p| sys::sample(&p.to_string()).map_err(|e| format!("cannot read /proc/{p}: {e}")))
+        .collect()
+}
+
+/// `after - before` of each process's CPU time, ms.
+fn cpu_between(before: &[ProcSample], after: &[ProcSample]) -> Vec<u64> {
+    after
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a.cpu_ms.saturating_sub(b.cpu_ms))
+        .collect()
+}
+
 impl Usage {
-    fn start(pid: Option<u32>) -> Usage {
+    fn start(pids: &[u32]) -> Usage {
         Usage {
-            pid,
-            server_before: pid.and_then(|p| sys::sample(&p.to_string()).ok()),
-            server_at_phase: None,
+            pids: pids.to_vec(),
+            before: (!pids.is_empty()).then(|| sample_all(pids).ok()).flatten(),
+            at_phase: None,
             own_before: sys::sample("self").ok(),
         }
     }
 
-    /// Samples the server as the measured phase starts, so its CPU time per delivery or
-    /// per churn join leaves out the first joins (whose online notices cost O(N²) lines).
+    /// Samples the processes as the measured phase starts, so CPU time per delivery or per
+    /// churn join leaves out the first joins (whose online notices cost O(N²) lines).
     fn mark_phase_start(&mut self) {
-        self.server_at_phase = self.pid.and_then(|p| sys::sample(&p.to_string()).ok());
+        if self.before.is_some() {
+            self.at_phase = sample_all(&self.pids).ok();
+        }
     }
 
     /// Adds the resource keys; `conns` for memory per connection, `work` for CPU per unit.
+    /// With several pids, memory and CPU keys are sums over them, and `…_each` keys list each
+    /// one's CPU time in `pids` order.
     fn finish(&self, r: &mut Report, conns: usize, work: Work) {
-        if let (Some(pid), Some(before)) = (self.pid, self.server_before) {
-            match sys::sample(&pid.to_string()) {
-                Ok(after) => {
-                    let cpu_ms = after.cpu_ms.saturating_sub(before.cpu_ms);
-                    r.uint("rss_before_kb", before.rss_kb);
-                    r.uint("rss_after_kb", after.rss_kb);
-                    r.uint("rss_peak_kb", after.hwm_kb);
-                    let grown = after.rss_kb as i64 - before.rss_kb as i64;
-                    r.set(
-                        "rss_per_conn_bytes",
-                        Value::Int(grown * 1024 / conns.max(1) as i64),
-                    );
-                    r.uint("server_cpu_ms", cpu_ms);
-                    let phase_ms = self
-                        .server_at_phase
-                        .map(|mark| after.cpu_ms.saturating_sub(mark.cpu_ms));
-                    match (work, phase_ms) {
-                        (Work::Deliveries(d), Some(ms)) => {
-                            r.uint("server_traffic_cpu_ms", ms);
-                            if d > 0 {
-                                let per_m = ms as f64 * 1e6 / d as f64;
-                                r.float("server_cpu_ms_per_m_deliveries", per_m, 1);
-                            }
-                        }
-                        (Work::Joins(j), Some(ms)) => {
-                            r.uint("server_churn_cpu_ms", ms);
-                            if j > 0 {
-                                r.float("server_cpu_us_per_join", ms as f64 * 1e3 / j as f64, 1);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                Err(e) => r.set(
-                    "server_sample_error",
-                    Value::Text(format!("cannot read /proc/{pid}: {e}")),
-                ),
+        if let Some(before) = &self.before {
+            match sample_all(&self.pids) {
+                Ok(after) => self.server_keys(r, before, &after, conns, work),
+                Err(e) => r.set("server_sample_error", Value::Text(e)),
             }
         }
         if let (Some(before), Ok(after)) = (self.own_before, sys::sample("self")) {
             r.uint("imbench_cpu_ms", after.cpu_ms.saturating_sub(before.cpu_ms));
+        }
+    }
+
+    fn server_keys(
+        &self,
+        r: &mut Report,
+        before: &[ProcSample],
+        after: &[ProcSample],
+        conns: usize,
+        work: Work,
+    ) {
+        let several = self.pids.len() > 1;
+        let sum = |samples: &[ProcSample], kb: fn(&ProcSample) -> u64| -> u64 {
+            samples.iter().map(kb).sum()
+        };
+        if several {
+            r.set(
+                "pids",
+                Value::List(self.pids.iter().map(|&p| u64::from(p)).collect()),
+            );
+        }
+        let (rss_before, rss_after) = (sum(before, |s| s.rss_kb), sum(after, |s| s.rss_kb));
+        r.uint("rss_before_kb", rss_before);
+        r.uint("rss_after_kb", rss_after);
+        r.uint("rss_peak_kb", sum(after, |s| s.hwm_kb));
+        let grown = rss_after as i64 - rss_before as i64;
+        r.set(
+            "rss_per_conn_bytes",
+            Value::Int(grown * 1024 / conns.max(1) as i64),
+        );
+        let cpu = cpu_between(before, after);
+        r.uint("server_cpu_ms", cpu.iter().sum());
+        if several {
+            r.set("server_cpu_ms_each", Value::List(cpu));
+        }
+        let Some(mark) = &self.at_phase else {
+            return;
+        };
+        let phase = cpu_between(mark, after);
+        let ms: u64 = phase.iter().sum();
+        let (key, each) = match work {
+            Work::Nothing => return,
+            Work::Deliveries(_) => ("server_traffic_cpu_ms", "server_traffic_cpu_ms_each"),
+            Work::Joins(_) => ("server_churn_cpu_ms", "server_churn_cpu_ms_each"),
+        };
+        r.uint(key, ms);
+        if several {
+            r.set(each, Value::List(phase));
+        }
+        match work {
+            Work::Deliveries(d) if d > 0 => {
+                r.float(
+                    "server_cpu_ms_per_m_deliveries",
+                    ms as f64 * 1e6 / d as f64,
+                    1,
+                );
+            }
+            Work::Joins(j) if j > 0 => {
+                r.float("server_cpu_us_per_join", ms as f64 * 1e3 / j as f64, 1);
+            }
+            _ => {}
         }
     }
 }
@@ -215,7 +269,9 @@ fn conclude(
 fn header(mode: &str, c: &Common) -> Report {
     let mut r = Report::new();
     r.set("mode", Value::Text(mode.to_owned()));
-    r.set("addr", Value::Text(c.addr.to_string()));
+    let addrs: Vec<String> = c.addrs.iter().map(SocketAddr::to_string).collect();
+    r.set("addr", Value::Text(addrs.join(",")));
+    r.uint("servers", c.addrs.len() as u64);
     let transport = match c.transport {
         Transport::Line => "line",
         Transport::Ws => "ws",
@@ -226,7 +282,7 @@ fn header(mode: &str, c: &Common) -> Report {
 
 /// `imbench idle`: `conns` users join, then stay `hold` longer.
 pub fn idle(c: &Common, conns: usize, hold: Duration) -> Outcome {
-    let usage = Usage::start(c.pid);
+    let usage = Usage::start(&c.pids);
     let mut eng = match engine(c, 1) {
         Ok(e) => e,
         Err(o) => return o,
@@ -299,7 +355,7 @@ fn traffic(
     kind: u8,
     t: &Traffic,
 ) -> Outcome {
-    let mut usage = Usage::start(c.pid);
+    let mut usage = Usage::start(&c.pids);
     let mut eng = match engine(c, t.size) {
         Ok(e) => e,
         Err(o) => return o,
@@ -307,12 +363,14 @@ fn traffic(
     eng.set_tracker(tracker, kind);
     let mut result = join(&mut eng, conns, c.connect_burst);
     let join_time = eng.base().elapsed();
+    let private = kind == track::KIND_PRIVATE;
+    if result.is_ok() && private {
+        eng.pair_up();
+        result = probe(&mut eng, c.timeout);
+    }
     let mut start = Instant::now();
     let mut end = start;
     if result.is_ok() {
-        if kind == track::KIND_PRIVATE {
-            eng.pair_up();
-        }
         usage.mark_phase_start();
         start = Instant::now();
         result = run_traffic(&mut eng, start, &mut end);
@@ -326,6 +384,9 @@ fn traffic(
     r.uint("window", t.window);
     r.uint("joined", eng.joined() as u64);
     r.float("join_s", secs(join_time), 3);
+    if private {
+        r.uint("probe_retries", eng.probe_retries());
+    }
     let Some(tr) = eng.tracker() else {
         return conclude(r, result, c.timeout, false, String::new);
     };
@@ -348,6 +409,37 @@ fn traffic(
             counts.duplicates, counts.out_of_order, counts.misdelivered, counts.garbled
         )
     })
+}
+
+/// Private mode: turns until every sender's probe has reached its partner, sending the
+/// refused ones again every [`PROBE_RETRY`]. On one server the first round arrives; in a
+/// cluster a server may not know a user of another server yet, a moment after that user
+/// heard its own online notice, and a whisper sent then would be answered "no such user".
+fn probe(eng: &mut Engine, timeout: Duration) -> Result<(), Fail> {
+    eng.start_probes();
+    let mut retry_at = Instant::now() + PROBE_RETRY;
+    while eng.probes_pending() > 0 {
+        let now = match eng.turn(Some(retry_at)) {
+            Ok(now) => now,
+            Err(Fail::Timeout) => {
+                return Err(Fail::Error(format!(
+                    "timeout after {} s: the whispers of {} users never reached their partners \
+                     ({} refused ones sent again)",
+                    timeout.as_secs_f64(),
+                    eng.probes_pending(),
+                    eng.probe_retries()
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        if now >= retry_at {
+            eng.retry_probes();
+            retry_at = now + PROBE_RETRY;
+        }
+        let pending = eng.probes_pending();
+        eng.progress(now, || format!("probing pairs: {pending} not yet through"));
+    }
+    Ok(())
 }
 
 /// Turns until every message is resolved; `end` is when the last one was.
@@ -385,7 +477,7 @@ pub struct Churn {
 /// `imbench churn`: `conns` users join; then, `rate` times a second for `duration`, the
 /// longest-online user leaves and a newcomer joins and says one line.
 pub fn churn(c: &Common, ch: &Churn) -> Outcome {
-    let mut usage = Usage::start(c.pid);
+    let mut usage = Usage::start(&c.pids);
     let mut eng = match engine(c, ch.size) {
         Ok(e) => e,
         Err(o) => return o,

@@ -16,6 +16,8 @@ pub enum Value {
     Bool(bool),
     /// Text (mode, address, error).
     Text(String),
+    /// Counts, one per process or server: a JSON array, `1,2,3` in the table.
+    List(Vec<u64>),
 }
 
 /// The results of one run, in the order they are printed.
@@ -65,6 +67,11 @@ impl Report {
             out.push(':');
             match value {
                 Value::Text(s) => push_json_string(&mut out, s),
+                Value::List(_) => {
+                    out.push('[');
+                    out.push_str(&plain(value));
+                    out.push(']');
+                }
                 other => out.push_str(&plain(other)),
             }
         }
@@ -92,6 +99,11 @@ fn plain(v: &Value) -> String {
         Value::Float(..) => "0".to_owned(),
         Value::Bool(b) => b.to_string(),
         Value::Text(s) => s.clone(),
+        Value::List(items) => items
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 
@@ -140,6 +152,15 @@ mod tests {
         let mut r = Report::new();
         r.set("error", Value::Text("a \"b\"\\\n\u{1}对".into()));
         assert_eq!(r.to_json(), r#"{"error":"a \"b\"\\\n\u0001对"}"#);
+    }
+
+    #[test]
+    fn lists_are_json_arrays_and_commas_in_the_table() {
+        let mut r = Report::new();
+        r.set("pids", Value::List(vec![7, 8]));
+        r.set("none", Value::List(Vec::new()));
+        assert_eq!(r.to_json(), r#"{"pids":[7,8],"none":[]}"#);
+        assert_eq!(r.to_table(), "pids  7,8\nnone  \n");
     }
 
     #[test]

@@ -7,11 +7,11 @@
 //! # Payload
 //! `~RRRRkSENDER.SEQ.TS.xxxx…` with every number in lower-case hex: `RRRR` is the run's id
 //! (so two runs against one server ignore each other), `k` the kind (`b` broadcast, `p`
-//! private, `c` churn), `SENDER` the sending user's number, `SEQ` its sequence number, `TS`
+//! private, `c` churn, `q` a private run's probe before traffic), `SENDER` the sending user's number, `SEQ` its sequence number, `TS`
 //! the send time in ns since the run's start. `x` pads the payload to the requested size;
 //! a size below the header's length gives the bare header. `~` never occurs in what the
-//! server puts before a payload (an `ip:port` name, `[addr]`, `对您说`, `says to you:`), so
-//! the first `~` of a line starts the payload.
+//! server puts before a payload (an `ip:port` or `ip:port@NODE` name, `[addr]`, `对您说`,
+//! `says to you:`), so the first `~` of a line starts the payload.
 //!
 //! # Completeness
 //! Each message is due at a known set of receivers (everyone for a broadcast, the partner
@@ -31,6 +31,8 @@ pub const KIND_BROADCAST: u8 = b'b';
 pub const KIND_PRIVATE: u8 = b'p';
 /// Kind byte of a churn user's one line.
 pub const KIND_CHURN: u8 = b'c';
+/// Kind byte of a private run's probe: one whisper per sender before traffic, not counted.
+pub const KIND_PROBE: u8 = b'q';
 /// Hex digits of the run id.
 const RUN_ID_DIGITS: usize = 4;
 /// Padding byte after the header.
@@ -39,7 +41,7 @@ const PAD: u8 = b'x';
 /// What one payload carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Payload {
-    /// [`KIND_BROADCAST`], [`KIND_PRIVATE`] or [`KIND_CHURN`].
+    /// [`KIND_BROADCAST`], [`KIND_PRIVATE`], [`KIND_CHURN`] or [`KIND_PROBE`].
     pub kind: u8,
     /// The sending user's number.
     pub sender: u64,

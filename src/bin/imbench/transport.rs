@@ -3,12 +3,15 @@
 //! message apart in what it receives. The engine splits the byte stream (lines, or
 //! WebSocket frames via `ws`) and asks this module about each message.
 //!
-//! - [`Transport::Line`]: the line protocol. A user's name is its local `ip:port`; its
-//!   online notice is `[NAME]NAME:…`; a broadcast is `PAYLOAD\n`, a whisper
-//!   `to|NAME|PAYLOAD\n`.
+//! - [`Transport::Line`]: the line protocol. A user is known by its local `ip:port` (the
+//!   `[addr]` of every line about it); its online notice is `[ADDR]NAME:…`, the first line
+//!   its server sends it, where NAME is the name the server gave it: the address again on
+//!   one server, `ADDR@NODE` in a cluster (`--redis`). NAME runs to the line's last `:` (the
+//!   notice text has none). A broadcast is `PAYLOAD\n`, a whisper `to|NAME|PAYLOAD\n`.
 //! - [`Transport::Ws`]: seed 004's hub protocol on `/ws/{id}`. A user's name is its id,
 //!   `b` + the run id + its number (never all digits, so the server writes it as a JSON
-//!   string); its online notice is the type 0 message it is the sender of; a broadcast is
+//!   string), on one server or several; its online notice is the type 0 message it is the
+//!   sender of; a broadcast is
 //!   `{"type":3,"content":"PAYLOAD"}`, a whisper `{"type":1,"receiver":"NAME",…}`, each one
 //!   masked text frame. The server's JSON has sorted keys (`content` first, `type` last),
 //!   and a payload needs no escaping, so it is found by its mark, not by parsing JSON.
@@ -37,8 +40,9 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// User `id`'s name on the server: its local address, or its hub id.
-    pub fn name(self, local: SocketAddr, run: u16, id: usize) -> String {
+    /// What identifies user `id` before its online notice tells its name: its local
+    /// address (line), or its hub id, which is also its name (WebSocket).
+    pub fn ident(self, local: SocketAddr, run: u16, id: usize) -> String {
         match self {
             Transport::Line => local.to_string(),
             Transport::Ws => format!("b{run:04x}{id}"),
@@ -47,11 +51,11 @@ impl Transport {
 
     /// Appends what a user sends as soon as it is connected (the WebSocket upgrade), and
     /// says whether there was anything.
-    pub fn greet(self, out: &mut Vec<u8>, server: SocketAddr, name: &str) -> bool {
+    pub fn greet(self, out: &mut Vec<u8>, server: SocketAddr, ident: &str) -> bool {
         match self {
             Transport::Line => false,
             Transport::Ws => {
-                ws::upgrade_request(out, &server.to_string(), &format!("/ws/{name}"));
+                ws::upgrade_request(out, &server.to_string(), &format!("/ws/{ident}"));
                 true
             }
         }
@@ -96,27 +100,28 @@ impl Transport {
         }
     }
 
-    /// Whether `msg` (a line without its newline, or a text frame) is `name`'s own online
-    /// notice, in any language.
-    pub fn is_own_notice(self, name: &str, msg: &[u8]) -> bool {
-        let name = name.as_bytes();
-        let n = name.len();
+    /// If `msg` (a line without its newline, or a text frame) is the online notice of the
+    /// user `ident` (in any language), the name its server gave it. On the line protocol a
+    /// notice about another user with the same address (on another server: ports may repeat
+    /// across destinations) also matches, but never comes first: a server sends a newcomer
+    /// its own notice before anything else, and this is asked only until it has come.
+    pub fn own_name<'m>(self, ident: &str, msg: &'m [u8]) -> Option<&'m [u8]> {
         match self {
             Transport::Line => {
-                msg.len() > 2 * n + 2
-                    && msg[0] == b'['
-                    && &msg[1..1 + n] == name
-                    && msg[1 + n] == b']'
-                    && &msg[2 + n..2 + 2 * n] == name
-                    && msg[2 + 2 * n] == b':'
+                let rest = msg
+                    .strip_prefix(b"[")?
+                    .strip_prefix(ident.as_bytes())?
+                    .strip_prefix(b"]")?;
+                let colon = rest.iter().rposition(|&b| b == b':')?;
+                (colon > 0).then(|| &rest[..colon])
             }
             Transport::Ws => {
-                // … "sender":"NAME","type":0}
-                let Some(rest) = msg.strip_suffix(br#"","type":0}"#) else {
-                    return false;
-                };
-                rest.strip_suffix(name)
-                    .is_some_and(|r| r.ends_with(br#""sender":""#))
+                // … "sender":"IDENT","type":0}
+                let rest = msg.strip_suffix(br#"","type":0}"#)?;
+                let before = rest.strip_suffix(ident.as_bytes())?;
+                before
+                    .ends_with(br#""sender":""#)
+                    .then(|| &rest[before.len()..])
             }
         }
     }
@@ -156,30 +161,51 @@ mod tests {
     }
 
     #[test]
-    fn names_are_the_address_or_a_short_hub_id() {
-        assert_eq!(Transport::Line.name(addr(), 0xbe7a, 3), "127.0.0.1:40000");
-        assert_eq!(Transport::Ws.name(addr(), 0x00fa, 3), "b00fa3");
-        let longest = Transport::Ws.name(addr(), u16::MAX, 1_000_000);
+    fn idents_are_the_address_or_a_short_hub_id() {
+        assert_eq!(Transport::Line.ident(addr(), 0xbe7a, 3), "127.0.0.1:40000");
+        assert_eq!(Transport::Ws.ident(addr(), 0x00fa, 3), "b00fa3");
+        let longest = Transport::Ws.ident(addr(), u16::MAX, 1_000_000);
         assert!(longest.len() <= 19, "{longest}");
         assert!(!longest.contains(':') && !longest.bytes().all(|b| b.is_ascii_digit()));
     }
 
     #[test]
-    fn own_notices_are_recognised_in_both_forms() {
+    fn own_notices_give_the_name_on_one_server_and_in_a_cluster() {
         let line = Transport::Line;
-        assert!(line.is_own_notice("1.2.3.4:5", b"[1.2.3.4:5]1.2.3.4:5:online"));
-        assert!(!line.is_own_notice("1.2.3.4:5", b"[1.2.3.4:6]1.2.3.4:6:online"));
-        assert!(!line.is_own_notice("1.2.3.4:5", b"[1.2.3.4:5]bob:online"));
+        let me = "1.2.3.4:5";
+        let name = |msg: &str| line.own_name(me, msg.as_bytes()).map(<[u8]>::to_vec);
+        assert_eq!(
+            name("[1.2.3.4:5]1.2.3.4:5:online"),
+            Some(b"1.2.3.4:5".to_vec())
+        );
+        assert_eq!(
+            name("[1.2.3.4:5]1.2.3.4:5:已上线"),
+            Some(b"1.2.3.4:5".to_vec())
+        );
+        assert_eq!(
+            name("[1.2.3.4:5]1.2.3.4:5@node-a:已上线"),
+            Some(b"1.2.3.4:5@node-a".to_vec())
+        );
+        assert_eq!(name("[1.2.3.4:6]1.2.3.4:6:online"), None);
+        assert_eq!(name("[1.2.3.4:55]1.2.3.4:55:online"), None);
+        assert_eq!(name("[1.2.3.4:5]:online"), None, "an empty name");
+        assert_eq!(name("[1.2.3.4:5]online"), None, "no name at all");
+        assert_eq!(name("1.2.3.4:5对您说hi"), None);
+        assert_eq!(name("[1.2.3.4:5"), None);
+
         let ws = Transport::Ws;
         let notice = r#"{"content":"已上线","receiver":0,"sender":"b12340","type":0}"#;
-        assert!(ws.is_own_notice("b12340", notice.as_bytes()));
-        assert!(!ws.is_own_notice("b1234", notice.as_bytes()));
-        assert!(!ws.is_own_notice("12340", notice.as_bytes()));
-        assert!(!ws.is_own_notice("b123401", notice.as_bytes()));
+        assert_eq!(
+            ws.own_name("b12340", notice.as_bytes()),
+            Some(&b"b12340"[..])
+        );
+        assert_eq!(ws.own_name("b1234", notice.as_bytes()), None);
+        assert_eq!(ws.own_name("12340", notice.as_bytes()), None);
+        assert_eq!(ws.own_name("b123401", notice.as_bytes()), None);
         let chat = r#"{"content":"x","receiver":0,"sender":"b12340","type":3}"#;
-        assert!(!ws.is_own_notice("b12340", chat.as_bytes()));
+        assert_eq!(ws.own_name("b12340", chat.as_bytes()), None);
         let english = r#"{"content":"online","receiver":0,"sender":"b12340","type":0}"#;
-        assert!(ws.is_own_notice("b12340", english.as_bytes()));
+        assert!(ws.own_name("b12340", english.as_bytes()).is_some());
     }
 
     #[test]
