@@ -109,15 +109,25 @@ impl Directory {
         if !name.contains(':') {
             return self.by_name.get(name).copied();
         }
-        let addr: SocketAddr = name.parse().ok()?;
-        let mut canonical = [0u8; 64];
-        let mut w = &mut canonical[..];
-        write!(w, "{addr}").ok()?;
-        let len = 64 - w.len();
-        (canonical.get(..len)? == name.as_bytes())
-            .then(|| self.by_addr.get(&addr).copied())
-            .flatten()
+        // A name with a colon is an address, or a cluster default name (`ip:port@node`),
+        // which is a chosen name as far as this directory is concerned.
+        match name.parse::<SocketAddr>() {
+            Ok(addr) if is_canonical(&addr, name) => self.by_addr.get(&addr).copied(),
+            Ok(_) => None,
+            Err(_) => self.by_name.get(name).copied(),
+        }
     }
+}
+
+/// Whether `text` is exactly how `addr` is written (`127.0.0.1:5000`, not `:05000`).
+fn is_canonical(addr: &SocketAddr, text: &str) -> bool {
+    let mut canonical = [0u8; 64];
+    let mut w = &mut canonical[..];
+    if write!(w, "{addr}").is_err() {
+        return false;
+    }
+    let len = 64 - w.len();
+    canonical.get(..len) == Some(text.as_bytes())
 }
 
 #[cfg(test)]
@@ -183,6 +193,14 @@ mod tests {
         d.rename(addr(2), None, "a", Token(2)).unwrap();
         d.leave(addr(1), Some("a"), Token(1));
         assert_eq!(d.lookup(b"a"), Some(Token(2)));
+    }
+
+    #[test]
+    fn cluster_default_names_with_colons_are_chosen_names() {
+        let mut d = Directory::new();
+        d.claim("127.0.0.1:5000@a", Token(4)).unwrap();
+        assert_eq!(d.lookup(b"127.0.0.1:5000@a"), Some(Token(4)));
+        assert_eq!(d.lookup(b"127.0.0.1:5000"), None);
     }
 
     #[test]

@@ -238,16 +238,62 @@ impl User<'_> {
     pub fn push_name_str(&self, out: &mut String) {
         match self.name {
             Some(name) => out.push_str(name),
-            None => {
-                let _ = fmt::Write::write_fmt(out, format_args!("{}", self.addr));
-            }
+            None => match v4_text(self.addr, &mut [0; V4_TEXT_MAX_BYTES]) {
+                Some(text) => out.push_str(text),
+                None => {
+                    let _ = fmt::Write::write_fmt(out, format_args!("{}", self.addr));
+                }
+            },
         }
     }
 }
 
+/// The longest `a.b.c.d:port`: 15 bytes of address, a colon, 5 of port.
+const V4_TEXT_MAX_BYTES: usize = 21;
+
+/// `a.b.c.d:port` of an IPv4 address, written digit by digit into `buf`; `None` for IPv6.
+/// A user's default name is its address, so this runs for every message such a user
+/// sends, and `core::fmt` showed up at 17 % of the server's time in a whisper benchmark.
+fn v4_text<'b>(addr: &SocketAddr, buf: &'b mut [u8; V4_TEXT_MAX_BYTES]) -> Option<&'b str> {
+    let SocketAddr::V4(v4) = addr else {
+        return None;
+    };
+    let mut len = 0;
+    let mut put = |byte: u8| {
+        if let Some(slot) = buf.get_mut(len) {
+            *slot = byte;
+            len += 1;
+        }
+    };
+    let digits = |n: u16, put: &mut dyn FnMut(u8)| {
+        let mut div = 10_000;
+        while div > 1 && n < div {
+            div /= 10;
+        }
+        while div > 0 {
+            put(b'0' + ((n / div) % 10) as u8);
+            div /= 10;
+        }
+    };
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            put(b'.');
+        }
+        digits(u16::from(octet), &mut put);
+    }
+    put(b':');
+    digits(v4.port(), &mut put);
+    std::str::from_utf8(buf.get(..len)?).ok()
+}
+
 fn push_addr(out: &mut Vec<u8>, addr: &SocketAddr) {
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{addr}");
+    match v4_text(addr, &mut [0; V4_TEXT_MAX_BYTES]) {
+        Some(text) => out.extend_from_slice(text.as_bytes()),
+        // Writing to a Vec cannot fail.
+        None => {
+            let _ = write!(out, "{addr}");
+        }
+    }
 }
 
 /// Appends `[addr]name:body\n`: the shape of chat lines, notices and `who` entries alike.
@@ -308,6 +354,29 @@ mod tests {
             out,
             "[127.0.0.1:5000]127.0.0.1:5000:hi\n127.0.0.1:5000对您说psst\n".as_bytes()
         );
+    }
+
+    #[test]
+    fn addresses_are_written_as_std_writes_them() {
+        for text in [
+            "0.0.0.0:0",
+            "127.0.0.1:5000",
+            "255.255.255.255:65535",
+            "10.0.10.1:80",
+            "[::1]:7000",
+        ] {
+            let a: SocketAddr = text.parse().unwrap();
+            let mut out = Vec::new();
+            push_addr(&mut out, &a);
+            assert_eq!(out, text.as_bytes());
+            let mut s = String::new();
+            User {
+                addr: &a,
+                name: None,
+            }
+            .push_name_str(&mut s);
+            assert_eq!(s, text);
+        }
     }
 
     #[test]
