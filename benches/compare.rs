@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --features variants --bench compare
-//! IMBENCH_RUNS=5 IMBENCH_CASES=fanout,idle\ 1000 cargo bench --features variants --bench compare
+//! IMBENCH_RUNS=5 IMBENCH_CASES='fanout 1000|private' cargo bench --features variants --bench compare
 //! ```
 //!
 //! For run in 0..R, for case, for server (interleaved, so a noisy moment hits every server
@@ -16,8 +16,9 @@
 //! `<target>/bench-compare.jsonl`.
 //!
 //! `IMBENCH_RUNS` (default 3) sets R; `IMBENCH_CASES` keeps only the cases whose name contains
-//! one of its comma-separated parts (`IMBENCH_CASES=19000` also runs the extra case
-//! `fanout 19000,1,20,64,16`, left out by default: about 3.5 minutes per run). Outside `cargo bench` (no `--bench` flag, e.g.
+//! one of its `|`-separated parts (case names hold commas: `fanout 1000,1,200,64,16`).
+//! `IMBENCH_CASES=19000` also runs the extra case `fanout 19000,1,20,64,16`, left out by
+//! default (about 3.5 minutes per run). Outside `cargo bench` (no `--bench` flag, e.g.
 //! `cargo test --benches`) it does nothing.
 
 use std::fmt::Write as _;
@@ -311,7 +312,7 @@ fn main() {
     };
     let filter: Vec<String> = std::env::var("IMBENCH_CASES")
         .map(|v| {
-            v.split(',')
+            v.split('|')
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect()
