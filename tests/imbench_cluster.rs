@@ -325,10 +325,6 @@ fn idle_users_join_on_both_servers() {
 
 /// Users `2j` (server a) and `2j+1` (server b) whisper both ways by their cluster names.
 #[test]
-#[ignore = "server bug: Directory::lookup parses any name with ':' as a bare address, so \
-            `to|ip:port@NODE|..` is answered 不存在该用户 on the user's own server and dropped \
-            when it arrives from another one (see tests/cluster.rs \
-            whispers_find_users_by_their_default_cluster_names)"]
 fn private_pairs_whisper_across_servers_by_their_cluster_names() {
     let cluster = Cluster::start(&[]);
     let run = imbench(&[
