@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --features variants --bench compare
-//! IMBENCH_RUNS=5 IMBENCH_CASES='fanout 1000|private' cargo bench --features variants --bench compare
+//! IMBENCH_RUNS=5 IMBENCH_CASES='fanout 1000,1|private' cargo bench --features variants --bench compare
 //! ```
 //!
 //! For run in 0..R, for case, for server (interleaved, so a noisy moment hits every server
@@ -16,7 +16,8 @@
 //! `<target>/bench-compare.jsonl`.
 //!
 //! `IMBENCH_RUNS` (default 3) sets R; `IMBENCH_CASES` keeps only the cases whose name contains
-//! one of its `|`-separated parts (case names hold commas: `fanout 1000,1,200,64,16`).
+//! one of its parts, separated by `|` or by a comma not followed by a digit (case names hold
+//! commas: `IMBENCH_CASES=fanout,private` is two parts, `fanout 100,1` one).
 //! `IMBENCH_CASES=19000` also runs the extra case `fanout 19000,1,20,64,16`, left out by
 //! default (about 3.5 minutes per run). Outside `cargo bench` (no `--bench` flag, e.g.
 //! `cargo test --benches`) it does nothing.
@@ -298,6 +299,17 @@ struct Run {
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --benches`: check the filter parsing, run nothing.
+        assert_eq!(filter_parts("fanout,private"), ["fanout", "private"]);
+        assert_eq!(
+            filter_parts(" fanout 100,1 | idle 1000 "),
+            ["fanout 100,1", "idle 1000"]
+        );
+        assert_eq!(
+            filter_parts("19000,fanout 5000,4,"),
+            ["19000", "fanout 5000,4"]
+        );
+        assert!(filter_parts(" , |").is_empty());
         println!(
             "compare: a benchmark; run it with `cargo bench --features variants --bench compare`"
         );
@@ -310,13 +322,8 @@ fn main() {
         }),
         Err(_) => 3,
     };
-    let filter: Vec<String> = std::env::var("IMBENCH_CASES")
-        .map(|v| {
-            v.split('|')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
+    let filter = std::env::var("IMBENCH_CASES")
+        .map(|v| filter_parts(&v))
         .unwrap_or_default();
     let cases: Vec<&Case> = CASES
         .iter()
@@ -402,6 +409,28 @@ fn main() {
         md_path.display(),
         jsonl_path.display()
     );
+}
+
+/// `IMBENCH_CASES` split at `|` and at commas not followed by a digit, so that
+/// `fanout,private` is two parts and `fanout 100,1` one (case names hold commas).
+fn filter_parts(v: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut part = String::new();
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next_is_digit = chars.peek().is_some_and(char::is_ascii_digit);
+        if c == '|' || (c == ',' && !next_is_digit) {
+            parts.push(std::mem::take(&mut part));
+        } else {
+            part.push(c);
+        }
+    }
+    parts.push(part);
+    parts
+        .into_iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 /// The target directory: the bench runs as `<target>/release/deps/compare-HASH`.
