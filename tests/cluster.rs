@@ -1,0 +1,1315 @@
+//! Several servers, one chat (`--redis`): real `redis-server` child processes on free
+//! ports of 127.0.0.1, several real server binaries, and real clients (line users on TCP,
+//! WebSocket users through tungstenite, the HTTP API).
+//!
+//! Every Redis and every server is a child process killed and reaped on drop; every read
+//! has a timeout and every wait loop a deadline, so no test can hang.
+
+mod common;
+
+use common::{start, Server, READ_TIMEOUT};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use tungstenite::{Message, WebSocket};
+
+// ---------------------------------------------------------------------------------------
+// Redis: a child process, and a minimal RESP client for the tests' own questions.
+// ---------------------------------------------------------------------------------------
+
+/// A port that was free a moment ago, and never handed out before in this process (so a
+/// test restarting its Redis on the same port cannot find another test's Redis there).
+fn free_port() -> u16 {
+    static USED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
+        if !used.contains(&port) {
+            used.push(port);
+            return port;
+        }
+    }
+    panic!("no fresh free port in 100 tries");
+}
+
+/// One RESP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resp {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Resp>),
+}
+
+fn read_resp(r: &mut impl BufRead) -> std::io::Result<Resp> {
+    let mut head = Vec::new();
+    r.read_until(b'\n', &mut head)?;
+    if !head.ends_with(b"\r\n") {
+        return Err(ErrorKind::UnexpectedEof.into());
+    }
+    let text = String::from_utf8_lossy(&head[1..head.len() - 2]).into_owned();
+    let bad = || std::io::Error::new(ErrorKind::InvalidData, format!("bad RESP {head:?}"));
+    Ok(match head[0] {
+        b'+' => Resp::Simple(text),
+        b'-' => Resp::Error(text),
+        b':' => Resp::Int(text.parse().map_err(|_| bad())?),
+        b'$' => {
+            let n: i64 = text.parse().map_err(|_| bad())?;
+            if n < 0 {
+                Resp::Bulk(None)
+            } else {
+                let mut body = vec![0; n as usize + 2];
+                r.read_exact(&mut body)?;
+                body.truncate(n as usize);
+                Resp::Bulk(Some(body))
+            }
+        }
+        b'*' => {
+            let n: i64 = text.parse().map_err(|_| bad())?;
+            let mut items = Vec::new();
+            for _ in 0..n.max(0) {
+                items.push(read_resp(r)?);
+            }
+            Resp::Array(items)
+        }
+        _ => return Err(bad()),
+    })
+}
+
+/// Sends one command to the Redis on `port` and reads its reply.
+fn redis_call(port: u16, args: &[&str]) -> std::io::Result<Resp> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(cmd.as_bytes())?;
+    read_resp(&mut BufReader::new(s))
+}
+
+/// A `redis-server` child process on 127.0.0.1; killed (SIGKILL) and reaped on drop.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts a Redis on a free port.
+    fn start() -> Redis {
+        // Another process may take the port between our probe and Redis's bind: retry.
+        for _ in 0..3 {
+            if let Some(r) = Redis::try_start_on(free_port()) {
+                return r;
+            }
+        }
+        panic!("redis-server did not start on any of 3 free ports");
+    }
+
+    /// Starts a Redis on `port` (for a restart on the same port).
+    fn start_on(port: u16) -> Redis {
+        Redis::try_start_on(port).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
+    }
+
+    fn try_start_on(port: u16) -> Option<Redis> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run redis-server (is it installed?): {e}"));
+        let mut redis = Redis {
+            port,
+            child: Some(child),
+        };
+        let pid = redis.child.as_ref().map(|c| c.id().to_string());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if redis.pings() {
+                // Ours, not some other Redis that holds the port.
+                let info = redis_call(port, &["INFO", "server"]);
+                let ours = match (&info, &pid) {
+                    (Ok(Resp::Bulk(Some(text))), Some(pid)) => String::from_utf8_lossy(text)
+                        .lines()
+                        .any(|l| l.strip_prefix("process_id:") == Some(pid.as_str())),
+                    _ => false,
+                };
+                return ours.then_some(redis);
+            }
+            if let Some(child) = redis.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return None; // exited: the port was taken
+                }
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Whether something on the port answers PING with +PONG.
+    fn pings(&self) -> bool {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn call(&self, args: &[&str]) -> Resp {
+        redis_call(self.port, args).unwrap_or_else(|e| panic!("Redis {args:?}: {e}"))
+    }
+
+    /// Waits until every node in `nodes` has joined the cluster: its heartbeat key is set
+    /// (its command link is up), its private channel subscribed (its subscriber link is up),
+    /// and the heartbeat refreshed once since.
+    ///
+    /// The refresh is a workaround for a server race (see the ignored test
+    /// `after_a_redis_restart_every_server_knows_every_user_again`): a joining server loads
+    /// the other servers' users with `HGETALL im:users` and *replaces* what it knows with the
+    /// reply, so a user who comes online elsewhere after Redis ran the HGETALL but whose
+    /// presence event the server reads before that reply is forgotten for good. The second
+    /// heartbeat is written in a loop turn after the HGETALL reply was read (the reply
+    /// arrived a heartbeat period earlier), so after it no user of the test can fall into
+    /// that window. Without it the race shows on a busy machine (`to|` or a hub message to
+    /// an online user of another server answered as offline).
+    fn wait_ready(&self, nodes: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for node in nodes {
+            let key = format!("im:alive:{node}");
+            loop {
+                let alive = self.call(&["EXISTS", &key]);
+                let subs = self.call(&["PUBSUB", "NUMSUB", &format!("im:node:{node}")]);
+                let subscribed = matches!(&subs, Resp::Array(v) if v.get(1) == Some(&Resp::Int(1)));
+                if alive == Resp::Int(1) && subscribed {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {node} did not join the cluster in 10 s ({alive:?}, {subs:?})"
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let ttl = |node: &str| match self.call(&["PTTL", &format!("im:alive:{node}")]) {
+            Resp::Int(ms) => ms,
+            other => panic!("PTTL im:alive:{node}: {other:?}"),
+        };
+        let mut last: Vec<Option<i64>> = nodes.iter().map(|n| Some(ttl(n))).collect();
+        while last.iter().any(Option::is_some) {
+            assert!(
+                Instant::now() < deadline,
+                "nodes {nodes:?} did not all refresh their heartbeats within 10 s ({last:?})"
+            );
+            thread::sleep(Duration::from_millis(50));
+            for (node, last) in nodes.iter().zip(last.iter_mut()) {
+                if let Some(before) = *last {
+                    let now = ttl(node);
+                    // The TTL only falls, unless the key was set again.
+                    *last = (now <= before).then_some(now);
+                }
+            }
+        }
+    }
+
+    /// SIGKILL and reap.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A "Redis" that accepts connections and never answers: holds them open, reads nothing.
+struct StalledRedis {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StalledRedis {
+    fn start() -> StalledRedis {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut held = Vec::new();
+            // Bounded even if the test forgets to stop it: two minutes at most.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        StalledRedis {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for StalledRedis {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers and line users.
+// ---------------------------------------------------------------------------------------
+
+/// A server in the cluster behind `redis_url`, as node `id`.
+fn node(redis_url: &str, id: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--redis", redis_url, "--node-id", id];
+    args.extend_from_slice(extra);
+    start(&args)
+}
+
+/// A line user that knows its own name (in a cluster the default name is `addr@NODE`,
+/// not the address as `common::connect` expects).
+struct User {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    /// Bytes of a line not yet complete when a short read timed out.
+    partial: Vec<u8>,
+    /// The local address: the user's `[addr]`.
+    addr: String,
+    /// The user's current name.
+    name: String,
+    /// The online notice of this user's arrival, under its default name.
+    hello: String,
+    /// Online notices of users of other servers who joined before this one: the notice
+    /// reaches this user if its server hears of them only after it accepted this user (the
+    /// backplane is asynchronous), and then at any moment. Skipped once each, if they come.
+    maybe: Vec<String>,
+}
+
+/// Connects a line user to `server` (node `node`), checks its own online notice with the
+/// cluster's default name, and learns that name.
+fn join(server: &Server, node: &str) -> User {
+    join_after(server, node, &[])
+}
+
+/// Like [`join`], for a user who may yet hear of the users of other servers in `earlier`
+/// coming online (see [`User::maybe`]).
+fn join_after(server: &Server, node: &str, earlier: &[&User]) -> User {
+    let stream = TcpStream::connect(server.addr).expect("connect to server");
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let reader = BufReader::new(stream.try_clone().unwrap());
+    let addr = stream.local_addr().unwrap().to_string();
+    let mut u = User {
+        stream,
+        reader,
+        partial: Vec::new(),
+        addr: addr.clone(),
+        name: String::new(),
+        hello: String::new(),
+        maybe: earlier.iter().map(|u| u.hello.clone()).collect(),
+    };
+    let first = u.line();
+    let name = format!("{addr}@{node}");
+    assert_eq!(first, format!("[{addr}]{name}:已上线\n"), "default name");
+    u.name = name;
+    u.hello = first;
+    u
+}
+
+impl User {
+    fn send(&mut self, text: &str) {
+        self.stream.write_all(text.as_bytes()).expect("write");
+    }
+
+    /// The next line, waiting at most `wait` (per line read); `None` if none is complete by
+    /// then. Late online notices of earlier users are skipped.
+    fn try_line(&mut self, wait: Duration) -> Option<String> {
+        loop {
+            let line = self.try_any_line(wait)?;
+            match self.maybe.iter().position(|m| *m == line) {
+                Some(i) => {
+                    self.maybe.swap_remove(i);
+                }
+                None => return Some(line),
+            }
+        }
+    }
+
+    fn try_any_line(&mut self, wait: Duration) -> Option<String> {
+        self.stream
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+            .unwrap();
+        let got = self.reader.read_until(b'\n', &mut self.partial);
+        self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        match got {
+            Ok(0) => panic!(
+                "{}: server closed the connection (partial {:?})",
+                self.name,
+                String::from_utf8_lossy(&self.partial)
+            ),
+            Ok(_) if self.partial.ends_with(b"\n") => {
+                let line = std::mem::take(&mut self.partial);
+                Some(String::from_utf8(line).expect("UTF-8"))
+            }
+            Ok(_) => panic!("{}: EOF in the middle of a line", self.name),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+            Err(e) => panic!("{}: read failed: {e}", self.name),
+        }
+    }
+
+    /// The next line; panics after [`READ_TIMEOUT`].
+    fn line(&mut self) -> String {
+        self.try_line(READ_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "{} ({}): no line in {READ_TIMEOUT:?}; partial {:?}",
+                self.name,
+                self.addr,
+                String::from_utf8_lossy(&self.partial)
+            )
+        })
+    }
+
+    fn expect(&mut self, want: &str) {
+        let got = self.line();
+        assert_eq!(
+            got, want,
+            "{} ({}) got the wrong line",
+            self.name, self.addr
+        );
+    }
+
+    fn lines_sorted(&mut self, n: usize) -> Vec<String> {
+        let mut v: Vec<String> = (0..n).map(|_| self.line()).collect();
+        v.sort();
+        v
+    }
+
+    /// Nothing arrives within `d`.
+    fn silence(&mut self, d: Duration) {
+        if let Some(line) = self.try_line(d) {
+            panic!("{}: expected silence, got {line:?}", self.name);
+        }
+        assert!(
+            self.partial.is_empty(),
+            "{}: expected silence, got {:?}",
+            self.name,
+            String::from_utf8_lossy(&self.partial)
+        );
+    }
+
+    /// `rename|NEW`, which must succeed.
+    fn rename(&mut self, new: &str) {
+        self.send(&format!("rename|{new}\n"));
+        self.expect(&format!("您已更新用户名：{new}\n"));
+        self.name = new.to_owned();
+    }
+
+    fn online(&self) -> String {
+        format!("[{}]{}:已上线\n", self.addr, self.name)
+    }
+
+    fn offline(&self) -> String {
+        format!("[{}]{}:已下线\n", self.addr, self.name)
+    }
+
+    fn said(&self, text: &str) -> String {
+        format!("[{}]{}:{text}\n", self.addr, self.name)
+    }
+
+    fn who_entry(&self) -> String {
+        format!("[{}]{}:在线...\n", self.addr, self.name)
+    }
+}
+
+/// `from` whispers `text` to `to` by `to`'s current name; `to` must get it, and `from`
+/// no answer (an error answer is reported as such).
+fn whisper(from: &mut User, to: &mut User, text: &str) {
+    from.send(&format!("to|{}|{text}\n", to.name));
+    let want = format!("{}对您说{text}\n", from.name);
+    match to.try_line(READ_TIMEOUT) {
+        Some(got) => assert_eq!(got, want, "{} got the wrong line", to.name),
+        None => {
+            let answer = from.try_line(Duration::from_millis(100));
+            panic!(
+                "{}'s whisper to {} did not arrive in {READ_TIMEOUT:?}; the sender got {answer:?}",
+                from.name, to.name
+            )
+        }
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+const TAKEN: &str = "当前用户名被使用了\n";
+const NO_SUCH_USER: &str = "不存在该用户\n";
+const UNAVAILABLE: &str = "集群暂不可用\n";
+
+// ---------------------------------------------------------------------------------------
+// WebSocket and HTTP clients (as in tests/ws.rs).
+// ---------------------------------------------------------------------------------------
+
+type Ws = WebSocket<TcpStream>;
+
+fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), stream).expect("handshake");
+    ws
+}
+
+fn ws_send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).unwrap();
+}
+
+/// The next text message as JSON.
+fn ws_recv(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a WebSocket message") {
+            Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// Reads messages until one satisfies `want` (at most 20), and returns it.
+fn ws_recv_until(ws: &mut Ws, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    let mut skipped = Vec::new();
+    for _ in 0..20 {
+        let v = ws_recv(ws);
+        if want(&v) {
+            return v;
+        }
+        skipped.push(v);
+    }
+    panic!("no {what} in 20 messages: {skipped:?}");
+}
+
+fn ws_close_code(ws: &mut Ws) -> u16 {
+    for _ in 0..100 {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => return u16::from(f.code),
+            Ok(Message::Close(None)) => return 1005,
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+    panic!("no close frame in 100 messages");
+}
+
+/// `/im` login; returns the answer's `response`.
+fn im_login(ws: &mut Ws, user: &str) -> Value {
+    ws_send(
+        ws,
+        json!({"seq":"login","cmd":"login","data":{"userID":user,"appID":101}}),
+    );
+    ws_recv_until(ws, "login answer", |v| v["cmd"] == "login")["response"].clone()
+}
+
+fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all).into_owned();
+    let status = text
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn get(addr: SocketAddr, path: &str) -> Value {
+    let (status, body) = http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body:?}"))
+}
+
+fn post(addr: SocketAddr, path: &str, form: &str) -> Value {
+    let (status, body) = http(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        ),
+    );
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body:?}"))
+}
+
+fn user_list(api: SocketAddr) -> Vec<String> {
+    let v = get(api, "/user/list?appID=101");
+    assert_eq!(v["code"], 200, "{v}");
+    let names: Vec<String> = serde_json::from_value(v["data"]["userList"].clone()).unwrap();
+    assert_eq!(v["data"]["userCount"], names.len(), "{v}");
+    sorted(names)
+}
+
+fn is_online(api: SocketAddr, user: &str) -> bool {
+    let v = get(api, &format!("/user/online?appID=101&userID={user}"));
+    assert_eq!(v["data"]["userID"], user, "{v}");
+    v["data"]["online"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("{v}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// The tests.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn line_users_on_two_servers_chat_whisper_list_and_rename() {
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &[]);
+    let b = node(&redis.url(), "B", &[]);
+    redis.wait_ready(&["A", "B"]);
+
+    let mut a1 = join(&a, "A");
+    let mut b1 = join_after(&b, "B", &[&a1]);
+    // Default names carry the node and cross servers as such.
+    a1.expect(&b1.online());
+    a1.send("who\n");
+    assert_eq!(
+        a1.lines_sorted(2),
+        sorted(vec![a1.who_entry(), b1.who_entry()])
+    );
+
+    // Renames are claimed cluster-wide.
+    a1.rename("alice");
+    b1.send("rename|alice\n");
+    b1.expect(TAKEN);
+    b1.rename("bob");
+    let mut a2 = join(&a, "A");
+    a1.expect(&a2.online());
+    b1.expect(&a2.online());
+    a2.send("rename|bob\n");
+    a2.expect(TAKEN);
+
+    // Broadcasts: everyone, everywhere, once.
+    b1.send("hi from b 你好\n");
+    let said = b1.said("hi from b 你好");
+    for u in [&mut a1, &mut a2, &mut b1] {
+        u.expect(&said);
+    }
+    a2.send("hi from a2\n");
+    let said = a2.said("hi from a2");
+    for u in [&mut a1, &mut a2, &mut b1] {
+        u.expect(&said);
+    }
+
+    // Whispers cross servers both ways; unknown names are refused.
+    a1.send("to|bob|psst 悄悄话\n");
+    b1.expect("alice对您说psst 悄悄话\n");
+    b1.send("to|alice|back|with a bar\n");
+    a1.expect("bob对您说back|with a bar\n");
+    b1.send("to|nobody|x\n");
+    b1.expect(NO_SUCH_USER);
+
+    // `who` lists both servers' users, on both servers.
+    let everyone = sorted(vec![a1.who_entry(), a2.who_entry(), b1.who_entry()]);
+    b1.send("who\n");
+    assert_eq!(b1.lines_sorted(3), everyone);
+    a2.send("who\n");
+    assert_eq!(a2.lines_sorted(3), everyone);
+
+    // Offline notices cross servers, and a departed user's name is free everywhere.
+    let a2_offline = a2.offline();
+    drop(a2);
+    a1.expect(&a2_offline);
+    b1.expect(&a2_offline);
+    let b1_offline = b1.offline();
+    drop(b1);
+    a1.expect(&b1_offline);
+    a1.send("to|bob|are you there\n");
+    a1.expect(NO_SUCH_USER);
+    a1.send("who\n");
+    a1.expect(&a1.who_entry());
+    let mut a3 = join(&a, "A");
+    a1.expect(&a3.online());
+    let mut b2 = join_after(&b, "B", &[&a1, &a3]);
+    a1.expect(&b2.online());
+    a3.expect(&b2.online());
+    a3.rename("bob");
+    // B hears of the rename before this broadcast (one server's events keep their order).
+    a3.send("the new bob\n");
+    let said = a3.said("the new bob");
+    for u in [&mut a1, &mut a3, &mut b2] {
+        u.expect(&said);
+    }
+    b2.send("rename|bob\n");
+    b2.expect(TAKEN);
+    whisper(&mut b2, &mut a3, "new bob");
+    for u in [&mut a1, &mut a3, &mut b2] {
+        u.silence(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn concurrent_renames_to_one_name_on_two_servers_have_one_winner() {
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &[]);
+    let b = node(&redis.url(), "B", &[]);
+    redis.wait_ready(&["A", "B"]);
+    let mut a1 = join(&a, "A");
+    let mut b1 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b1.online());
+    let mut wins = [0; 2];
+    for round in 0..20 {
+        let name = format!("race{round}");
+        let line = format!("rename|{name}\n");
+        // Both requests leave before either answer is read.
+        if round % 2 == 0 {
+            a1.send(&line);
+            b1.send(&line);
+        } else {
+            b1.send(&line);
+            a1.send(&line);
+        }
+        let won = format!("您已更新用户名：{name}\n");
+        let answers = [a1.line(), b1.line()];
+        let winners: Vec<usize> = (0..2).filter(|&i| answers[i] == won).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {answers:?}");
+        let loser = 1 - winners[0];
+        assert_eq!(answers[loser], TAKEN, "round {round}: {answers:?}");
+        wins[winners[0]] += 1;
+        if winners[0] == 0 {
+            a1.name = name;
+        } else {
+            b1.name = name;
+        }
+    }
+    // The names each ended with are theirs on both servers, once each server has heard of
+    // the other's last rename (a broadcast after it shows that).
+    for u in [&mut a1, &mut b1] {
+        u.send("my final name\n");
+    }
+    let said = [a1.said("my final name"), b1.said("my final name")];
+    for u in [&mut a1, &mut b1] {
+        assert_eq!(u.lines_sorted(2), sorted(said.to_vec()));
+    }
+    whisper(&mut a1, &mut b1, "to b");
+    whisper(&mut b1, &mut a1, "to a");
+    assert_eq!(wins.iter().sum::<i32>(), 20);
+}
+
+#[test]
+fn broadcasts_reach_every_user_of_three_servers_once_and_in_order() {
+    const N: usize = 50;
+    let redis = Redis::start();
+    let servers: Vec<Server> = ["A", "B", "C"]
+        .iter()
+        .map(|id| node(&redis.url(), id, &[]))
+        .collect();
+    redis.wait_ready(&["A", "B", "C"]);
+    let mut users: Vec<User> = Vec::new();
+    for (server, id) in servers.iter().zip(["A", "B", "C"]) {
+        let earlier: Vec<&User> = users.iter().collect();
+        let u = join_after(server, id, &earlier);
+        let online = u.online();
+        for earlier in users.iter_mut() {
+            earlier.expect(&online);
+        }
+        users.push(u);
+    }
+    // Every user sends N numbered lines at once (one write each), all three before anyone
+    // reads: the servers interleave them, but each sender's order must hold.
+    for u in users.iter_mut() {
+        let burst: String = (1..=N).map(|i| format!("msg {i} of {N}\n")).collect();
+        u.send(&burst);
+    }
+    let senders: Vec<(String, String)> = users
+        .iter()
+        .map(|u| (format!("[{}]{}:", u.addr, u.name), u.name.clone()))
+        .collect();
+    for u in users.iter_mut() {
+        let mut got: Vec<Vec<usize>> = vec![Vec::new(); senders.len()];
+        for _ in 0..N * senders.len() {
+            let line = u.line();
+            let (i, rest) = senders
+                .iter()
+                .enumerate()
+                .find_map(|(i, (prefix, _))| line.strip_prefix(prefix.as_str()).map(|r| (i, r)))
+                .unwrap_or_else(|| panic!("{}: unexpected line {line:?}", u.name));
+            let n: usize = rest
+                .strip_prefix("msg ")
+                .and_then(|r| r.strip_suffix(&format!(" of {N}\n")))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{}: unexpected line {line:?}", u.name));
+            got[i].push(n);
+        }
+        for (i, seq) in got.iter().enumerate() {
+            let want: Vec<usize> = (1..=N).collect();
+            assert_eq!(
+                seq, &want,
+                "{} got {}'s broadcasts out of order, duplicated or lost",
+                u.name, senders[i].1
+            );
+        }
+        u.silence(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_websocket_user_and_a_line_user_on_two_servers_and_the_http_api() {
+    let redis = Redis::start();
+    let web = ["--ws-port", "0", "--http-port", "0"];
+    let a = node(&redis.url(), "A", &web);
+    let b = node(&redis.url(), "B", &web);
+    redis.wait_ready(&["A", "B"]);
+    let (a_api, b_api) = (a.http.unwrap(), b.http.unwrap());
+
+    let mut lin = join(&b, "B");
+    lin.rename("lin");
+    // A name held on another server cannot be logged in with.
+    let mut ws = ws_connect(a.web.unwrap(), "/im");
+    assert_eq!(im_login(&mut ws, "lin")["code"], 1009);
+    assert_eq!(im_login(&mut ws, "webby")["code"], 200);
+    let ws_addr = ws.get_ref().local_addr().unwrap().to_string();
+    lin.expect(&format!("[{ws_addr}]webby:已上线\n"));
+    lin.send("rename|webby\n");
+    lin.expect(TAKEN);
+
+    // WebSocket -> line, to the room.
+    ws_send(
+        &mut ws,
+        json!({"seq":"2","cmd":"msg","data":{"msg":"from the web 你好"}}),
+    );
+    lin.expect(&format!("[{ws_addr}]webby:from the web 你好\n"));
+    let answer = ws_recv_until(&mut ws, "answer 2", |v| v["seq"] == "2");
+    assert_eq!(answer["response"]["code"], 200);
+    // Line -> WebSocket, to the room.
+    lin.send("hello web\n");
+    lin.expect(&lin.said("hello web"));
+    let v = ws_recv_until(&mut ws, "lin's broadcast", |v| {
+        v["cmd"] == "msg" && v["response"]["data"]["from"] == "lin"
+    });
+    assert_eq!(v["response"]["data"]["msg"], "hello web");
+    // Line -> WebSocket, private.
+    lin.send("to|webby|just you\n");
+    let v = ws_recv_until(&mut ws, "lin's whisper", |v| {
+        v["cmd"] == "msg" && v["response"]["data"]["msg"] == "just you"
+    });
+    assert_eq!(v["response"]["data"]["from"], "lin");
+    assert_eq!(v["response"]["data"]["target"], "webby");
+    // WebSocket -> line, private; and to nobody.
+    ws_send(
+        &mut ws,
+        json!({"seq":"3","cmd":"msg","data":{"target":"lin","msg":"back at you"}}),
+    );
+    lin.expect("webby对您说back at you\n");
+    let answer = ws_recv_until(&mut ws, "answer 3", |v| v["seq"] == "3");
+    assert_eq!(answer["response"]["code"], 200);
+    ws_send(
+        &mut ws,
+        json!({"seq":"4","cmd":"msg","data":{"target":"nobody","msg":"x"}}),
+    );
+    let answer = ws_recv_until(&mut ws, "answer 4", |v| v["seq"] == "4");
+    assert_eq!(answer["response"]["code"], 1009);
+    // A line user arriving on B enters the WebSocket user's room on A.
+    let mut l2 = join(&b, "B");
+    lin.expect(&l2.online());
+    let v = ws_recv_until(&mut ws, "l2's enter", |v| {
+        v["cmd"] == "enter" && v["response"]["data"]["from"] == l2.name
+    });
+    assert_eq!(v["response"]["data"]["msg"], "哈喽~");
+    // `who` on B lists A's WebSocket user.
+    lin.send("who\n");
+    assert_eq!(
+        lin.lines_sorted(3),
+        sorted(vec![
+            lin.who_entry(),
+            l2.who_entry(),
+            format!("[{ws_addr}]webby:在线...\n"),
+        ])
+    );
+
+    // The HTTP API answers for the whole cluster, on either server.
+    let everyone = sorted(vec![l2.name.clone(), "lin".into(), "webby".into()]);
+    assert_eq!(user_list(b_api), everyone);
+    assert_eq!(user_list(a_api), everyone);
+    assert!(is_online(b_api, "webby"));
+    assert!(is_online(a_api, "lin"));
+    assert!(!is_online(b_api, "ghost"));
+    // B's API to A's WebSocket user.
+    let v = post(
+        b_api,
+        "/user/sendMessage",
+        "appID=101&userID=webby&msgID=c1&message=from+B+%E4%BD%A0%E5%A5%BD",
+    );
+    assert_eq!(v["data"]["sendResults"], true, "{v}");
+    let v = ws_recv_until(&mut ws, "B's API message", |v| {
+        v["response"]["data"]["from"] == "system"
+    });
+    assert_eq!(v["response"]["data"]["msg"], "from B 你好");
+    // A's API to B's line user.
+    let v = post(
+        a_api,
+        "/user/sendMessage",
+        "appID=101&userID=lin&msgID=c2&message=from+A",
+    );
+    assert_eq!(v["data"]["sendResults"], true, "{v}");
+    lin.expect("system对您说from A\n");
+    let v = post(
+        b_api,
+        "/user/sendMessage",
+        "appID=101&userID=ghost&msgID=c3&message=x",
+    );
+    assert_eq!(v["code"], 1009, "{v}");
+
+    // The WebSocket user leaves: B's users hear it, and the API forgets it.
+    drop(ws);
+    let off = format!("[{ws_addr}]webby:已下线\n");
+    lin.expect(&off);
+    l2.expect(&off);
+    assert!(!is_online(b_api, "webby"));
+    assert_eq!(
+        user_list(b_api),
+        sorted(vec![l2.name.clone(), "lin".into()])
+    );
+    lin.rename("webby");
+}
+
+#[test]
+fn hub_clients_on_two_servers_send_to_each_other() {
+    let redis = Redis::start();
+    let web = ["--ws-port", "0"];
+    let a = node(&redis.url(), "A", &web);
+    let b = node(&redis.url(), "B", &web);
+    redis.wait_ready(&["A", "B"]);
+    let mut h7 = ws_connect(a.web.unwrap(), "/ws/7");
+    // 7 sees its own presence notice once it has joined.
+    ws_recv_until(&mut h7, "7's own presence", |v| v["type"] == 0);
+    let mut h8 = ws_connect(b.web.unwrap(), "/ws/8");
+    let seen = ws_recv_until(&mut h7, "8's presence", |v| {
+        v["type"] == 0 && v["sender"] == 8
+    });
+    assert_eq!(
+        seen,
+        json!({"type":0,"sender":8,"receiver":0,"content":"已上线"})
+    );
+    h7.send(Message::text(
+        r#"{"type":1,"sender":7,"receiver":8,"content":"hello 8"}"#,
+    ))
+    .unwrap();
+    let got = ws_recv_until(&mut h8, "7's message", |v| v["type"] == 1);
+    assert_eq!(
+        got,
+        json!({"type":1,"sender":7,"receiver":8,"content":"hello 8"})
+    );
+    assert_eq!(
+        ws_recv_until(&mut h7, "system reply", |v| v["type"] == 2),
+        json!({"type":2,"sender":0,"receiver":8,"content":"success send"})
+    );
+    h8.send(Message::text(
+        r#"{"type":1,"receiver":7,"content":"hello 7"}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        ws_recv_until(&mut h8, "system reply", |v| v["type"] == 2),
+        json!({"type":2,"sender":0,"receiver":7,"content":"success send"})
+    );
+    let got = ws_recv_until(&mut h7, "8's message", |v| v["type"] == 1);
+    assert_eq!(got["content"], "hello 7");
+    assert_eq!(got["sender"], 8);
+    // A hub id held on another server: the newcomer is closed with 1008.
+    let mut dup = ws_connect(a.web.unwrap(), "/ws/8");
+    assert_eq!(ws_close_code(&mut dup), 1008);
+    // 8 is still there.
+    h7.send(Message::text(
+        r#"{"type":1,"receiver":8,"content":"still 8?"}"#,
+    ))
+    .unwrap();
+    let got = ws_recv_until(&mut h8, "7's second message", |v| v["type"] == 1);
+    assert_eq!(got["content"], "still 8?");
+}
+
+#[test]
+fn a_killed_server_s_users_go_offline_within_the_node_timeout() {
+    const TIMEOUT_SECS: u64 = 3;
+    let slack = Duration::from_secs(2);
+    let redis = Redis::start();
+    let timeout = ["--node-timeout", "3"];
+    let a = node(&redis.url(), "A", &timeout);
+    let mut b = node(&redis.url(), "B", &timeout);
+    redis.wait_ready(&["A", "B"]);
+    let mut a1 = join(&a, "A");
+    let mut b1 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b1.online());
+    b1.rename("bee");
+    let b2 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b2.online());
+    let mut a2 = join_after(&a, "A", &[&b1, &b2]);
+    a1.expect(&a2.online());
+    a1.send("who\n");
+    assert_eq!(
+        a1.lines_sorted(4),
+        sorted(vec![
+            a1.who_entry(),
+            a2.who_entry(),
+            b1.who_entry(),
+            b2.who_entry()
+        ])
+    );
+
+    let killed = Instant::now();
+    b.child.kill().expect("SIGKILL server B");
+    let _ = b.child.wait();
+    let gone = sorted(vec![b1.offline(), b2.offline()]);
+    assert_eq!(a1.lines_sorted(2), gone);
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(TIMEOUT_SECS) + slack,
+        "B's users were announced offline after {took:?} (node timeout {TIMEOUT_SECS} s)"
+    );
+    assert_eq!(a2.lines_sorted(2), gone);
+    // Gone from the lists, and their names free.
+    a1.send("to|bee|x\n");
+    a1.expect(NO_SUCH_USER);
+    a1.send("who\n");
+    assert_eq!(
+        a1.lines_sorted(2),
+        sorted(vec![a1.who_entry(), a2.who_entry()])
+    );
+    a1.send(&format!("to|{}|x\n", b2.name));
+    a1.expect(NO_SUCH_USER);
+    a1.rename("bee");
+    a2.send("to|bee|hi bee\n");
+    a1.expect(&format!("{}对您说hi bee\n", a2.name));
+    // A server joining later sees the survivors, and the new holder of the name.
+    let c = node(&redis.url(), "C", &timeout);
+    redis.wait_ready(&["C"]);
+    let mut c1 = join_after(&c, "C", &[&a1, &a2]);
+    a1.expect(&c1.online());
+    a2.expect(&c1.online());
+    c1.send("rename|bee\n");
+    c1.expect(TAKEN);
+}
+
+/// Two servers (A: `ay` and another user; B: `bee`) on a Redis that is then killed.
+struct RestartCase {
+    redis: Redis,
+    _servers: [Server; 2],
+    a1: User,
+    a2: User,
+    b1: User,
+}
+
+impl RestartCase {
+    fn new() -> RestartCase {
+        let redis = Redis::start();
+        let url = redis.url();
+        let a = node(&url, "A", &[]);
+        let b = node(&url, "B", &[]);
+        redis.wait_ready(&["A", "B"]);
+        let mut a1 = join(&a, "A");
+        let mut a2 = join(&a, "A");
+        a1.expect(&a2.online());
+        let mut b1 = join_after(&b, "B", &[&a1, &a2]);
+        a1.expect(&b1.online());
+        a2.expect(&b1.online());
+        b1.rename("bee");
+        a1.rename("ay");
+        RestartCase {
+            redis,
+            _servers: [a, b],
+            a1,
+            a2,
+            b1,
+        }
+    }
+
+    /// Kills Redis; checks the outage's answers and that local chat goes on.
+    fn outage(&mut self) {
+        let RestartCase { a1, a2, b1, .. } = self;
+        self.redis.kill();
+        // The rename's answer (an immediate refusal, or a claim failed when the link
+        // broke) also shows A has seen the outage.
+        a2.send("rename|newname\n");
+        a2.expect(UNAVAILABLE);
+        a1.send("to|bee|are you there\n");
+        a1.expect(UNAVAILABLE);
+        a1.send("local only\n");
+        a1.expect(&a1.said("local only"));
+        a2.expect(&a1.said("local only"));
+        a2.send("to|ay|still here\n");
+        a1.expect(&format!("{}对您说still here\n", a2.name));
+        b1.send("alone on b\n");
+        b1.expect(&b1.said("alone on b"));
+        b1.send("rename|another\n");
+        b1.expect(UNAVAILABLE);
+        b1.send("to|ay|x\n");
+        b1.expect(UNAVAILABLE);
+    }
+
+    /// Restarts Redis on the same port.
+    fn restart(&mut self) {
+        let port = self.redis.port;
+        self.redis = Redis::start_on(port);
+    }
+}
+
+#[test]
+fn chat_survives_a_redis_restart_and_the_cluster_comes_back() {
+    let mut case = RestartCase::new();
+    case.outage();
+    case.restart();
+    let RestartCase { a1, a2, b1, .. } = &mut case;
+    // Poll: a broadcast from A every 300 ms until one reaches B (the servers reconnect by
+    // themselves, after a backoff of at most 2 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let prefix = a1.said("probe ").trim_end().to_owned();
+    let probe_number = |line: &str| -> usize {
+        line.strip_prefix(&prefix)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("bee got an unexpected line {line:?}"))
+    };
+    let mut sent = 0;
+    let mut last = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no broadcast crossed servers within 10 s of Redis coming back"
+        );
+        a1.send(&format!("probe {sent}\n"));
+        a1.expect(&a1.said(&format!("probe {sent}")));
+        a2.expect(&a1.said(&format!("probe {sent}")));
+        sent += 1;
+        if let Some(line) = b1.try_line(Duration::from_millis(300)) {
+            break probe_number(&line);
+        }
+    };
+    // Probes published once B listens arrive in order, each once.
+    while let Some(line) = b1.try_line(Duration::from_millis(300)) {
+        let n = probe_number(&line);
+        assert!(
+            last < n && n < sent,
+            "probe {n} after probe {last} of {sent}"
+        );
+        last = n;
+    }
+    // The users were never dropped: broadcasts cross both ways.
+    a1.send("after the restart\n");
+    let said = a1.said("after the restart");
+    for u in [&mut *a1, &mut *a2, &mut *b1] {
+        u.expect(&said);
+    }
+    b1.send("bee is back\n");
+    let said = b1.said("bee is back");
+    for u in [&mut *a1, &mut *a2, &mut *b1] {
+        u.expect(&said);
+    }
+    // The names were claimed again in the new Redis.
+    a2.send("rename|bee\n");
+    a2.expect(TAKEN);
+    b1.send("rename|ay\n");
+    b1.expect(TAKEN);
+    for u in [a1, a2, b1] {
+        u.silence(Duration::from_millis(300));
+    }
+}
+
+/// After Redis restarts, every server must know the others' users again: `to|` and `who`
+/// work across servers. Three restarts, as the failure is a race.
+#[test]
+#[ignore = "server bug: after a Redis restart a server can miss another server's users for \
+            good (load_users replaces the replica with an HGETALL snapshot that can be older \
+            than presence events already applied, and the SUBSCRIBE is not confirmed before \
+            the HGETALL); `to|` then answers 不存在该用户 for an online user"]
+fn after_a_redis_restart_every_server_knows_every_user_again() {
+    let mut case = RestartCase::new();
+    for round in 0..3 {
+        case.outage();
+        case.restart();
+        let RestartCase {
+            redis, a1, a2, b1, ..
+        } = &mut case;
+        // Poll: a whisper to B's user every 300 ms until one gets through.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut answers = Vec::new();
+        for i in 0.. {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no whisper from A to B got through within 10 s of Redis \
+                 coming back; ay's answers: {answers:?}; im:users in Redis: {:?}",
+                redis.call(&["HKEYS", "im:users"]),
+            );
+            a1.send(&format!("to|bee|ping {round}.{i}\n"));
+            if let Some(line) = b1.try_line(Duration::from_millis(300)) {
+                assert!(
+                    line.starts_with(&format!("ay对您说ping {round}.")),
+                    "bee got an unexpected line {line:?}"
+                );
+                break;
+            }
+            while let Some(line) = a1.try_line(Duration::from_millis(10)) {
+                assert!(
+                    line == UNAVAILABLE || line == NO_SUCH_USER,
+                    "ay got an unexpected line {line:?}"
+                );
+                answers.push((i, line));
+            }
+        }
+        // Later pings, and answers to earlier ones, may still be on their way.
+        while let Some(line) = b1.try_line(Duration::from_millis(300)) {
+            assert!(
+                line.starts_with(&format!("ay对您说ping {round}.")),
+                "{line:?}"
+            );
+        }
+        while let Some(line) = a1.try_line(Duration::from_millis(100)) {
+            assert!(line == UNAVAILABLE || line == NO_SUCH_USER, "{line:?}");
+        }
+        // B knows A's users again: whispers both ways, and `who` everywhere.
+        whisper(b1, a1, &format!("pong {round}"));
+        let everyone = sorted(vec![a1.who_entry(), a2.who_entry(), b1.who_entry()]);
+        for u in [&mut *a1, &mut *a2, &mut *b1] {
+            u.send("who\n");
+            assert_eq!(
+                u.lines_sorted(3),
+                everyone,
+                "round {round}: {}'s who",
+                u.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_stalled_redis_does_not_stall_local_chat() {
+    let stalled = StalledRedis::start();
+    let a = node(&stalled.url(), "S", &[]);
+    let mut u1 = join(&a, "S");
+    let mut u2 = join(&a, "S");
+    u1.expect(&u2.online());
+    // Over several of the link's up-for-2-s, give-up, reconnect cycles, every line
+    // arrives: a liveness check (1 s), not a speed claim.
+    let liveness = Duration::from_secs(1);
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        let text = format!("tick {i}");
+        let sent = Instant::now();
+        u1.send(&format!("{text}\n"));
+        let want = u1.said(&text);
+        for u in [&mut u2, &mut u1] {
+            let got = u
+                .try_line(liveness)
+                .unwrap_or_else(|| panic!("{text:?} did not reach {} within {liveness:?}", u.name));
+            assert_eq!(got, want);
+        }
+        assert!(
+            sent.elapsed() <= liveness,
+            "{text:?} took {:?}",
+            sent.elapsed()
+        );
+        i += 1;
+        thread::sleep(Duration::from_millis(100));
+    }
+    // A rename needs Redis: it is refused after the reply timeout at most, not never; and
+    // while it waits, the others chat on.
+    for k in 0..2 {
+        let asked = Instant::now();
+        u1.send("rename|stalled\n");
+        let text = format!("meanwhile {k}");
+        u2.send(&format!("{text}\n"));
+        let said = u2.said(&text);
+        let got = u2.try_line(liveness);
+        assert_eq!(
+            got.as_deref(),
+            Some(said.as_str()),
+            "{text:?} within {liveness:?}"
+        );
+        let mut got = Vec::new();
+        while got.len() < 2 && asked.elapsed() < Duration::from_secs(5) {
+            got.extend(u1.try_line(Duration::from_secs(5).saturating_sub(asked.elapsed())));
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            sorted(vec![said, UNAVAILABLE.to_owned()]),
+            "the rename's answer within 5 s, and the chat (after {:?})",
+            asked.elapsed()
+        );
+    }
+    u1.silence(Duration::from_millis(300));
+    u2.silence(Duration::from_millis(300));
+}
+
+/// In a cluster a line user's default name is `ip:port@NODE`: `to|` must find that user by
+/// it, on its own server and from another one, like any other name.
+#[test]
+#[ignore = "server bug: Directory::lookup parses any name with ':' as a bare address, so \
+            `to|ip:port@NODE|..` answers 不存在该用户 on the user's own server and is dropped \
+            when it arrives from another server"]
+fn whispers_find_users_by_their_default_cluster_names() {
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &[]);
+    let b = node(&redis.url(), "B", &[]);
+    redis.wait_ready(&["A", "B"]);
+    let mut a1 = join(&a, "A");
+    let mut a2 = join(&a, "A");
+    a1.expect(&a2.online());
+    let mut b1 = join_after(&b, "B", &[&a1, &a2]);
+    a1.expect(&b1.online());
+    a2.expect(&b1.online());
+    // On the same server: no error for the sender, the whisper for the recipient.
+    a2.send(&format!("to|{}|local psst\n", a1.name));
+    a2.silence(Duration::from_millis(300));
+    a1.expect(&format!("{}对您说local psst\n", a2.name));
+    // From another server, both ways.
+    b1.send(&format!("to|{}|remote psst\n", a1.name));
+    b1.silence(Duration::from_millis(300));
+    a1.expect(&format!("{}对您说remote psst\n", b1.name));
+    a1.send(&format!("to|{}|psst back\n", b1.name));
+    a1.silence(Duration::from_millis(300));
+    b1.expect(&format!("{}对您说psst back\n", a1.name));
+    for u in [&mut a1, &mut a2, &mut b1] {
+        u.silence(Duration::from_millis(300));
+    }
+}
