@@ -217,6 +217,8 @@ pub struct Backplane<A> {
     /// One entry per command in flight, in order; `None` ignores the reply.
     pending: VecDeque<(Option<A>, Instant)>,
     up: bool,
+    /// Subscriptions Redis has confirmed on the current subscriber link.
+    subscribed: usize,
     /// Set while down: when to try again.
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -246,6 +248,7 @@ impl<A> Backplane<A> {
             channels,
             pending: VecDeque::new(),
             up: false,
+            subscribed: 0,
             retry_at: Some(Instant::now()),
             backoff: MIN_BACKOFF,
             outage_logged: false,
@@ -324,7 +327,12 @@ impl<A> Backplane<A> {
         if !link.fill(scratch) {
             return self.fail(registry, now, "Redis closed the connection", out);
         }
-        if !self.up && self.cmd.connected && self.sub.connected {
+        if let Err(why) = self.decode(is_cmd, out) {
+            return self.fail(registry, now, why, out);
+        }
+        // Up only once every SUBSCRIBE is confirmed: what the caller reads from Redis
+        // after `Up` is then never older than the first event it will receive.
+        if !self.up && self.cmd.connected && self.subscribed == self.channels.len() {
             self.up = true;
             self.backoff = MIN_BACKOFF;
             if self.outage_logged {
@@ -336,9 +344,6 @@ impl<A> Backplane<A> {
             self.ever_up = true;
             self.outage_logged = false;
             out.push(Event::Up);
-        }
-        if let Err(why) = self.decode(is_cmd, out) {
-            return self.fail(registry, now, why, out);
         }
         if !self.cmd.flush() || !self.sub.flush() {
             return self.fail(registry, now, "cannot write to Redis", out);
@@ -381,10 +386,16 @@ impl<A> Backplane<A> {
                     out.push(Event::Reply(ask, frame));
                 }
             } else if let OwnedFrame::Array(mut parts) = frame {
-                // ["message", channel, payload]; subscribe confirmations are dropped.
-                if parts.len() == 3
-                    && matches!(&parts[0], OwnedFrame::BulkString(k) if k == b"message")
-                {
+                // ["message", channel, payload], or ["subscribe", channel, count].
+                let kind = match parts.first() {
+                    Some(OwnedFrame::BulkString(k)) => k.as_slice(),
+                    _ => b"",
+                };
+                if kind == b"subscribe" {
+                    self.subscribed += 1;
+                    continue;
+                }
+                if parts.len() == 3 && kind == b"message" {
                     let payload = parts.pop();
                     let channel = parts.pop();
                     if let (
@@ -459,6 +470,7 @@ impl<A> Backplane<A> {
             debug!("{why} ({}); retrying in {:?}", self.addr, self.backoff);
         }
         self.up = false;
+        self.subscribed = 0;
         self.retry_at = Some(now + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }

@@ -182,15 +182,10 @@ impl Redis {
     /// (its command link is up), its private channel subscribed (its subscriber link is up),
     /// and the heartbeat refreshed once since.
     ///
-    /// The refresh is a workaround for a server race (see the ignored test
-    /// `after_a_redis_restart_every_server_knows_every_user_again`): a joining server loads
-    /// the other servers' users with `HGETALL im:users` and *replaces* what it knows with the
-    /// reply, so a user who comes online elsewhere after Redis ran the HGETALL but whose
-    /// presence event the server reads before that reply is forgotten for good. The second
-    /// heartbeat is written in a loop turn after the HGETALL reply was read (the reply
-    /// arrived a heartbeat period earlier), so after it no user of the test can fall into
-    /// that window. Without it the race shows on a busy machine (`to|` or a hub message to
-    /// an online user of another server answered as offline).
+    /// The refresh matters: a joining server reads the others' users with `HGETALL
+    /// im:users` right after its SUBSCRIBE is confirmed, and until that reply is read it
+    /// would answer `to|` a remote user as offline. The second heartbeat is written a loop
+    /// turn after that reply was read, so a test that waits for it never races the load.
     fn wait_ready(&self, nodes: &[&str]) {
         let deadline = Instant::now() + Duration::from_secs(10);
         for node in nodes {
@@ -1157,10 +1152,6 @@ fn chat_survives_a_redis_restart_and_the_cluster_comes_back() {
 /// After Redis restarts, every server must know the others' users again: `to|` and `who`
 /// work across servers. Three restarts, as the failure is a race.
 #[test]
-#[ignore = "server bug: after a Redis restart a server can miss another server's users for \
-            good (load_users replaces the replica with an HGETALL snapshot that can be older \
-            than presence events already applied, and the SUBSCRIBE is not confirmed before \
-            the HGETALL); `to|` then answers 不存在该用户 for an online user"]
 fn after_a_redis_restart_every_server_knows_every_user_again() {
     let mut case = RestartCase::new();
     for round in 0..3 {
@@ -1248,6 +1239,11 @@ fn a_stalled_redis_does_not_stall_local_chat() {
             "{text:?} took {:?}",
             sent.elapsed()
         );
+        // A whisper by the default name (the only kind: renames need Redis).
+        u2.send(&format!("to|{}|psst {i}\n", u1.name));
+        let got = u1.try_line(liveness);
+        let want = format!("{}对您说psst {i}\n", u2.name);
+        assert_eq!(got.as_deref(), Some(want.as_str()), "within {liveness:?}");
         i += 1;
         thread::sleep(Duration::from_millis(100));
     }
@@ -1284,9 +1280,6 @@ fn a_stalled_redis_does_not_stall_local_chat() {
 /// In a cluster a line user's default name is `ip:port@NODE`: `to|` must find that user by
 /// it, on its own server and from another one, like any other name.
 #[test]
-#[ignore = "server bug: Directory::lookup parses any name with ':' as a bare address, so \
-            `to|ip:port@NODE|..` answers 不存在该用户 on the user's own server and is dropped \
-            when it arrives from another server"]
 fn whispers_find_users_by_their_default_cluster_names() {
     let redis = Redis::start();
     let a = node(&redis.url(), "A", &[]);

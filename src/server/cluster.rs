@@ -75,6 +75,9 @@ pub(super) struct Cluster {
     node: Box<str>,
     /// Users of the other servers, by name.
     remote: HashMap<Box<str>, Remote>,
+    /// Between (re)connecting and the `im:users` snapshot: names whose leaving was already
+    /// heard, so the older snapshot does not bring them back.
+    left_before_snapshot: Option<HashSet<Box<str>>>,
     timeout: Duration,
     next_beat: Instant,
     events: Vec<Link<Ask>>,
@@ -89,6 +92,7 @@ impl Cluster {
             link: Backplane::new(addr, db, REDIS_CMD, REDIS_SUB, channels),
             node: node.into(),
             remote: HashMap::new(),
+            left_before_snapshot: None,
             timeout,
             next_beat: Instant::now(),
             events: Vec::new(),
@@ -196,6 +200,7 @@ impl Server {
                 Link::Down => {
                     if let Some(c) = self.cluster.as_mut() {
                         c.remote.clear();
+                        c.left_before_snapshot = None;
                     }
                 }
                 Link::Reply(ask, frame) => self.on_reply(ask, frame, now),
@@ -253,6 +258,7 @@ impl Server {
             };
             cluster.publish(cluster::ROOM_CHANNEL, &wire, now);
         }
+        cluster.left_before_snapshot = Some(HashSet::new());
         cluster
             .link
             .command(&[b"HGETALL", cluster::USERS_KEY], Some(Ask::Users), now);
@@ -284,15 +290,18 @@ impl Server {
         }
     }
 
-    /// Replaces the replica with `HGETALL im:users` (other servers' users only).
+    /// Merges `HGETALL im:users` into the replica. The snapshot was read after our
+    /// SUBSCRIBE was confirmed, so every later change reaches us as an event; events
+    /// already applied are newer than the snapshot and win (users heard leaving stay
+    /// gone, users heard arriving stay as heard).
     fn load_users(&mut self, frame: OwnedFrame) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
+        let left = cluster.left_before_snapshot.take().unwrap_or_default();
         let OwnedFrame::Array(items) = frame else {
             return;
         };
-        cluster.remote.clear();
         for pair in items.chunks(2) {
             let [OwnedFrame::BulkString(name), OwnedFrame::BulkString(value)] = pair else {
                 continue;
@@ -302,8 +311,8 @@ impl Server {
             else {
                 continue;
             };
-            if *user.node != *cluster.node {
-                cluster.remote.insert(name.into(), user);
+            if *user.node != *cluster.node && !left.contains(name) {
+                cluster.remote.entry(name.into()).or_insert(user);
             }
         }
         debug!("cluster: {} users on other servers", cluster.remote.len());
@@ -356,12 +365,18 @@ impl Server {
                 }
             }
             Wire::Offline { name, user } => {
+                if let Some(left) = cluster.left_before_snapshot.as_mut() {
+                    left.insert(name.into());
+                }
                 if cluster.remote.remove(name).is_some() {
                     self.speak_for(user.addr, name);
                     self.announce(user.room, Event::Offline, None);
                 }
             }
             Wire::Rename { old, new, user } => {
+                if let Some(left) = cluster.left_before_snapshot.as_mut() {
+                    left.insert(old.into());
+                }
                 cluster.remote.remove(old);
                 cluster.remote.insert(new.into(), user);
             }
