@@ -5,88 +5,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long the watchdog lets any imbench run take before the test fails.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
-    /// The number after `"key":` in the JSON line.
-    fn num(&self, key: &str) -> Option<u64> {
-        let pat = format!("\"{key}\":");
-        let at = self.stdout.find(&pat)? + pat.len();
-        let digits: String = self.stdout[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    }
-
-    fn has(&self, fragment: &str) -> bool {
-        self.stdout.contains(fragment)
-    }
-}
-
-fn spawn_imbench(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_imbench"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("imbench starts")
-}
-
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<String> {
-    thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_string(&mut s);
-        }
-        s
-    })
-}
-
-/// Waits for `child` (killing it past the watchdog) and collects its output.
-fn finish(mut child: Child) -> Run {
-    let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
-    let deadline = Instant::now() + WATCHDOG;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("imbench ran past the watchdog");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
-}
+use common::imbench::{finish, spawn as spawn_imbench, Run};
 
 fn imbench(args: &[&str]) -> Run {
-    finish(spawn_imbench(args))
+    common::imbench::run(args)
 }
 
 /// `args` plus `--addr ADDR --json --quiet --timeout 20`.

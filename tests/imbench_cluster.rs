@@ -8,16 +8,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::imbench::Run;
 use common::Server;
 
 /// How long the watchdog lets any imbench run take before the test fails.
-const WATCHDOG: Duration = Duration::from_secs(60);
 /// How long Redis and the servers get to come up.
 const STARTUP: Duration = Duration::from_secs(10);
 
@@ -184,90 +184,17 @@ impl Cluster {
     }
 }
 
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The number after `"key":` in the JSON line.
-    fn num(&self, key: &str) -> Option<u64> {
-        let pat = format!("\"{key}\":");
-        let at = self.stdout.find(&pat)? + pat.len();
-        let digits: String = self.stdout[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    }
-
-    fn has(&self, fragment: &str) -> bool {
-        self.stdout.contains(fragment)
-    }
-
-    fn assert_complete(&self) {
-        assert_eq!(
-            self.status.code(),
-            Some(0),
-            "stdout {}\nstderr {}",
-            self.stdout,
-            self.stderr
-        );
-        assert!(self.has("\"complete\":true"), "{}", self.stdout);
-        assert!(self.has("\"servers\":2"), "{}", self.stdout);
-        for key in [
-            "missing",
-            "duplicates",
-            "out_of_order",
-            "misdelivered",
-            "garbled",
-        ] {
-            if self.has(&format!("\"{key}\":")) {
-                assert_eq!(self.num(key), Some(0), "{key}: {}", self.stdout);
-            }
-        }
-    }
+/// A cross-server run: complete, and the report names both servers.
+fn assert_complete_on_both(run: &Run) {
+    run.assert_complete();
+    assert!(run.has("\"servers\":2"), "{}", run.stdout);
 }
 
 /// Runs imbench with `args` plus `--json --quiet --timeout 30`, under the watchdog.
 fn imbench(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imbench"))
-        .args(args)
-        .args(["--json", "--quiet", "--timeout", "30"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("imbench starts");
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let deadline = Instant::now() + WATCHDOG;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for imbench") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("imbench {args:?} ran past the watchdog");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
+    let mut all = args.to_vec();
+    all.extend(["--json", "--quiet", "--timeout", "30"]);
+    common::imbench::run(&all)
 }
 
 #[test]
@@ -292,7 +219,7 @@ fn fanout_across_two_servers_reaches_every_user_on_both_once_and_in_order() {
         "--window",
         "8",
     ]);
-    run.assert_complete();
+    assert_complete_on_both(&run);
     assert_eq!(run.num("deliveries"), Some(20 * 2 * 30), "{}", run.stdout);
     assert_eq!(run.num("joined"), Some(20), "{}", run.stdout);
     assert!(run.has(&format!("\"addr\":\"{addrs}\"")), "{}", run.stdout);
@@ -317,7 +244,7 @@ fn idle_users_join_on_both_servers() {
         "--conns",
         "40",
     ]);
-    run.assert_complete();
+    assert_complete_on_both(&run);
     assert_eq!(run.num("joined"), Some(40), "{}", run.stdout);
     let pids = format!("\"pids\":[{}]", cluster.pids());
     assert!(run.has(&pids), "{pids} in {}", run.stdout);
@@ -340,7 +267,7 @@ fn private_pairs_whisper_across_servers_by_their_cluster_names() {
         "--window",
         "4",
     ]);
-    run.assert_complete();
+    assert_complete_on_both(&run);
     assert_eq!(run.num("deliveries"), Some(6 * 2 * 20), "{}", run.stdout);
 }
 
@@ -362,7 +289,7 @@ fn websocket_users_on_two_servers_broadcast_and_whisper_across() {
         "--msgs",
         "20",
     ]);
-    fanout.assert_complete();
+    assert_complete_on_both(&fanout);
     assert_eq!(
         fanout.num("deliveries"),
         Some(10 * 2 * 20),
@@ -372,7 +299,7 @@ fn websocket_users_on_two_servers_broadcast_and_whisper_across() {
     let private = imbench(&[
         "--ws", "--addr", &addrs, "private", "--pairs", "5", "--msgs", "20",
     ]);
-    private.assert_complete();
+    assert_complete_on_both(&private);
     assert_eq!(
         private.num("deliveries"),
         Some(5 * 2 * 20),

@@ -8,75 +8,26 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long the watchdog lets any imbench run take before the test fails.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The number after `"key":` in the JSON line.
-    fn num(&self, key: &str) -> Option<u64> {
-        let pat = format!("\"{key}\":");
-        let at = self.stdout.find(&pat)? + pat.len();
-        let digits: String = self.stdout[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    }
-
-    fn has(&self, fragment: &str) -> bool {
-        self.stdout.contains(fragment)
-    }
-}
+use common::imbench::Run;
 
 /// Runs imbench with `args` plus `--ws --addr ADDR --json --quiet --timeout 20`.
 fn imbench_ws(addr: SocketAddr, args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imbench"))
-        .args(args)
-        .args(["--ws", "--addr", &addr.to_string()])
-        .args(["--json", "--quiet", "--timeout", "20"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("imbench starts");
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let deadline = Instant::now() + WATCHDOG;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("imbench ran past the watchdog");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
+    let addr = addr.to_string();
+    let mut all = args.to_vec();
+    all.extend([
+        "--ws",
+        "--addr",
+        &addr,
+        "--json",
+        "--quiet",
+        "--timeout",
+        "20",
+    ]);
+    common::imbench::run(&all)
 }
 
 fn assert_ok(run: &Run) {

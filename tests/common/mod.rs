@@ -6,6 +6,8 @@
 //! Every read has a timeout and every wait loop a count, so no test can hang.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
+pub mod imbench;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
