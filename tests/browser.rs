@@ -55,47 +55,12 @@ impl Drop for TempDir {
 }
 
 /// The server with all three listeners, and their addresses (line, ws, http).
-fn start_server() -> (Guard, SocketAddr, SocketAddr, SocketAddr) {
-    let bin = common::server_bin();
-    let mut child = Command::new(&bin)
-        .args(["--host", "127.0.0.1", "--port", "0", "--ws-port", "0"])
-        .args(["--http-port", "0", "--idle-timeout", "0"])
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let guard = Guard {
-        child,
-        group: false,
-    };
-    // Read the address lines on a thread (bounded wait), and keep draining stdout after.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                // Nobody listens any more: just drain.
-            }
-        }
-    });
-    let mut addrs = Vec::new();
-    for what in ["line", "ws", "http"] {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("server printed no {what} address line"));
-        let addr: SocketAddr = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{what} address line is not an address: {line:?}"));
-        addrs.push(addr);
-    }
-    (guard, addrs[0], addrs[1], addrs[2])
+fn start_server() -> (common::Server, SocketAddr, SocketAddr, SocketAddr) {
+    let server = common::start(&["--ws-port", "0", "--http-port", "0", "--idle-timeout", "0"]);
+    let ws = server.web.expect("a WebSocket listener");
+    let http = server.http.expect("an HTTP listener");
+    let line = server.addr;
+    (server, line, ws, http)
 }
 
 /// `chromium` from `$CHROMIUM` or `PATH`, or a failure that says how to install it.

@@ -4,11 +4,10 @@
 //! says so when it is missing. The script and the server are killed if they overrun.
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A child process killed and reaped on drop.
@@ -21,41 +20,11 @@ impl Drop for Guard {
     }
 }
 
-/// The server with line and WebSocket listeners; returns (guard, line addr, ws addr).
-fn start_server() -> (Guard, SocketAddr, SocketAddr) {
-    let bin = common::server_bin();
-    let mut child = Command::new(&bin)
-        .args(["--host", "127.0.0.1", "--port", "0", "--ws-port", "0"])
-        .args(["--http-port", "0", "--idle-timeout", "0"])
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let guard = Guard(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        // Forward the address lines, then keep draining stdout.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let next = |what: &str| -> SocketAddr {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("server printed no {what} address line"));
-        line.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{what} address line is not an address: {line:?}"))
-    };
-    let line = next("line");
-    let ws = next("ws");
-    (guard, line, ws)
+/// The server with line and WebSocket listeners; returns (server, line addr, ws addr).
+fn start_server() -> (common::Server, SocketAddr, SocketAddr) {
+    let server = common::start(&["--ws-port", "0", "--http-port", "0", "--idle-timeout", "0"]);
+    let (line, ws) = (server.addr, server.web.expect("a WebSocket listener"));
+    (server, line, ws)
 }
 
 #[test]
