@@ -734,6 +734,27 @@ fn concurrent_renames_to_one_name_on_two_servers_have_one_winner() {
     assert_eq!(wins.iter().sum::<i32>(), 20);
 }
 
+/// A name taken on one server is reachable from another at once: the whisper right after
+/// the rename answer must not meet `不存在该用户` while the rename is still on its way
+/// through Redis (the server asks Redis when its replica does not know a name).
+#[test]
+fn a_fresh_rename_is_reachable_from_another_server_at_once() {
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &[]);
+    let b = node(&redis.url(), "B", &[]);
+    redis.wait_ready(&["A", "B"]);
+    let mut a1 = join(&a, "A");
+    let mut b1 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b1.online());
+    a1.rename("sender");
+    for round in 0..20 {
+        b1.rename(&format!("fresh{round}"));
+        whisper(&mut a1, &mut b1, &format!("hello {round}"));
+    }
+    a1.send("to|nobody-anywhere|x\n");
+    a1.expect(NO_SUCH_USER);
+}
+
 #[test]
 fn broadcasts_reach_every_user_of_three_servers_once_and_in_order() {
     const N: usize = 50;

@@ -2,7 +2,7 @@
 //! handler per [`Command`]. Replies and fan-out go through the loop's shared helpers, so a
 //! line user's broadcast reaches WebSocket users too, in their own form.
 
-use super::cluster::{ClaimFor, Place};
+use super::cluster::{ClaimFor, Place, Then};
 use super::{lookup, Server};
 use crate::conn::ConnState;
 use crate::protocol::{next_line, parse, Command, Line, ProtocolError};
@@ -116,6 +116,11 @@ impl Server {
     /// `to|NAME|TEXT`, checked in the seed's order: recipient online, then text present.
     fn cmd_to(&mut self, token: Token, name: &[u8], body: &[u8]) {
         let reply = match self.locate(name) {
+            Place::Nowhere if self.cluster_up() => {
+                // Not known here: it may have just arrived elsewhere. Redis decides.
+                let name = String::from_utf8_lossy(name);
+                return self.route_by_redis(token, &name, body, Then::Line, self.now);
+            }
             Place::Nowhere => self.texts.no_such_user,
             Place::Unknown => self.texts.cluster_unavailable,
             Place::Local(_) | Place::Remote(_) if body.is_empty() => self.texts.empty_body,

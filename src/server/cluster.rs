@@ -44,6 +44,25 @@ pub(super) enum Ask {
     Users,
     /// `EXISTS im:alive:{node}`.
     Alive { node: Box<str> },
+    /// `GET im:name:{name}` for a private message to a name the replica does not know
+    /// (yet: a rename or login elsewhere may not have reached us).
+    Route {
+        token: Token,
+        name: Box<str>,
+        text: Vec<u8>,
+        then: Then,
+    },
+}
+
+/// How to answer the sender of a private message routed through Redis.
+#[derive(Debug)]
+pub(super) enum Then {
+    /// A line user's `to|`: `不存在该用户`, or `无消息内容，请重发` for an empty text.
+    Line,
+    /// An `/im` `msg` with a target, answered with this `seq`.
+    Im { seq: String },
+    /// A hub type 1 message: `success send` / `not online`.
+    Hub,
 }
 
 /// What a name claim completes.
@@ -196,7 +215,7 @@ impl Server {
     fn apply_cluster_events(&mut self, mut events: Vec<Link<Ask>>, now: Instant) {
         for event in events.drain(..) {
             match event {
-                Link::Up => self.cluster_up(now),
+                Link::Up => self.on_cluster_up(now),
                 Link::Down => {
                     if let Some(c) = self.cluster.as_mut() {
                         c.remote.clear();
@@ -217,7 +236,7 @@ impl Server {
 
     /// (Re)connected: claim our users' names again, list them, tell the others quietly,
     /// and read everyone else's.
-    fn cluster_up(&mut self, now: Instant) {
+    fn on_cluster_up(&mut self, now: Instant) {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
@@ -281,12 +300,125 @@ impl Server {
                     self.node_dead(&node, now);
                 }
             }
+            Ask::Route {
+                token,
+                name,
+                text,
+                then,
+            } => {
+                let node = match frame {
+                    OwnedFrame::BulkString(node) => String::from_utf8(node).ok(),
+                    _ => None,
+                };
+                self.routed(token, &name, &text, then, Some(node), now);
+            }
         }
     }
 
     fn on_failed(&mut self, ask: Ask, now: Instant) {
-        if let Ask::Claim { token, name, why } = ask {
-            self.claimed(token, &name, why, None, now);
+        match ask {
+            Ask::Claim { token, name, why } => self.claimed(token, &name, why, None, now),
+            Ask::Route {
+                token,
+                name,
+                text,
+                then,
+            } => self.routed(token, &name, &text, then, None, now),
+            Ask::Users | Ask::Alive { .. } => {}
+        }
+    }
+
+    /// Whether Redis is reachable now.
+    pub(super) fn cluster_up(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.link.is_up())
+    }
+
+    /// Asks Redis where `name` is, to deliver `text` from `token`'s user when it answers.
+    /// Callers check [`Server::cluster_up`] first; if the link dropped since, the sender
+    /// is answered as for Redis going away.
+    pub(super) fn route_by_redis(
+        &mut self,
+        token: Token,
+        name: &str,
+        text: &[u8],
+        then: Then,
+        now: Instant,
+    ) {
+        let up = self.cluster_up();
+        match self.cluster.as_mut() {
+            Some(cluster) if up => {
+                let key = cluster::name_key(name);
+                let ask = Ask::Route {
+                    token,
+                    name: name.into(),
+                    text: text.to_vec(),
+                    then,
+                };
+                cluster.link.command(&[b"GET", &key], Some(ask), now);
+            }
+            _ => self.routed_answer(token, name, then, Err(())),
+        }
+    }
+
+    /// Redis answered where a name is (`Some(None)`: nowhere; `None`: Redis went away).
+    fn routed(
+        &mut self,
+        token: Token,
+        name: &str,
+        text: &[u8],
+        then: Then,
+        node: Option<Option<String>>,
+        now: Instant,
+    ) {
+        let open = lookup(&mut self.conns, token).is_some_and(|c| c.state == ConnState::Open);
+        if !open {
+            return;
+        }
+        let own = self.cluster.as_ref().map(|c| c.node.clone());
+        let found = match node {
+            None => Err(()),
+            Some(Some(node)) if Some(node.as_str()) != own.as_deref() => Ok(Some(node)),
+            Some(_) => Ok(None),
+        };
+        if let Ok(Some(node)) = &found {
+            // The seed's order: the recipient is checked before the text.
+            if matches!(then, Then::Line) && text.is_empty() {
+                return self.reply(token, self.texts.empty_body);
+            }
+            if self.speak_as(token) {
+                self.whisper_remote(node, name, text, now);
+            }
+        }
+        self.routed_answer(token, name, then, found.map(|n| n.is_some()));
+    }
+
+    /// Answers the sender of a routed private message in its protocol's terms.
+    fn routed_answer(&mut self, token: Token, name: &str, then: Then, found: Result<bool, ()>) {
+        let texts = self.texts;
+        match then {
+            Then::Line => match found {
+                Ok(true) => {}
+                Ok(false) => self.reply(token, texts.no_such_user),
+                Err(()) => self.reply(token, texts.cluster_unavailable),
+            },
+            Then::Im { seq } => {
+                let (code, data) = match found {
+                    Ok(true) => (Code::Success, json!(null)),
+                    Ok(false) => (Code::Failed, json!(texts.no_such_user.trim_end())),
+                    Err(()) => (Code::Failed, json!(texts.cluster_unavailable.trim_end())),
+                };
+                self.json.clear();
+                im::answer(&mut self.json, texts, &seq, "msg", code, data);
+                self.ws_send_json(token);
+            }
+            Then::Hub => {
+                let reply = if found == Ok(true) {
+                    texts.hub_sent
+                } else {
+                    texts.hub_not_online
+                };
+                self.hub_system(token, name, reply);
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 //! bytes after the handshake are fed straight to the frame decoder. WebSocket users live in
 //! the same directory and rooms as line users, so every fan-out reaches them in their form.
 
-use super::cluster::{ClaimFor, Place};
+use super::cluster::{ClaimFor, Place, Then};
 use super::{lookup, Server};
 use crate::conn::{ConnState, Proto, WsApp};
 use crate::http::{self, Head, Method, Request};
@@ -510,7 +510,10 @@ impl Server {
             Ok(Command::Msg {
                 ref target,
                 ref msg,
-            }) => self.im_msg(token, target.as_deref(), msg, now),
+            }) => match self.im_msg(token, &req.seq, target.as_deref(), msg, now) {
+                Some(answer) => answer,
+                None => return, // answered when Redis replies
+            },
         };
         self.json.clear();
         im::answer(&mut self.json, self.texts, &req.seq, &req.cmd, code, data);
@@ -598,28 +601,36 @@ impl Server {
     fn im_msg(
         &mut self,
         token: Token,
+        seq: &str,
         target: Option<&str>,
         msg: &str,
         now: Instant,
-    ) -> (Code, Value) {
+    ) -> Option<(Code, Value)> {
         let Some(room) = lookup(&mut self.conns, token).map(|c| c.room()) else {
-            return (Code::Failed, Value::Null);
+            return Some((Code::Failed, Value::Null));
         };
         if !self.speak_as(token) {
-            return (Code::Failed, Value::Null);
+            return Some((Code::Failed, Value::Null));
         }
         let Some(name) = target else {
             self.say(room, msg.as_bytes(), now);
-            return (Code::Success, Value::Null);
+            return Some((Code::Success, Value::Null));
         };
-        match self.send_to(name, msg.as_bytes(), now) {
+        if matches!(self.locate(name.as_bytes()), Place::Nowhere) && self.cluster_up() {
+            let then = Then::Im {
+                seq: seq.to_owned(),
+            };
+            self.route_by_redis(token, name, msg.as_bytes(), then, now);
+            return None; // answered when Redis replies
+        }
+        Some(match self.send_to(name, msg.as_bytes(), now) {
             Place::Local(_) | Place::Remote(_) => (Code::Success, Value::Null),
             Place::Nowhere => (Code::Failed, json!(self.texts.no_such_user.trim_end())),
             Place::Unknown => (
                 Code::Failed,
                 json!(self.texts.cluster_unavailable.trim_end()),
             ),
-        }
+        })
     }
 
     /// A hub connection for `/ws/{id}`: takes the name (replacing an older hub connection
@@ -675,6 +686,10 @@ impl Server {
         if m.kind != hub::SEND {
             return self.say(DEFAULT_APP_ID, m.content.as_bytes(), now);
         }
+        if matches!(self.locate(m.receiver.as_bytes()), Place::Nowhere) && self.cluster_up() {
+            let text = m.content.as_bytes();
+            return self.route_by_redis(token, &m.receiver, text, Then::Hub, now);
+        }
         let reply = match self.send_to(&m.receiver, m.content.as_bytes(), now) {
             Place::Local(_) | Place::Remote(_) => self.texts.hub_sent,
             Place::Nowhere | Place::Unknown => self.texts.hub_not_online,
@@ -683,7 +698,7 @@ impl Server {
     }
 
     /// The server's own hub message (`type` 2, `sender` 0) to one connection.
-    fn hub_system(&mut self, token: Token, receiver: &str, content: &str) {
+    pub(super) fn hub_system(&mut self, token: Token, receiver: &str, content: &str) {
         self.json.clear();
         hub::encode(
             &mut self.json,
