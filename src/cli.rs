@@ -49,7 +49,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_WS_MAX_MESSAGE_BYTES,
           value_parser = clap::value_parser!(u64).range(1..=(1 << 30)).map(|v| v as usize))]
     pub ws_max_message: usize,
-    /// Seconds a WebSocket user may send nothing (no heartbeat) before being closed.
+    /// Seconds a WebSocket user may send nothing (no heartbeat) before being closed; 0 = never.
     #[arg(long, value_name = "SECS", default_value = "360", value_parser = parse_secs)]
     pub heartbeat_timeout: Duration,
     /// Join a cluster of servers through this Redis: redis://HOST:PORT[/DB].
@@ -59,7 +59,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ID", value_parser = parse_node_id)]
     pub node_id: Option<String>,
     /// Seconds after which the others declare a silent server dead (its users offline).
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_node_timeout)]
     pub node_timeout: Duration,
 }
 
@@ -93,6 +93,15 @@ fn parse_node_id(s: &str) -> Result<String, String> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     ok.then(|| s.to_owned())
         .ok_or_else(|| format!("{s:?} is not 1-32 letters, digits, '-' or '_'"))
+}
+
+/// The node timeout: at least a second, since a fifth of it is the heartbeat period.
+fn parse_node_timeout(s: &str) -> Result<Duration, String> {
+    let timeout = parse_secs(s)?;
+    if timeout < Duration::from_secs(1) {
+        return Err(format!("{s:?}: the node timeout must be at least 1 second"));
+    }
+    Ok(timeout)
 }
 
 /// Seconds as a non-negative decimal number (`1`, `0.5`).

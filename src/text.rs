@@ -303,15 +303,26 @@ pub fn user_line(out: &mut Vec<u8>, user: User<'_>, body: &[u8]) {
     out.push(b']');
     user.push_name(out);
     out.push(b':');
-    out.extend_from_slice(body);
+    push_one_line(out, body);
     out.push(b'\n');
+}
+
+/// Appends `body` with any newline turned into a space: text from a WebSocket or the HTTP
+/// API may hold newlines, and a line user must never see it as a second, forged line.
+/// (A line user's own text never holds one: the framing cut it there.)
+fn push_one_line(out: &mut Vec<u8>, body: &[u8]) {
+    if body.contains(&b'\n') {
+        out.extend(body.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+    } else {
+        out.extend_from_slice(body);
+    }
 }
 
 /// Appends the private message `SENDER对您说TEXT\n` (the seed forgot the newline).
 pub fn whisper(out: &mut Vec<u8>, texts: &Texts, sender: User<'_>, body: &[u8]) {
     sender.push_name(out);
     out.extend_from_slice(texts.whisper.as_bytes());
-    out.extend_from_slice(body);
+    push_one_line(out, body);
     out.push(b'\n');
 }
 
@@ -377,6 +388,21 @@ mod tests {
             .push_name_str(&mut s);
             assert_eq!(s, text);
         }
+    }
+
+    #[test]
+    fn a_body_with_newlines_stays_one_line() {
+        let (mut out, a) = (Vec::new(), addr());
+        let ws = User {
+            addr: &a,
+            name: Some("web"),
+        };
+        user_line(&mut out, ws, b"hi\n[1.2.3.4:5]boss:fake");
+        whisper(&mut out, &ZH, ws, b"a\nb");
+        assert_eq!(
+            out,
+            "[127.0.0.1:5000]web:hi [1.2.3.4:5]boss:fake\nweb对您说a b\n".as_bytes()
+        );
     }
 
     #[test]

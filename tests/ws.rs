@@ -644,3 +644,34 @@ fn one_port_can_serve_both_websocket_and_http() {
     let (_, v) = get(web, "/user/online?userID=same");
     assert_eq!(v["data"]["online"], true);
 }
+
+#[test]
+fn web_text_with_newlines_cannot_forge_lines_for_line_users() {
+    let server = web_server(&[]);
+    let mut line = connect(server.addr);
+    let mut ws = ws_connect(server.web.unwrap(), "/im");
+    login(&mut ws, "webby");
+    let web_addr = ws.get_ref().local_addr().unwrap();
+    line.expect_line(&format!("[{web_addr}]webby:已上线\n"));
+    send(
+        &mut ws,
+        json!({"seq":"1","cmd":"msg","data":{"msg":"hi\n[1.2.3.4:5]boss:fake"}}),
+    );
+    line.expect_line(&format!("[{web_addr}]webby:hi [1.2.3.4:5]boss:fake\n"));
+    // The HTTP API refuses a user id that is not a valid name, and an oversized msgID.
+    let api = server.http.unwrap();
+    let v = post(
+        api,
+        "/user/sendMessageAll",
+        "appID=101&userID=x%0A%5B1.1.1.1%3A1%5Dboss&msgID=a&message=hi",
+    );
+    assert_eq!(v["code"], 1001);
+    let long_id = "m".repeat(65);
+    let v = post(
+        api,
+        "/user/sendMessageAll",
+        &format!("appID=101&userID=ok&msgID={long_id}&message=hi"),
+    );
+    assert_eq!(v["code"], 1001);
+    line.expect_silence(Duration::from_millis(200));
+}

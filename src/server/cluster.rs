@@ -31,6 +31,16 @@ pub(super) const REDIS_CMD: Token = Token(usize::MAX - 8);
 /// The subscriber link's token.
 pub(super) const REDIS_SUB: Token = Token(usize::MAX - 9);
 
+/// Frees a name only if `node` still holds it, with its `im:users` entry: a late or
+/// repeated cleanup must never take a name from its new owner.
+/// KEYS: `im:name:{name}`, `im:users`; ARGV: node, name.
+const FORGET_NAME_LUA: &[u8] = b"if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    redis.call('DEL', KEYS[1]) \
+    local v = redis.call('HGET', KEYS[2], ARGV[2]) \
+    if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '\\0' then \
+      redis.call('HDEL', KEYS[2], ARGV[2]) end \
+    return 1 end return 0";
+
 /// What a Redis command was sent for: its reply is routed back by this.
 #[derive(Debug)]
 pub(super) enum Ask {
@@ -101,6 +111,9 @@ pub(super) struct Cluster {
     next_beat: Instant,
     events: Vec<Link<Ask>>,
     wire: Vec<u8>,
+    /// Names claimed for users who are gone, whose release could not reach Redis (a claim
+    /// that timed out may still have been applied): released on the next connect.
+    orphans: Vec<Box<str>>,
 }
 
 impl Cluster {
@@ -116,6 +129,7 @@ impl Cluster {
             next_beat: Instant::now(),
             events: Vec::new(),
             wire: Vec::new(),
+            orphans: Vec::new(),
         }
     }
 
@@ -152,6 +166,24 @@ impl Cluster {
             self.link.pending(),
             s.reconnects,
         )
+    }
+
+    /// Frees `name` in Redis if `node` still holds it (see [`FORGET_NAME_LUA`]); kept for
+    /// the next connect if Redis is down.
+    fn forget_name(&mut self, name: &str, node: &str, now: Instant) {
+        let key = cluster::name_key(name);
+        let args: [&[u8]; 7] = [
+            b"EVAL",
+            FORGET_NAME_LUA,
+            b"2",
+            &key,
+            cluster::USERS_KEY,
+            node.as_bytes(),
+            name.as_bytes(),
+        ];
+        if !self.link.command(&args, None, now) && node == &*self.node {
+            self.orphans.push(name.into());
+        }
     }
 
     fn publish(&mut self, channel: &[u8], event: &Wire<'_>, now: Instant) {
@@ -276,6 +308,10 @@ impl Server {
                 notify: false,
             };
             cluster.publish(cluster::ROOM_CHANNEL, &wire, now);
+        }
+        let node = cluster.node.clone();
+        for name in std::mem::take(&mut cluster.orphans) {
+            cluster.forget_name(&name, &node, now);
         }
         cluster.left_before_snapshot = Some(HashSet::new());
         cluster
@@ -431,6 +467,7 @@ impl Server {
             return;
         };
         let left = cluster.left_before_snapshot.take().unwrap_or_default();
+        let mut stale = Vec::new();
         let OwnedFrame::Array(items) = frame else {
             return;
         };
@@ -443,9 +480,18 @@ impl Server {
             else {
                 continue;
             };
-            if *user.node != *cluster.node && !left.contains(name) {
-                cluster.remote.entry(name.into()).or_insert(user);
+            if *user.node != *cluster.node {
+                if !left.contains(name) {
+                    cluster.remote.entry(name.into()).or_insert(user);
+                }
+            } else if self.dir.lookup(name.as_bytes()).is_none() {
+                // Ours, but nobody here has it: left from before a crash of this node.
+                stale.push(name.to_owned());
             }
+        }
+        let node = cluster.node.clone();
+        for name in stale {
+            cluster.forget_name(&name, &node, self.now);
         }
         debug!("cluster: {} users on other servers", cluster.remote.len());
     }
@@ -465,11 +511,7 @@ impl Server {
         for (name, user) in gone {
             if let Some(cluster) = self.cluster.as_mut() {
                 cluster.remote.remove(&name);
-                let key = cluster::name_key(&name);
-                cluster.link.command(&[b"DEL", &key], None, now);
-                cluster
-                    .link
-                    .command(&[b"HDEL", cluster::USERS_KEY, name.as_bytes()], None, now);
+                cluster.forget_name(&name, node, now);
             }
             self.speak_for(user.addr, &name);
             self.announce(user.room, Event::Offline, None);
@@ -500,7 +542,11 @@ impl Server {
                 if let Some(left) = cluster.left_before_snapshot.as_mut() {
                     left.insert(name.into());
                 }
-                if cluster.remote.remove(name).is_some() {
+                let theirs = cluster
+                    .remote
+                    .get(name)
+                    .is_some_and(|r| r.node == user.node);
+                if theirs && cluster.remote.remove(name).is_some() {
                     self.speak_for(user.addr, name);
                     self.announce(user.room, Event::Offline, None);
                 }
@@ -509,7 +555,9 @@ impl Server {
                 if let Some(left) = cluster.left_before_snapshot.as_mut() {
                     left.insert(old.into());
                 }
-                cluster.remote.remove(old);
+                if cluster.remote.get(old).is_some_and(|r| r.node == user.node) {
+                    cluster.remote.remove(old);
+                }
                 cluster.remote.insert(new.into(), user);
             }
             Wire::Say { name, user, text } => {
@@ -628,10 +676,8 @@ impl Server {
             };
             cluster.publish(cluster::ROOM_CHANNEL, &wire, now);
         } else {
-            cluster.link.command(&[b"DEL", &key], None, now);
-            cluster
-                .link
-                .command(&[b"HDEL", cluster::USERS_KEY, name.as_bytes()], None, now);
+            let node = cluster.node.clone();
+            cluster.forget_name(&name, &node, now);
             let wire = Wire::Offline { name: &name, user };
             cluster.publish(cluster::ROOM_CHANNEL, &wire, now);
         }
@@ -663,6 +709,12 @@ impl Server {
         won: Option<bool>,
         now: Instant,
     ) {
+        if won.is_none() {
+            // Redis may have applied the claim before it went away: free it on reconnect.
+            if let Some(cluster) = self.cluster.as_mut() {
+                cluster.orphans.push(name.into());
+            }
+        }
         let open = lookup(&mut self.conns, token).is_some_and(|c| c.state == ConnState::Open);
         if !open {
             if won == Some(true) {
@@ -678,7 +730,11 @@ impl Server {
             },
             ClaimFor::Login { seq, app_id } => {
                 let (code, data) = match won {
-                    Some(true) => (self.im_login_local(token, name, app_id), json!(null)),
+                    Some(true) => {
+                        // A second login sent before the first was granted replaces it.
+                        self.go_offline(token);
+                        (self.im_login_local(token, name, app_id), json!(null))
+                    }
                     Some(false) => (Code::Failed, json!(null)),
                     None => (
                         Code::Failed,
@@ -702,8 +758,8 @@ impl Server {
 
     fn release_claim(&mut self, name: &str, now: Instant) {
         if let Some(cluster) = self.cluster.as_mut() {
-            let key = cluster::name_key(name);
-            cluster.link.command(&[b"DEL", &key], None, now);
+            let node = cluster.node.clone();
+            cluster.forget_name(name, &node, now);
         }
     }
 
@@ -736,11 +792,8 @@ impl Server {
             node: cluster.node.clone(),
             ..user
         };
-        let old_key = cluster::name_key(&old);
-        cluster.link.command(&[b"DEL", &old_key], None, now);
-        cluster
-            .link
-            .command(&[b"HDEL", cluster::USERS_KEY, old.as_bytes()], None, now);
+        let node = cluster.node.clone();
+        cluster.forget_name(&old, &node, now);
         let value = cluster::user_value(&user);
         cluster.link.command(
             &[b"HSET", cluster::USERS_KEY, new.as_bytes(), &value],

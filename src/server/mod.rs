@@ -890,6 +890,9 @@ impl Server {
         let Some(conn) = lookup(&mut self.conns, token) else {
             return;
         };
+        if conn.online {
+            return; // one online notice per arrival
+        }
         conn.online = true;
         let room = conn.room();
         if self.speak_as(token) {
@@ -947,7 +950,8 @@ impl Server {
                 self.config.idle_timeout.map(|d| conn.last_active + d)
             }
             (ConnState::Open, Proto::Ws { .. }) => {
-                Some(conn.last_active + self.config.heartbeat_timeout)
+                let timeout = self.config.heartbeat_timeout;
+                (!timeout.is_zero()).then(|| conn.last_active + timeout)
             }
             (ConnState::Open, Proto::Http { since }) => Some(*since + HTTP_TIMEOUT),
         }

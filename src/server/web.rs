@@ -23,6 +23,8 @@ use std::time::Instant;
 
 /// The chat page, served at `GET /` with `__WS_PORT__` replaced by the WebSocket port.
 const PAGE_HTML: &str = include_str!("../page.html");
+/// The longest `msgID` the HTTP API accepts.
+const MAX_MSG_ID_BYTES: usize = 64;
 /// How many recent `msgID`s the HTTP API remembers to refuse repeats.
 const MAX_REMEMBERED_MSG_IDS: usize = 10_000;
 
@@ -311,6 +313,10 @@ impl Server {
             .get("msgID")
             .or_else(|| params.get("msgId"))
             .unwrap_or_default();
+        // Remembered ids are global state: bound them. A user id is a name like any other.
+        if msg_id.len() > MAX_MSG_ID_BYTES || check_name(user_id.as_bytes()).is_err() {
+            return self.refuse(Code::BadParams);
+        }
         if self.web.repeated(&msg_id) {
             return self.ok(json!({"sendResults": true, "duplicate": true}));
         }
@@ -677,7 +683,9 @@ impl Server {
         if let Some(conn) = lookup(&mut self.conns, token) {
             conn.user().push_name_str(&mut me);
         }
-        let Some(m) = hub::parse(text) else {
+        let online = lookup(&mut self.conns, token).is_some_and(|c| c.online);
+        let Some(m) = hub::parse(text).filter(|_| online) else {
+            // Malformed, or sent before the id was granted (in a cluster that waits for Redis).
             return self.hub_system(token, &me, self.texts.hub_invalid);
         };
         if !self.speak_as(token) {
