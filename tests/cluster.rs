@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{http, post};
+
 use common::{start, Server, READ_TIMEOUT};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -539,41 +541,10 @@ fn im_login(ws: &mut Ws, user: &str) -> Value {
     ws_recv_until(ws, "login answer", |v| v["cmd"] == "login")["response"].clone()
 }
 
-fn http(addr: SocketAddr, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut all = Vec::new();
-    let _ = s.read_to_end(&mut all);
-    let text = String::from_utf8_lossy(&all).into_owned();
-    let status = text
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 fn get(addr: SocketAddr, path: &str) -> Value {
     let (status, body) = http(
         addr,
         &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-    );
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body:?}"))
-}
-
-fn post(addr: SocketAddr, path: &str, form: &str) -> Value {
-    let (status, body) = http(
-        addr,
-        &format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-            form.len()
-        ),
     );
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body:?}"))

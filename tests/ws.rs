@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{http, post};
+
 use common::{connect, start, Server};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -420,43 +422,12 @@ fn fragmented_messages_and_pings_are_understood() {
     assert!(text.contains(r#""seq":"f""#));
 }
 
-fn http(addr: SocketAddr, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut all = Vec::new();
-    let _ = s.read_to_end(&mut all);
-    let text = String::from_utf8_lossy(&all).into_owned();
-    let status = text
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
     let (status, body) = http(
         addr,
         &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
     );
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-fn post(addr: SocketAddr, path: &str, form: &str) -> Value {
-    let (status, body) = http(
-        addr,
-        &format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-            form.len()
-        ),
-    );
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 #[test]
