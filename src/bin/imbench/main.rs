@@ -114,9 +114,10 @@ struct CommonArgs {
     #[arg(long, global = true, value_name = "PID[,PID…]", value_delimiter = ',',
           value_parser = parse_pid)]
     pid: Vec<u32>,
-    /// Most connects in flight (started, own online notice not yet heard). The default
-    /// matches the 128-connection listen backlog of std and mio listeners: past it the
-    /// kernel drops SYNs and the run would measure its 1 s retry timer.
+    /// Most connects in flight (started, own online notice not yet heard). The default fits
+    /// the smallest common listen backlog, std's and mio's 128 (imserver-mio raises its own
+    /// to 4096): past a server's backlog the kernel drops SYNs and the run would measure
+    /// its 1 s retry timer.
     #[arg(long, global = true, value_name = "K", default_value_t = 128,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     connect_burst: u32,
