@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 // ---------------------------------------------------------------------------------------
 // Redis: a child process, and a minimal RESP client for the tests' own questions.
@@ -483,29 +483,7 @@ const UNAVAILABLE: &str = "集群暂不可用\n";
 // WebSocket and HTTP clients (as in tests/ws.rs).
 // ---------------------------------------------------------------------------------------
 
-type Ws = WebSocket<TcpStream>;
-
-fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), stream).expect("handshake");
-    ws
-}
-
-fn ws_send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).unwrap();
-}
-
-/// The next text message as JSON.
-fn ws_recv(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("a WebSocket message") {
-            Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
+use common::ws::{connect as ws_connect, recv as ws_recv, send as ws_send, Ws};
 
 /// Reads messages until one satisfies `want` (at most 20), and returns it.
 fn ws_recv_until(ws: &mut Ws, what: &str, want: impl Fn(&Value) -> bool) -> Value {

@@ -28,20 +28,7 @@ fn json_run(addr: SocketAddr, args: &[&str]) -> Run {
 }
 
 fn assert_ok(run: &Run) {
-    assert_eq!(
-        run.code(),
-        Some(0),
-        "stdout {}\nstderr {}",
-        run.stdout,
-        run.stderr
-    );
-    assert_eq!(
-        run.stdout.lines().count(),
-        1,
-        "one JSON line: {}",
-        run.stdout
-    );
-    assert!(run.has("\"complete\":true"), "{}", run.stdout);
+    run.assert_ok();
 }
 
 #[test]

@@ -11,36 +11,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
-type Ws = WebSocket<TcpStream>;
+use common::ws::{connect as ws_connect, recv, send, Ws};
 
 fn web_server(extra: &[&str]) -> Server {
     let mut args = vec!["--ws-port", "0", "--http-port", "0"];
     args.extend_from_slice(extra);
     start(&args)
-}
-
-fn ws_connect(addr: SocketAddr, path: &str) -> Ws {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(common::READ_TIMEOUT)).unwrap();
-    let (ws, _) = tungstenite::client(format!("ws://{addr}{path}"), stream).expect("handshake");
-    ws
-}
-
-fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).unwrap();
-}
-
-/// The next text message as JSON; pings are answered by tungstenite itself.
-fn recv(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
 }
 
 /// Reads until the close frame and returns its code.

@@ -36,6 +36,24 @@ impl Run {
         self.stdout.contains(fragment)
     }
 
+    /// Exit 0 and exactly one JSON line that says `"complete":true`.
+    pub fn assert_ok(&self) {
+        assert_eq!(
+            self.code(),
+            Some(0),
+            "stdout {}\nstderr {}",
+            self.stdout,
+            self.stderr
+        );
+        assert_eq!(
+            self.stdout.lines().count(),
+            1,
+            "one JSON line: {}",
+            self.stdout
+        );
+        assert!(self.has("\"complete\":true"), "{}", self.stdout);
+    }
+
     /// Exit 0, `"complete":true`, and every error count that is reported at zero.
     pub fn assert_complete(&self) {
         assert_eq!(
