@@ -2,7 +2,7 @@
 //! commands, as the loop does after each read. A plain timed loop (`harness = false`);
 //! prints ns per line, the median of several rounds.
 
-use imserver_mio::protocol::{next_line, parse, Line};
+use imserver_mio::codec::line::{next_line, parse, Line};
 use std::hint::black_box;
 use std::time::Instant;
 

@@ -1,7 +1,7 @@
 //! The server's command line, shared by `imserver-mio` and the comparison variant so both
 //! take the same flags. Parsing happens in each binary's `main`; this only describes.
 
-use crate::backplane::RedisUrl;
+use crate::config::RedisUrl;
 use crate::config::{self, Config};
 use crate::text::Lang;
 use clap::builder::TypedValueParser;

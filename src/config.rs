@@ -3,8 +3,10 @@
 //! `main.rs` fills a [`Config`] from the command line; tests and benches build one directly.
 //! Nothing here reads flags or the environment.
 
-use crate::backplane::RedisUrl;
 use crate::text::Lang;
+use std::fmt;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// Default TCP port, the seeds' 8888.
@@ -85,5 +87,69 @@ impl Default for Config {
             node_id: None,
             node_timeout: DEFAULT_NODE_TIMEOUT,
         }
+    }
+}
+
+/// Where Redis is, from `redis://HOST:PORT[/DB]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// Host name or IP.
+    pub host: String,
+    /// TCP port (6379 when not given).
+    pub port: u16,
+    /// Database number for `SELECT` (0 when not given).
+    pub db: u32,
+}
+
+/// A `--redis` value that is not `redis://HOST[:PORT][/DB]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadUrl(pub String);
+
+impl fmt::Display for BadUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} is not redis://HOST[:PORT][/DB]", self.0)
+    }
+}
+
+impl std::error::Error for BadUrl {}
+
+impl std::str::FromStr for RedisUrl {
+    type Err = BadUrl;
+    fn from_str(s: &str) -> Result<Self, BadUrl> {
+        let bad = || BadUrl(s.to_owned());
+        let rest = s.strip_prefix("redis://").ok_or_else(bad)?;
+        let (hostport, db) = match rest.split_once('/') {
+            Some((hp, "")) => (hp, 0),
+            Some((hp, db)) => (hp, db.parse().map_err(|_| bad())?),
+            None => (rest, 0),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                (h, p.parse().map_err(|_| bad())?)
+            }
+            _ => (hostport, 6379),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(RedisUrl {
+            host: host.to_owned(),
+            port,
+            db,
+        })
+    }
+}
+
+impl RedisUrl {
+    /// Resolves the address once, at start (resolving is blocking; reconnects reuse it).
+    ///
+    /// # Errors
+    /// The resolver's error, or `NotFound` when the name has no address.
+    pub fn resolve(&self) -> std::io::Result<SocketAddr> {
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| ErrorKind::NotFound.into())
     }
 }

@@ -5,9 +5,9 @@
 //! buffer memory at all: `inbuf` exists only while a partial line waits for its newline, and
 //! `outbuf` only while output waits for the socket.
 
-use crate::im::DEFAULT_APP_ID;
+use crate::codec::im::DEFAULT_APP_ID;
+use crate::codec::ws::WsReader;
 use crate::text::User;
-use crate::ws::WsReader;
 use mio::net::TcpStream;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};

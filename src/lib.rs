@@ -25,22 +25,17 @@
 //! - [`text`]: every text the server says, in zh and en.
 #![warn(missing_docs)]
 
-pub mod backplane;
+pub mod chat;
 pub mod cli;
 pub mod cluster;
+pub mod codec;
 pub mod config;
 pub mod conn;
-pub mod directory;
 pub mod heap;
-pub mod http;
-pub mod hub;
-pub mod im;
 pub mod metrics;
-pub mod protocol;
 pub mod server;
 pub mod text;
 pub mod timer;
-pub mod ws;
 
 pub use config::Config;
 pub use server::{Server, StartError};

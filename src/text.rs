@@ -6,7 +6,7 @@
 //! append to a caller-owned buffer, because fan-out encodes a message once and copies the
 //! bytes to every recipient, and an allocation per message would show up in the profile.
 
-use crate::protocol::ProtocolError;
+use crate::codec::line::ProtocolError;
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;

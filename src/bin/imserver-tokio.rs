@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use imserver_mio::cli::ServerArgs;
+use imserver_mio::codec::line::{next_line, parse, Command, Line};
 use imserver_mio::config::Config;
-use imserver_mio::protocol::{next_line, parse, Command, Line};
 use imserver_mio::text::{self, Texts};
 use log::{debug, error, info, warn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};

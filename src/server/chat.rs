@@ -4,8 +4,8 @@
 
 use super::cluster::{ClaimFor, Place, Then};
 use super::{lookup, Server};
+use crate::codec::line::{next_line, parse, Command, Line, ProtocolError};
 use crate::conn::ConnState;
-use crate::protocol::{next_line, parse, Command, Line, ProtocolError};
 use crate::text;
 use log::debug;
 use mio::Token;

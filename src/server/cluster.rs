@@ -13,11 +13,11 @@
 //! dead, and its users are announced offline and their names freed within the timeout.
 
 use super::{lookup, Event, Server};
-use crate::backplane::{Backplane, Event as Link};
-use crate::cluster::{self, Remote, Wire};
+use crate::cluster::link::{Backplane, Event as Link};
+use crate::cluster::wire::{self as cluster, Remote, Wire};
+use crate::codec::im::{self, Code};
+use crate::codec::ws;
 use crate::conn::{ConnState, Proto, WsApp};
-use crate::im::{self, Code};
-use crate::ws;
 use log::{debug, info};
 use mio::Token;
 use redis_protocol::resp2::types::OwnedFrame;

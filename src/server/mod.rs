@@ -25,13 +25,14 @@ mod chat;
 mod cluster;
 mod web;
 
+use crate::chat::directory::Directory;
+use crate::codec::{hub, im, ws};
 use crate::config::Config;
 use crate::conn::{Conn, ConnState, Flush, Form, OverLimit, Proto, ReadOutcome};
-use crate::directory::Directory;
+use crate::heap;
 use crate::metrics::{Gauges, Metrics};
 use crate::text::{self, Texts, User};
 use crate::timer::Wheel;
-use crate::{heap, hub, im, ws};
 use log::{debug, info, trace, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};

@@ -9,12 +9,12 @@
 
 use super::cluster::{ClaimFor, Place, Then};
 use super::{lookup, Server};
+use crate::codec::http::{self, Head, Method, Request};
+use crate::codec::hub;
+use crate::codec::im::{self, Code, Command, Refusal, APP_IDS, DEFAULT_APP_ID, MAX_USER_ID_BYTES};
+use crate::codec::line::check_name;
+use crate::codec::ws::{self, Msg, Next, WsReader};
 use crate::conn::{ConnState, Proto, WsApp};
-use crate::http::{self, Head, Method, Request};
-use crate::hub;
-use crate::im::{self, Code, Command, Refusal, APP_IDS, DEFAULT_APP_ID, MAX_USER_ID_BYTES};
-use crate::protocol::check_name;
-use crate::ws::{self, Msg, Next, WsReader};
 use log::debug;
 use mio::Token;
 use serde_json::{json, Value};
@@ -22,7 +22,7 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 /// The chat page, served at `GET /` with `__WS_PORT__` replaced by the WebSocket port.
-const PAGE_HTML: &str = include_str!("../page.html");
+const PAGE_HTML: &str = include_str!("../proto/page.html");
 /// The longest `msgID` the HTTP API accepts.
 const MAX_MSG_ID_BYTES: usize = 64;
 /// How many recent `msgID`s the HTTP API remembers to refuse repeats.

@@ -7,7 +7,7 @@
 //! request is small and parsed once, and a push is encoded once per fan-out, not per
 //! recipient.
 
-use crate::protocol::check_name;
+use crate::codec::line::check_name;
 use crate::text::Texts;
 use serde_json::{json, Value};
 

@@ -1,0 +1,2 @@
+//! The chat core.
+pub mod directory;

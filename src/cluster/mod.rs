@@ -1,0 +1,3 @@
+//! Many servers, one chat.
+pub mod link;
+pub mod wire;
