@@ -429,27 +429,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        let u: RedisUrl = "redis://127.0.0.1:6380/2".parse().unwrap();
-        assert_eq!(
-            u,
-            RedisUrl {
-                host: "127.0.0.1".into(),
-                port: 6380,
-                db: 2
-            }
-        );
-        let u: RedisUrl = "redis://localhost".parse().unwrap();
-        assert_eq!((u.port, u.db), (6379, 0));
-        let u: RedisUrl = "redis://[::1]:7000".parse().unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", 7000));
-        assert!("http://x".parse::<RedisUrl>().is_err());
-        assert!("redis://:70".parse::<RedisUrl>().is_err());
-        assert!("redis://h:notaport".parse::<RedisUrl>().is_err());
-        assert!("redis://h:1/x".parse::<RedisUrl>().is_err());
-    }
-
-    #[test]
     fn commands_are_resp_arrays_of_bulk_strings() {
         let mut out = Vec::new();
         push_command(&mut out, &[b"SET", b"k", b"v\r\n", b"NX"]);
