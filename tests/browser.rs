@@ -21,7 +21,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const PAGE: &str = include_str!("../src/page.html");
+const PAGE: &str = include_str!("../src/proto/page.html");
 const ALICE_MSG: &str = "hello from alice 你好";
 const LINE_MSG: &str = "hello from the line 你好";
 const LINE_NAME: &str = "carol";
