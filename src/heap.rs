@@ -17,14 +17,10 @@ pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 /// Returns free heap pages to the operating system.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn release_free_memory() {
-    extern "C" {
-        /// glibc: `int malloc_trim(size_t pad)`, in every glibc since 2.0.
-        fn malloc_trim(pad: usize) -> i32;
-    }
-    // SAFETY: malloc_trim takes a plain integer, touches only the allocator's own state
-    // under its own lock, and is safe to call at any time from any thread.
+    // SAFETY: malloc_trim (in every glibc since 2.0) takes a plain integer, touches only the
+    // allocator's own state under its own lock, and is safe to call at any time from any thread.
     unsafe {
-        malloc_trim(0);
+        libc::malloc_trim(0);
     }
 }
 
