@@ -22,7 +22,9 @@
 
 use std::fmt;
 
-use tungstenite::handshake::derive_accept_key;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use sha1::{Digest as _, Sha1};
 
 /// The longest request head accepted, request line and headers and the blank line (431 beyond).
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -36,8 +38,11 @@ pub const MAX_HEADERS: usize = 32;
 /// The only WebSocket protocol version we speak (RFC 6455 §4.1).
 const WS_VERSION: &str = "13";
 
-/// The length of a `Sec-WebSocket-Key`: base64 of 16 bytes, `==` padded.
-const WS_KEY_LEN: usize = 24;
+/// The bytes a `Sec-WebSocket-Key` must decode to (RFC 6455 §4.1: a random 16-byte nonce).
+const WS_KEY_BYTES: usize = 16;
+
+/// The GUID appended to a client's key to derive `Sec-WebSocket-Accept` (RFC 6455 §1.3).
+const WS_ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// The request method, as far as the server cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +73,6 @@ pub struct Request {
     /// handshake (answer with [`switching_protocols`]), or why the handshake is refused
     /// (answer with [`HttpError::status`]).
     pub websocket: Option<Result<String, HttpError>>,
-    /// Whether the body is `application/x-www-form-urlencoded` (read it with [`query_param`]).
-    pub content_type_form: bool,
 }
 
 /// What the front of an input buffer holds.
@@ -180,12 +183,6 @@ fn to_request(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
     };
     let websocket =
         has_token(headers, "upgrade", "websocket").then(|| check_handshake(method, minor, headers));
-    let content_type_form = header(headers, "content-type").is_some_and(|v| {
-        let media_type = v.split(|&b| b == b';').next().unwrap_or_default();
-        media_type
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
-    });
     Ok(Request {
         method,
         path: path.to_owned(),
@@ -193,7 +190,6 @@ fn to_request(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
         content_length: content_length(headers)?,
         keep_alive,
         websocket,
-        content_type_form,
     })
 }
 
@@ -256,31 +252,12 @@ fn check_handshake(
     Ok(String::from_utf8_lossy(key).into_owned())
 }
 
-/// Whether `key` is the canonical base64 of exactly 16 bytes: 21 characters of the
-/// alphabet, one whose low 4 bits are zero (it carries the last 2 bits), then `==`.
+/// Whether `key` is the canonical, padded base64 of exactly 16 bytes. The `base64` crate
+/// refuses what a hand-written check could let through: characters outside the alphabet,
+/// missing or extra padding, and non-zero trailing bits; a 16-byte buffer refuses longer keys.
 fn is_valid_ws_key(key: &[u8]) -> bool {
-    let Some((data, padding)) = key.split_at_checked(WS_KEY_LEN - 2) else {
-        return false;
-    };
-    let Some((&last, full)) = data.split_last() else {
-        return false;
-    };
-    key.len() == WS_KEY_LEN
-        && padding == b"=="
-        && full.iter().all(|&b| base64_value(b).is_some())
-        && base64_value(last).is_some_and(|v| v & 0x0F == 0)
-}
-
-/// The 6-bit value of a base64 character, `None` outside the alphabet.
-fn base64_value(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
+    let mut nonce = [0u8; WS_KEY_BYTES];
+    BASE64.decode_slice(key, &mut nonce) == Ok(WS_KEY_BYTES)
 }
 
 /// Whether header `h` is called `name` (lowercase), ignoring case as HTTP does.
@@ -349,12 +326,17 @@ pub fn switching_protocols(out: &mut Vec<u8>, key: &str) {
     push_status_line(out, 101);
     push_header(out, "Upgrade", "websocket");
     push_header(out, "Connection", "Upgrade");
-    push_header(
-        out,
-        "Sec-WebSocket-Accept",
-        &derive_accept_key(key.as_bytes()),
-    );
+    push_header(out, "Sec-WebSocket-Accept", &accept_key(key));
     out.extend_from_slice(b"\r\n");
+}
+
+/// The `Sec-WebSocket-Accept` answering `key`: base64 of the SHA-1 of the key and the
+/// RFC's GUID (RFC 6455 §4.2.2). It proves to the client that we read its handshake.
+fn accept_key(key: &str) -> String {
+    let mut sha1 = Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(WS_ACCEPT_GUID.as_bytes());
+    BASE64.encode(sha1.finalize())
 }
 
 fn push_status_line(out: &mut Vec<u8>, status: u16) {
@@ -375,49 +357,27 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
 /// The value of the first `name=value` pair called `name` in an
 /// `application/x-www-form-urlencoded` string: a query string or a form body.
 ///
-/// Names and values are decoded alike: `+` is a space, `%XX` is a byte, a `%` not followed
-/// by two hex digits stays as it is, and bytes that are not UTF-8 become U+FFFD (as the
-/// WHATWG URL standard decodes forms). A pair without `=` has an empty value.
+/// Decoding is `form_urlencoded`'s (the WHATWG URL standard's), for names and values alike:
+/// `+` is a space, `%XX` is a byte, a `%` not followed by two hex digits stays as it is, and
+/// bytes that are not UTF-8 become U+FFFD. A pair without `=` has an empty value.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-        .find(|(n, _)| form_decode(n) == name)
-        .map(|(_, v)| form_decode(v))
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.into_owned())
 }
 
-/// Decodes one form-urlencoded name or value.
-fn form_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&hi), Some(&lo)) => hex_value(hi).zip(hex_value(lo)),
-            _ => None,
-        };
-        match (b, escaped) {
-            (_, Some((hi, lo))) => {
-                out.push((hi << 4) | lo);
-                i += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (_, None) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The value of a hex digit, either case.
-fn hex_value(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
+/// Percent-decodes one segment of a URL path, such as the `{id}` of `/ws/{id}`.
+///
+/// A path is not a form: `+` stays `+` (only `%20` is a space), so an id containing `+`
+/// survives. A `%` not followed by two hex digits stays as it is. `%2F` decodes to `/`, so a
+/// caller that splits the raw path on `/` first gets a segment that may contain one.
+/// `None` if the decoded bytes are not UTF-8: unlike a form value, an identifier is refused
+/// rather than silently changed to U+FFFD.
+pub fn decode_path_segment(raw: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(|segment| segment.into_owned())
 }
 
 #[cfg(test)]
@@ -470,7 +430,6 @@ mod tests {
                 content_length: 0,
                 keep_alive: true,
                 websocket: None,
-                content_type_form: false,
             }
         );
     }
@@ -499,10 +458,7 @@ mod tests {
         let buf = b"POST /send HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded; charset=UTF-8\r\nContent-Length: 11\r\n\r\ntext=hello!";
         let (req, used) = complete(buf);
         assert_eq!(req.content_length, 11);
-        assert!(req.content_type_form);
         assert_eq!(&buf[used..], b"text=hello!");
-        let (req, _) = complete(b"POST / HTTP/1.1\r\nContent-Type: text/plain\r\n\r\n");
-        assert!(!req.content_type_form);
     }
 
     #[test]
@@ -738,6 +694,8 @@ mod tests {
         }
         assert!(is_valid_ws_key(b"AAAAAAAAAAAAAAAAAAAAAA=="));
         assert!(is_valid_ws_key(b"/+9wAAAAAAAAAAAAAAAAAw=="));
+        // The URL-safe alphabet is not the one RFC 6455 names.
+        assert!(!is_valid_ws_key(b"_-9wAAAAAAAAAAAAAAAAAw=="));
     }
 
     #[test]
@@ -852,5 +810,48 @@ mod tests {
         );
         assert_eq!(query_param("a=b=c", "a").as_deref(), Some("b=c"));
         assert_eq!(query_param("a=%E4%BD", "a").as_deref(), Some("\u{FFFD}"));
+    }
+
+    #[test]
+    fn query_param_plus_and_escapes() {
+        assert_eq!(query_param("id=a+b", "id").as_deref(), Some("a b"));
+        assert_eq!(query_param("id=a%2Bb", "id").as_deref(), Some("a+b"));
+        assert_eq!(query_param("id=a%20b", "id").as_deref(), Some("a b"));
+    }
+
+    #[test]
+    fn path_segment_plus_stays_plus() {
+        assert_eq!(decode_path_segment("a+b").as_deref(), Some("a+b"));
+        assert_eq!(decode_path_segment("a%2Bb").as_deref(), Some("a+b"));
+        assert_eq!(decode_path_segment("a%2bb").as_deref(), Some("a+b"));
+        assert_eq!(decode_path_segment("a%20b").as_deref(), Some("a b"));
+        assert_eq!(decode_path_segment("%E4%BD%A0").as_deref(), Some("你"));
+        assert_eq!(decode_path_segment("你").as_deref(), Some("你"));
+        assert_eq!(decode_path_segment("").as_deref(), Some(""));
+        assert_eq!(decode_path_segment("a%2Fb").as_deref(), Some("a/b"));
+    }
+
+    #[test]
+    fn path_segment_bad_escapes_stay() {
+        assert_eq!(decode_path_segment("100%").as_deref(), Some("100%"));
+        assert_eq!(decode_path_segment("%zz%4").as_deref(), Some("%zz%4"));
+        assert_eq!(decode_path_segment("%%41").as_deref(), Some("%A"));
+    }
+
+    #[test]
+    fn path_segment_not_utf8_is_none() {
+        assert_eq!(decode_path_segment("%FF"), None);
+        assert_eq!(decode_path_segment("a%E4%BD"), None); // a character cut short
+        assert_eq!(decode_path_segment("%ED%A0%80"), None); // a UTF-16 surrogate
+        assert_eq!(decode_path_segment("%C0%80"), None); // an overlong NUL
+    }
+
+    #[test]
+    fn accept_key_of_the_rfc() {
+        // RFC 6455 §1.3.
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }
