@@ -21,17 +21,11 @@
 //! client frames are masked, no RSV bits (no extension is ever negotiated), no reserved opcodes,
 //! control frames are final and at most 125 bytes, fragments continue exactly one message,
 //! text is UTF-8 (checked per fragment, so bad bytes fail before the message ends), close codes
-//! are from the valid ranges. Frame headers are parsed by tungstenite's [`FrameHeader`]; the
-//! rest (and the 2/4/10-byte header of our unmasked frames) is small enough to own.
+//! are from the valid ranges. The frame header is parsed here too (`parse_header`, a pure
+//! function over a byte slice and a fuzz target): it is 2 to 14 bytes, and owning it keeps the
+//! reader free of a general-purpose WebSocket crate's buffers and error types.
 
 use std::fmt;
-use std::io::Cursor;
-
-use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
-use tungstenite::protocol::frame::FrameHeader;
-
-/// The default limit on one message, the sum of its fragments' payloads.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The largest payload a control frame (close, ping, pong) may carry (RFC 6455 §5.5).
 pub const MAX_CONTROL_PAYLOAD_BYTES: usize = 125;
@@ -45,16 +39,56 @@ const MAX_7BIT_LEN: usize = 125;
 const LEN_16_BIT: u8 = 126;
 /// The 7-bit length value announcing a 64-bit length.
 const LEN_64_BIT: u8 = 127;
+/// The bit a 64-bit length must leave clear (RFC 6455 §5.2: "the most significant bit MUST
+/// be 0"), so no length is ambiguous with a negative 64-bit number.
+const LEN_64_TOP_BIT: u64 = 1 << 63;
 /// The longest header of an unmasked frame: 2 bytes and a 64-bit length.
 const MAX_SERVER_HEADER_BYTES: usize = 10;
+/// The bytes of a masking key, which follows the length in every client frame.
+const MASK_KEY_BYTES: usize = 4;
 
-/// Opcodes of the frames we send (RFC 6455 §5.2).
-const OPCODE_TEXT: u8 = 0x1;
-const OPCODE_CLOSE: u8 = 0x8;
-const OPCODE_PONG: u8 = 0xA;
-
-/// The FIN bit of a frame's first byte.
+/// The FIN bit of a frame's first byte: this frame ends its message.
 const FIN_BIT: u8 = 0x80;
+/// The RSV1-3 bits of a frame's first byte, reserved for extensions.
+const RSV_BITS: u8 = 0x70;
+/// The opcode bits of a frame's first byte.
+const OPCODE_BITS: u8 = 0x0F;
+/// The MASK bit of a frame's second byte: a masking key follows the length.
+const MASK_BIT: u8 = 0x80;
+/// The 7-bit length bits of a frame's second byte.
+const LEN_BITS: u8 = 0x7F;
+
+/// A frame's opcode (RFC 6455 §5.2); the reserved values have no variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Opcode {
+    Continuation = 0x0,
+    Text = 0x1,
+    Binary = 0x2,
+    Close = 0x8,
+    Ping = 0x9,
+    Pong = 0xA,
+}
+
+impl Opcode {
+    /// The opcode in the low 4 bits of `bits`, or `None` for a reserved one (0x3-0x7, 0xB-0xF).
+    fn from_bits(bits: u8) -> Option<Self> {
+        match bits & OPCODE_BITS {
+            0x0 => Some(Opcode::Continuation),
+            0x1 => Some(Opcode::Text),
+            0x2 => Some(Opcode::Binary),
+            0x8 => Some(Opcode::Close),
+            0x9 => Some(Opcode::Ping),
+            0xA => Some(Opcode::Pong),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a control frame (close, ping, pong): never fragmented, at most 125 bytes.
+    fn is_control(self) -> bool {
+        matches!(self, Opcode::Close | Opcode::Ping | Opcode::Pong)
+    }
+}
 
 /// Close codes we send (RFC 6455 §7.4.1).
 pub mod close {
@@ -164,12 +198,17 @@ pub struct WsReader {
     delivered: bool,
 }
 
-/// The fields of a parsed frame header that decoding needs.
+/// The fields of a parsed client frame header that decoding needs.
+#[derive(Debug, PartialEq, Eq)]
 struct Header {
+    /// The frame ends its message.
     fin: bool,
-    opcode: OpCode,
-    mask: [u8; 4],
+    opcode: Opcode,
+    /// The masking key of the payload.
+    mask: [u8; MASK_KEY_BYTES],
+    /// Bytes of the header, where the payload starts: 6, 8 or 14.
     header_len: usize,
+    /// The declared payload length, its top bit clear; not yet checked against any limit.
     payload_len: u64,
 }
 
@@ -208,20 +247,20 @@ impl WsReader {
         unmask(payload, header.mask);
         let payload: &'a [u8] = payload;
         let msg = match header.opcode {
-            OpCode::Control(Control::Ping) => Some(Msg::Ping(payload)),
-            OpCode::Control(Control::Pong) => Some(Msg::Pong),
-            OpCode::Control(_) => Some(parse_close(payload)?),
-            OpCode::Data(Data::Text) if header.fin => Some(Msg::Text(to_str(payload)?)),
-            OpCode::Data(Data::Binary) if header.fin => Some(Msg::Binary(payload)),
-            OpCode::Data(Data::Text) => {
+            Opcode::Ping => Some(Msg::Ping(payload)),
+            Opcode::Pong => Some(Msg::Pong),
+            Opcode::Close => Some(parse_close(payload)?),
+            Opcode::Text if header.fin => Some(Msg::Text(to_str(payload)?)),
+            Opcode::Binary if header.fin => Some(Msg::Binary(payload)),
+            Opcode::Text => {
                 self.begin(Kind::Text, payload)?;
                 None
             }
-            OpCode::Data(Data::Binary) => {
+            Opcode::Binary => {
                 self.begin(Kind::Binary, payload)?;
                 None
             }
-            OpCode::Data(_) => self.continue_message(payload, header.fin)?,
+            Opcode::Continuation => self.continue_message(payload, header.fin)?,
         };
         Ok(Next::Frame { used, msg })
     }
@@ -230,7 +269,7 @@ impl WsReader {
     /// payload is needed, so a frame we would refuse is refused now. Returns the payload length.
     fn check_header(&self, header: &Header) -> Result<usize, WsError> {
         match header.opcode {
-            OpCode::Control(_) => {
+            Opcode::Close | Opcode::Ping | Opcode::Pong => {
                 if !header.fin {
                     return Err(WsError::Protocol("fragmented control frame"));
                 }
@@ -238,22 +277,23 @@ impl WsReader {
                     return Err(WsError::Protocol("control frame payload over 125 bytes"));
                 }
             }
-            OpCode::Data(Data::Continue) => {
+            Opcode::Continuation => {
                 if self.partial.is_none() {
                     return Err(WsError::Protocol(
                         "continuation with no message in progress",
                     ));
                 }
             }
-            OpCode::Data(_) => {
+            Opcode::Text | Opcode::Binary => {
                 if self.partial.is_some() {
                     return Err(WsError::Protocol("new message before the last one ended"));
                 }
             }
         }
-        let room = match header.opcode {
-            OpCode::Control(_) => MAX_CONTROL_PAYLOAD_BYTES,
-            OpCode::Data(_) => self.max_message.saturating_sub(self.message.len()),
+        let room = if header.opcode.is_control() {
+            MAX_CONTROL_PAYLOAD_BYTES
+        } else {
+            self.max_message.saturating_sub(self.message.len())
         };
         match usize::try_from(header.payload_len) {
             Ok(len) if len <= room => Ok(len),
@@ -307,31 +347,55 @@ impl WsReader {
     }
 }
 
-/// Parses the frame header at the front of `buf`, or `None` if it has not fully arrived.
-/// Rejects what no frame of ours may carry whatever its opcode: RSV bits, no mask, and
-/// reserved opcodes.
+/// Parses the client frame header at the front of `buf` (RFC 6455 §5.2), or `None` while it
+/// has not fully arrived. Only the header is read: the payload may be absent.
+///
+/// Rejects what no client frame may carry whatever its opcode, as soon as the byte showing it
+/// has arrived: a reserved opcode, RSV bits (no extension is ever negotiated), no mask, and a
+/// 64-bit length with its top bit set. Lengths need not use the shortest form, as in
+/// tungstenite and browsers. Limits that depend on the opcode or the reader's state are
+/// [`WsReader::check_header`]'s.
 fn parse_header(buf: &[u8]) -> Result<Option<Header>, WsError> {
-    let mut cursor = Cursor::new(buf);
-    // tungstenite's only error here is a reserved opcode: its reads are from memory.
-    let parsed =
-        FrameHeader::parse(&mut cursor).map_err(|_| WsError::Protocol("reserved opcode"))?;
-    let Some((header, payload_len)) = parsed else {
+    let [first, second, rest @ ..] = buf else {
         return Ok(None);
     };
-    if header.rsv1 || header.rsv2 || header.rsv3 {
+    let opcode = Opcode::from_bits(*first).ok_or(WsError::Protocol("reserved opcode"))?;
+    if first & RSV_BITS != 0 {
         return Err(WsError::Protocol(
             "RSV bit set with no extension negotiated",
         ));
     }
-    let Some(mask) = header.mask else {
+    if second & MASK_BIT == 0 {
         return Err(WsError::Protocol("unmasked client frame"));
+    }
+    let (payload_len, rest) = match second & LEN_BITS {
+        LEN_16_BIT => {
+            let Some((len, rest)) = rest.split_first_chunk() else {
+                return Ok(None);
+            };
+            (u64::from(u16::from_be_bytes(*len)), rest)
+        }
+        LEN_64_BIT => {
+            let Some((len, rest)) = rest.split_first_chunk() else {
+                return Ok(None);
+            };
+            let len = u64::from_be_bytes(*len);
+            if len & LEN_64_TOP_BIT != 0 {
+                return Err(WsError::Protocol("64-bit length with the top bit set"));
+            }
+            (len, rest)
+        }
+        len => (u64::from(len), rest),
     };
-    let header_len = usize::try_from(cursor.position()).map_err(|_| WsError::TooBig)?;
+    let Some((mask, payload)) = rest.split_first_chunk() else {
+        return Ok(None);
+    };
     Ok(Some(Header {
-        fin: header.is_final,
-        opcode: header.opcode,
-        mask,
-        header_len,
+        fin: first & FIN_BIT != 0,
+        opcode,
+        mask: *mask,
+        // `payload` is a suffix of `buf`, so this is the header's length.
+        header_len: buf.len() - payload.len(),
         payload_len,
     }))
 }
@@ -369,7 +433,7 @@ fn to_str(bytes: &[u8]) -> Result<&str, WsError> {
 }
 
 /// XORs a payload with its 4-byte masking key (RFC 6455 §5.3).
-fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+fn unmask(payload: &mut [u8], mask: [u8; MASK_KEY_BYTES]) {
     for (byte, key) in payload.iter_mut().zip(mask.iter().cycle()) {
         *byte ^= key;
     }
@@ -381,14 +445,14 @@ pub fn encode_text(out: &mut Vec<u8>, payload: &[u8]) {
         std::str::from_utf8(payload).is_ok(),
         "text frame must be UTF-8"
     );
-    push_header(out, OPCODE_TEXT, payload.len());
+    push_header(out, Opcode::Text, payload.len());
     out.extend_from_slice(payload);
 }
 
 /// Appends a pong answering a ping with this payload (at most 125 bytes, as any ping's).
 pub fn encode_pong(out: &mut Vec<u8>, payload: &[u8]) {
     debug_assert!(payload.len() <= MAX_CONTROL_PAYLOAD_BYTES);
-    push_header(out, OPCODE_PONG, payload.len());
+    push_header(out, Opcode::Pong, payload.len());
     out.extend_from_slice(payload);
 }
 
@@ -400,16 +464,16 @@ pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
         cut -= 1;
     }
     let reason = reason.get(..cut).unwrap_or_default();
-    push_header(out, OPCODE_CLOSE, 2 + reason.len());
+    push_header(out, Opcode::Close, 2 + reason.len());
     out.extend_from_slice(&code.to_be_bytes());
     out.extend_from_slice(reason.as_bytes());
 }
 
 /// Appends the 2-, 4- or 10-byte header of a final, unmasked frame, reserving room for
 /// its payload.
-fn push_header(out: &mut Vec<u8>, opcode: u8, payload_len: usize) {
+fn push_header(out: &mut Vec<u8>, opcode: Opcode, payload_len: usize) {
     out.reserve(MAX_SERVER_HEADER_BYTES + payload_len);
-    out.push(FIN_BIT | opcode);
+    out.push(FIN_BIT | opcode as u8);
     if payload_len <= MAX_7BIT_LEN {
         out.push(payload_len as u8);
     } else if let Ok(len16) = u16::try_from(payload_len) {
@@ -426,6 +490,9 @@ mod tests {
     use super::*;
 
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    /// The message limit of most tests (the server's is its config's).
+    const TEST_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
     /// A masked client frame with the given first byte (FIN, RSV, opcode) and payload.
     fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
@@ -513,7 +580,7 @@ mod tests {
     }
 
     fn reader() -> WsReader {
-        WsReader::new(DEFAULT_MAX_MESSAGE_BYTES)
+        WsReader::new(TEST_MAX_MESSAGE_BYTES)
     }
 
     #[test]
@@ -791,13 +858,191 @@ mod tests {
 
     #[test]
     fn huge_declared_length_fails_at_once() {
-        // 1 GB, then u64::MAX, announced in a 64-bit length; only the header is present.
-        for len in [1u64 << 30, u64::MAX] {
+        // 1 GB, then the largest legal length, announced in a 64-bit length; only the header
+        // is present.
+        for len in [1u64 << 30, u64::MAX >> 1] {
             let mut buf = vec![0x82, 0xFF];
             buf.extend_from_slice(&len.to_be_bytes());
             buf.extend_from_slice(&MASK);
             assert_eq!(reader().next(&mut buf), Err(WsError::TooBig), "len {len}");
         }
+    }
+
+    /// A header of a masked client frame: first byte, the length field's bytes, [`MASK`].
+    fn header_bytes(first: u8, len_field: &[u8]) -> Vec<u8> {
+        let mut out = vec![first];
+        out.extend_from_slice(len_field);
+        out.extend_from_slice(&MASK);
+        out
+    }
+
+    #[test]
+    fn header_with_7_bit_length() {
+        let bytes = header_bytes(0x81, &[0x80 | 5]);
+        assert_eq!(
+            parse_header(&bytes),
+            Ok(Some(Header {
+                fin: true,
+                opcode: Opcode::Text,
+                mask: MASK,
+                header_len: 6,
+                payload_len: 5,
+            }))
+        );
+        // 125 is the longest 7-bit length; the payload need not be present.
+        let bytes = header_bytes(0x02, &[0x80 | 125]);
+        let header = parse_header(&bytes).unwrap().unwrap();
+        assert_eq!((header.fin, header.opcode), (false, Opcode::Binary));
+        assert_eq!((header.header_len, header.payload_len), (6, 125));
+    }
+
+    #[test]
+    fn header_with_16_bit_length() {
+        let bytes = header_bytes(0x82, &[0x80 | 126, 0x01, 0x00]);
+        assert_eq!(
+            parse_header(&bytes),
+            Ok(Some(Header {
+                fin: true,
+                opcode: Opcode::Binary,
+                mask: MASK,
+                header_len: 8,
+                payload_len: 256,
+            }))
+        );
+        let bytes = header_bytes(0x82, &[0x80 | 126, 0xFF, 0xFF]);
+        assert_eq!(parse_header(&bytes).unwrap().unwrap().payload_len, 65535);
+    }
+
+    #[test]
+    fn header_with_64_bit_length() {
+        let bytes = header_bytes(0x00, &[0x80 | 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(
+            parse_header(&bytes),
+            Ok(Some(Header {
+                fin: false,
+                opcode: Opcode::Continuation,
+                mask: MASK,
+                header_len: 14,
+                payload_len: 65536,
+            }))
+        );
+        let mut len_field = vec![0x80 | 127];
+        len_field.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+        let bytes = header_bytes(0x82, &len_field);
+        assert_eq!(
+            parse_header(&bytes).unwrap().unwrap().payload_len,
+            u64::MAX >> 1
+        );
+    }
+
+    #[test]
+    fn header_lengths_need_not_be_minimal() {
+        let bytes = header_bytes(0x81, &[0x80 | 126, 0, 5]);
+        assert_eq!(parse_header(&bytes).unwrap().unwrap().payload_len, 5);
+        let bytes = header_bytes(0x81, &[0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 5]);
+        assert_eq!(parse_header(&bytes).unwrap().unwrap().payload_len, 5);
+    }
+
+    #[test]
+    fn header_split_anywhere_is_incomplete() {
+        for len_field in [
+            &[0x80 | 5][..],
+            &[0x80 | 126, 0x01, 0x00],
+            &[0x80 | 127, 0, 0, 0, 0, 0, 1, 0, 0],
+        ] {
+            let bytes = header_bytes(0x81, len_field);
+            for end in 0..bytes.len() {
+                assert_eq!(parse_header(&bytes[..end]), Ok(None), "{len_field:?} {end}");
+            }
+            assert_eq!(
+                parse_header(&bytes).unwrap().unwrap().header_len,
+                bytes.len()
+            );
+        }
+    }
+
+    #[test]
+    fn header_64_bit_length_with_top_bit_is_refused() {
+        for len in [1u64 << 63, u64::MAX] {
+            let mut len_field = vec![0x80 | 127];
+            len_field.extend_from_slice(&len.to_be_bytes());
+            let bytes = header_bytes(0x82, &len_field);
+            let refused = WsError::Protocol("64-bit length with the top bit set");
+            assert_eq!(parse_header(&bytes), Err(refused), "len {len}");
+            // As soon as the length has arrived, before the mask.
+            assert_eq!(parse_header(&bytes[..10]), Err(refused), "len {len}");
+            let mut buf = bytes.clone();
+            assert_eq!(reader().next(&mut buf), Err(refused), "len {len}");
+        }
+    }
+
+    #[test]
+    fn header_opcodes() {
+        for bits in 0..=0x0F {
+            let opcode = Opcode::from_bits(bits);
+            let parsed =
+                parse_header(&header_bytes(0x80 | bits, &[0x80])).map(|h| h.map(|h| h.opcode));
+            match opcode {
+                Some(op) => {
+                    assert_eq!(op as u8, bits);
+                    assert_eq!(op.is_control(), bits >= 0x8, "{bits:#x}");
+                    assert_eq!(parsed, Ok(Some(op)), "{bits:#x}");
+                }
+                None => {
+                    assert!(matches!(bits, 0x3..=0x7 | 0xB..=0xF), "{bits:#x}");
+                    assert_eq!(
+                        parsed,
+                        Err(WsError::Protocol("reserved opcode")),
+                        "{bits:#x}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn header_refusals_need_only_the_first_two_bytes() {
+        assert_eq!(
+            parse_header(&[0x83, 0x80]),
+            Err(WsError::Protocol("reserved opcode"))
+        );
+        for rsv in [0x40, 0x20, 0x10, 0x70] {
+            assert_eq!(
+                parse_header(&[0x81 | rsv, 0x80]),
+                Err(WsError::Protocol(
+                    "RSV bit set with no extension negotiated"
+                )),
+                "rsv {rsv:#x}"
+            );
+        }
+        for len in [0x00, 0x05, 126, 127] {
+            assert_eq!(
+                parse_header(&[0x81, len]),
+                Err(WsError::Protocol("unmasked client frame")),
+                "len {len}"
+            );
+        }
+        assert_eq!(parse_header(&[0x83]), Ok(None));
+    }
+
+    #[test]
+    fn oversized_control_frames_in_longer_length_forms_are_refused() {
+        let over = Err(WsError::Protocol("control frame payload over 125 bytes"));
+        for op in [0x88, 0x89, 0x8A] {
+            let mut buf = header_bytes(op, &[0x80 | 126, 0, 126]);
+            assert_eq!(reader().next(&mut buf), over, "opcode {op:#x}");
+            let mut buf = header_bytes(op, &[0x80 | 127, 0, 0, 0, 1, 0, 0, 0, 0]);
+            assert_eq!(reader().next(&mut buf), over, "opcode {op:#x}");
+        }
+        // A short ping in a needlessly long form is still fine.
+        let mut buf = header_bytes(0x89, &[0x80 | 126, 0, 0]);
+        assert_eq!(
+            reader().next(&mut buf),
+            Ok(Next::Frame {
+                used: 8,
+                msg: Some(Msg::Ping(b""))
+            })
+        );
     }
 
     #[test]
