@@ -30,12 +30,12 @@ pub mod cli;
 pub mod cluster;
 pub mod codec;
 pub mod config;
-pub mod conn;
 pub mod heap;
 pub mod metrics;
-pub mod server;
+pub mod net;
+pub mod proto;
 pub mod text;
 pub mod timer;
 
 pub use config::Config;
-pub use server::{Server, StartError};
+pub use net::{Server, StartError};

@@ -6,7 +6,6 @@
 //! append to a caller-owned buffer, because fan-out encodes a message once and copies the
 //! bytes to every recipient, and an allocation per message would show up in the profile.
 
-use crate::codec::line::ProtocolError;
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -76,8 +75,6 @@ pub struct Texts {
     pub heartbeat_timeout: &'static str,
     /// Close reason when a hub id belongs to a user of another protocol.
     pub name_in_use: &'static str,
-    /// HTTP API: a `msgID` already seen.
-    pub duplicate: &'static str,
     /// The sender name of messages sent through the HTTP API.
     pub system_sender: &'static str,
     /// A cross-server request while Redis is unreachable.
@@ -116,7 +113,6 @@ pub const ZH: Texts = Texts {
     replaced: "logged in elsewhere",
     heartbeat_timeout: "heartbeat timeout",
     name_in_use: "name in use",
-    duplicate: "duplicate msgID",
     system_sender: "system",
     cluster_unavailable: "集群暂不可用\n",
 };
@@ -153,21 +149,9 @@ pub const EN: Texts = Texts {
     replaced: "logged in elsewhere",
     heartbeat_timeout: "heartbeat timeout",
     name_in_use: "name in use",
-    duplicate: "duplicate msgID",
     system_sender: "system",
     cluster_unavailable: "cluster unavailable\n",
 };
-
-impl Texts {
-    /// The one line that answers a malformed command.
-    pub fn error(&self, e: ProtocolError) -> &'static str {
-        match e {
-            ProtocolError::MissingRecipient => self.bad_format,
-            ProtocolError::InvalidName => self.name_invalid,
-            ProtocolError::LineTooLong => self.too_long,
-        }
-    }
-}
 
 /// The language of the server's texts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -35,6 +35,7 @@ use clap::Parser;
 use imserver_mio::cli::ServerArgs;
 use imserver_mio::codec::line::{next_line, parse, Command, Line};
 use imserver_mio::config::Config;
+use imserver_mio::proto::line;
 use imserver_mio::text::{self, Texts};
 use log::{debug, error, info, warn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -210,7 +211,7 @@ impl State {
                 text::user_line(&mut out, me.user(), said);
                 self.broadcast(out.into());
             }
-            Err(e) => self.send_to(id, texts.error(e).as_bytes().into()),
+            Err(e) => self.send_to(id, line::error_text(texts, e).as_bytes().into()),
         }
     }
 }

@@ -1,11 +1,11 @@
-//! The user directory: who is online under which name, and on which connection.
+//! The user directory: which online user holds which name.
 //!
 //! Names are unique among online users. A connection's default name is its peer address
 //! `ip:port`, unique by construction; a chosen name never contains `:`, so the two kinds can
 //! never collide, and they are kept in two maps: default names by `SocketAddr` (no string
 //! per connection), chosen names by string. The directory only records; it sends nothing.
 
-use mio::Token;
+use super::UserId;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,59 +14,44 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NameTaken;
 
-/// Names of online users mapped to their connection tokens.
+/// Names of online users mapped to their connection ids.
 #[derive(Debug, Default)]
 pub struct Directory {
-    by_addr: HashMap<SocketAddr, Token>,
-    by_name: HashMap<Box<str>, Token>,
+    by_addr: HashMap<SocketAddr, UserId>,
+    by_name: HashMap<Box<str>, UserId>,
 }
 
 impl Directory {
-    /// An empty directory.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Users online.
-    pub fn len(&self) -> usize {
-        self.by_addr.len() + self.by_name.len()
-    }
-
-    /// Whether nobody is online.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Lists a newcomer under its default name, its address.
     ///
     /// # Errors
     /// [`NameTaken`] if another connection with that address is still listed.
-    pub fn join(&mut self, addr: SocketAddr, token: Token) -> Result<(), NameTaken> {
+    pub fn join(&mut self, addr: SocketAddr, id: UserId) -> Result<(), NameTaken> {
         match self.by_addr.get(&addr) {
-            Some(&holder) if holder != token => Err(NameTaken),
+            Some(&holder) if holder != id => Err(NameTaken),
             _ => {
-                self.by_addr.insert(addr, token);
+                self.by_addr.insert(addr, id);
                 Ok(())
             }
         }
     }
 
-    /// Records the chosen name `name` as `token`'s (a WebSocket user's id).
+    /// Records the chosen name `name` as `id`'s (a WebSocket user's id).
     ///
     /// # Errors
     /// [`NameTaken`] when another connection holds it; claiming one's own name succeeds.
-    pub fn claim(&mut self, name: &str, token: Token) -> Result<(), NameTaken> {
+    pub fn claim(&mut self, name: &str, id: UserId) -> Result<(), NameTaken> {
         match self.by_name.get(name) {
-            Some(&holder) if holder != token => Err(NameTaken),
+            Some(&holder) if holder != id => Err(NameTaken),
             Some(_) => Ok(()),
             None => {
-                self.by_name.insert(name.into(), token);
+                self.by_name.insert(name.into(), id);
                 Ok(())
             }
         }
     }
 
-    /// Moves `token` from its current name (`chosen`, or its address when `None`) to `new`,
+    /// Moves `id` from its current name (`chosen`, or its address when `None`) to `new`,
     /// atomically: on error nothing changed. Renaming to one's own name succeeds.
     ///
     /// # Errors
@@ -76,25 +61,25 @@ impl Directory {
         addr: SocketAddr,
         chosen: Option<&str>,
         new: &str,
-        token: Token,
+        id: UserId,
     ) -> Result<(), NameTaken> {
         match self.by_name.get(new) {
-            Some(&holder) if holder != token => return Err(NameTaken),
+            Some(&holder) if holder != id => return Err(NameTaken),
             Some(_) => return Ok(()),
             None => {}
         }
-        self.leave(addr, chosen, token);
-        self.by_name.insert(new.into(), token);
+        self.leave(addr, chosen, id);
+        self.by_name.insert(new.into(), id);
         Ok(())
     }
 
-    /// Forgets `token`'s current name (a stale call is harmless).
-    pub fn leave(&mut self, addr: SocketAddr, chosen: Option<&str>, token: Token) {
+    /// Forgets `id`'s current name (a stale call is harmless).
+    pub fn leave(&mut self, addr: SocketAddr, chosen: Option<&str>, id: UserId) {
         match chosen {
-            Some(name) if self.by_name.get(name) == Some(&token) => {
+            Some(name) if self.by_name.get(name) == Some(&id) => {
                 self.by_name.remove(name);
             }
-            None if self.by_addr.get(&addr) == Some(&token) => {
+            None if self.by_addr.get(&addr) == Some(&id) => {
                 self.by_addr.remove(&addr);
             }
             _ => {}
@@ -104,7 +89,7 @@ impl Directory {
     /// The connection of the user called `name`, if online. An address names its
     /// connection only in its canonical form (`127.0.0.1:5000`, not `127.0.0.1:05000`), and
     /// only while that user has not chosen a name. Bytes that are not UTF-8 name nobody.
-    pub fn lookup(&self, name: &[u8]) -> Option<Token> {
+    pub fn lookup(&self, name: &[u8]) -> Option<UserId> {
         let name = std::str::from_utf8(name).ok()?;
         if !name.contains(':') {
             return self.by_name.get(name).copied();
@@ -140,9 +125,9 @@ mod tests {
 
     #[test]
     fn a_newcomer_is_found_by_its_address() {
-        let mut d = Directory::new();
-        d.join(addr(5000), Token(1)).unwrap();
-        assert_eq!(d.lookup(b"127.0.0.1:5000"), Some(Token(1)));
+        let mut d = Directory::default();
+        d.join(addr(5000), UserId(1)).unwrap();
+        assert_eq!(d.lookup(b"127.0.0.1:5000"), Some(UserId(1)));
         assert_eq!(d.lookup(b"127.0.0.1:05000"), None);
         assert_eq!(d.lookup(b"127.0.0.1:5001"), None);
         assert_eq!(d.lookup(b"nobody"), None);
@@ -151,63 +136,63 @@ mod tests {
 
     #[test]
     fn after_a_rename_only_the_new_name_finds_the_user() {
-        let mut d = Directory::new();
-        d.join(addr(5000), Token(1)).unwrap();
-        d.rename(addr(5000), None, "alice", Token(1)).unwrap();
+        let mut d = Directory::default();
+        d.join(addr(5000), UserId(1)).unwrap();
+        d.rename(addr(5000), None, "alice", UserId(1)).unwrap();
         assert_eq!(d.lookup(b"127.0.0.1:5000"), None);
-        assert_eq!(d.lookup(b"alice"), Some(Token(1)));
-        d.rename(addr(5000), Some("alice"), "b", Token(1)).unwrap();
+        assert_eq!(d.lookup(b"alice"), Some(UserId(1)));
+        d.rename(addr(5000), Some("alice"), "b", UserId(1)).unwrap();
         assert_eq!(d.lookup(b"alice"), None);
-        assert_eq!(d.lookup(b"b"), Some(Token(1)));
-        assert_eq!(d.len(), 1);
+        assert_eq!(d.lookup(b"b"), Some(UserId(1)));
+        assert_eq!(d.lookup(b"127.0.0.1:5000"), None);
     }
 
     #[test]
     fn rename_to_taken_name_is_refused_and_changes_nothing() {
-        let mut d = Directory::new();
-        d.join(addr(1), Token(1)).unwrap();
-        d.join(addr(2), Token(2)).unwrap();
-        d.rename(addr(1), None, "alice", Token(1)).unwrap();
-        assert_eq!(d.rename(addr(2), None, "alice", Token(2)), Err(NameTaken));
-        assert_eq!(d.lookup(b"alice"), Some(Token(1)));
-        assert_eq!(d.lookup(b"127.0.0.1:2"), Some(Token(2)));
+        let mut d = Directory::default();
+        d.join(addr(1), UserId(1)).unwrap();
+        d.join(addr(2), UserId(2)).unwrap();
+        d.rename(addr(1), None, "alice", UserId(1)).unwrap();
+        assert_eq!(d.rename(addr(2), None, "alice", UserId(2)), Err(NameTaken));
+        assert_eq!(d.lookup(b"alice"), Some(UserId(1)));
+        assert_eq!(d.lookup(b"127.0.0.1:2"), Some(UserId(2)));
     }
 
     #[test]
     fn rename_to_ones_own_name_succeeds() {
-        let mut d = Directory::new();
-        d.join(addr(1), Token(1)).unwrap();
-        d.rename(addr(1), None, "a", Token(1)).unwrap();
-        d.rename(addr(1), Some("a"), "a", Token(1)).unwrap();
-        assert_eq!(d.lookup(b"a"), Some(Token(1)));
+        let mut d = Directory::default();
+        d.join(addr(1), UserId(1)).unwrap();
+        d.rename(addr(1), None, "a", UserId(1)).unwrap();
+        d.rename(addr(1), Some("a"), "a", UserId(1)).unwrap();
+        assert_eq!(d.lookup(b"a"), Some(UserId(1)));
     }
 
     #[test]
     fn leave_frees_the_name_and_a_stale_leave_keeps_the_new_owner() {
-        let mut d = Directory::new();
-        d.join(addr(1), Token(1)).unwrap();
-        d.rename(addr(1), None, "a", Token(1)).unwrap();
-        d.leave(addr(1), Some("a"), Token(1));
-        assert!(d.is_empty());
-        d.join(addr(2), Token(2)).unwrap();
-        d.rename(addr(2), None, "a", Token(2)).unwrap();
-        d.leave(addr(1), Some("a"), Token(1));
-        assert_eq!(d.lookup(b"a"), Some(Token(2)));
+        let mut d = Directory::default();
+        d.join(addr(1), UserId(1)).unwrap();
+        d.rename(addr(1), None, "a", UserId(1)).unwrap();
+        d.leave(addr(1), Some("a"), UserId(1));
+        assert_eq!(d.lookup(b"a"), None);
+        d.join(addr(2), UserId(2)).unwrap();
+        d.rename(addr(2), None, "a", UserId(2)).unwrap();
+        d.leave(addr(1), Some("a"), UserId(1));
+        assert_eq!(d.lookup(b"a"), Some(UserId(2)));
     }
 
     #[test]
     fn cluster_default_names_with_colons_are_chosen_names() {
-        let mut d = Directory::new();
-        d.claim("127.0.0.1:5000@a", Token(4)).unwrap();
-        assert_eq!(d.lookup(b"127.0.0.1:5000@a"), Some(Token(4)));
+        let mut d = Directory::default();
+        d.claim("127.0.0.1:5000@a", UserId(4)).unwrap();
+        assert_eq!(d.lookup(b"127.0.0.1:5000@a"), Some(UserId(4)));
         assert_eq!(d.lookup(b"127.0.0.1:5000"), None);
     }
 
     #[test]
     fn ipv6_addresses_are_names_too() {
-        let mut d = Directory::new();
+        let mut d = Directory::default();
         let v6: SocketAddr = "[::1]:7000".parse().unwrap();
-        d.join(v6, Token(3)).unwrap();
-        assert_eq!(d.lookup(b"[::1]:7000"), Some(Token(3)));
+        d.join(v6, UserId(3)).unwrap();
+        assert_eq!(d.lookup(b"[::1]:7000"), Some(UserId(3)));
     }
 }

@@ -1,2 +1,393 @@
-//! The chat core.
-pub mod directory;
+//! The chat core: who is online, under which name, in which room, and where a name is
+//! found. Protocol-neutral and free of I/O: it keeps users and answers questions about
+//! them; what a user *sees* is an [`Event`] that each protocol adapter renders in its own
+//! bytes, and what travels between servers is the cluster's business.
+//!
+//! Invariants:
+//! - a user is listed here exactly while online; its name lives only here (its connection
+//!   knows its [`UserId`], nothing more), so a rename or a leave has one place to change;
+//! - names are unique among the users of this server ([`directory`]), and, in a cluster,
+//!   distinct from the names the replica of other servers' users holds (Redis decides
+//!   races; the replica is only a fast answer);
+//! - [`Chat::locate`] is the one routing rule: local, on another server, nowhere, or
+//!   unknown while the cluster is unreachable.
+
+mod directory;
+
+use directory::Directory;
+pub use directory::NameTaken;
+use slab::Slab;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::text;
+
+/// The room of line and hub users, and of `/im` logins that name none (appID 101).
+pub const DEFAULT_ROOM: u16 = 101;
+
+/// What the loop gave the core to reach a user's connection by: opaque here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer(pub usize);
+
+/// A user's key in the core, stable while the user is online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub usize);
+
+/// Which protocol a user speaks. The core only needs it for one rule (a newer connection
+/// of the same kind takes a name over; another kind is refused); the adapters use it to
+/// pick the bytes a user receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The newline protocol.
+    Line = 0,
+    /// `/im` JSON over WebSocket.
+    Im = 1,
+    /// `/ws/{id}` hub JSON over WebSocket.
+    Hub = 2,
+}
+
+impl Kind {
+    /// How many kinds there are (for per-kind encode buffers).
+    pub const COUNT: usize = 3;
+
+    /// A dense index, `0..COUNT`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// An online user of this server.
+#[derive(Debug)]
+pub struct Member {
+    /// How to reach the user's connection.
+    pub peer: Peer,
+    /// The protocol it speaks.
+    pub kind: Kind,
+    /// The peer address: the `[addr]` of notices, and the name until one is chosen.
+    pub addr: SocketAddr,
+    /// The room.
+    pub room: u16,
+    /// The chosen name; `None` while the user goes by its address.
+    name: Option<Box<str>>,
+}
+
+impl Member {
+    /// The user as texts show it.
+    pub fn shown(&self) -> text::User<'_> {
+        text::User {
+            addr: &self.addr,
+            name: self.name.as_deref(),
+        }
+    }
+
+    /// The user's current name, appended to `out`.
+    pub fn name_into(&self, out: &mut String) {
+        self.shown().push_name_str(out);
+    }
+}
+
+/// A user of another server, as this one knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The server the user is on.
+    pub node: Box<str>,
+    /// The room (appID).
+    pub room: u16,
+    /// The user's peer address, for `[addr]` in notices.
+    pub addr: SocketAddr,
+}
+
+/// Where a named user is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// On this server.
+    Local(UserId),
+    /// On the server with this id.
+    Remote(Box<str>),
+    /// Nowhere in the chat.
+    Nowhere,
+    /// Not here, and the cluster that would know is unreachable.
+    Unknown,
+}
+
+/// What a user sees happen, from someone: rendered by each protocol in its own bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// Someone came online in the recipient's room.
+    Online,
+    /// Someone left the recipient's room.
+    Offline,
+    /// Someone said this to the room.
+    Say(&'a [u8]),
+    /// Someone said this to the recipient alone.
+    Whisper(&'a [u8]),
+}
+
+/// The users of this server, and what it knows of the others'.
+#[derive(Debug, Default)]
+pub struct Chat {
+    users: Slab<Member>,
+    dir: Directory,
+    /// Users of other servers by name (the cluster keeps it current).
+    remote: HashMap<Box<str>, Remote>,
+    /// This server's node id in a cluster: default names carry it, so they are unique
+    /// across servers.
+    node: Option<Box<str>>,
+    /// Whether the cluster is reachable (the replica is current).
+    cluster_up: bool,
+}
+
+impl Chat {
+    /// An empty chat; `node` is this server's id in a cluster.
+    pub fn new(node: Option<&str>) -> Self {
+        Chat {
+            node: node.map(Box::from),
+            ..Chat::default()
+        }
+    }
+
+    /// Users online here.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether nobody is online here.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// This server's node id, in a cluster.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// Lists a user as online under `name`, or under its default name when `None` (its
+    /// address; in a cluster `addr@node`).
+    ///
+    /// # Errors
+    /// [`NameTaken`] when another user here holds the name; nothing changes then.
+    pub fn enter(
+        &mut self,
+        peer: Peer,
+        kind: Kind,
+        addr: SocketAddr,
+        name: Option<&str>,
+        room: u16,
+    ) -> Result<UserId, NameTaken> {
+        let entry = self.users.vacant_entry();
+        let id = UserId(entry.key());
+        let name: Option<Box<str>> = match (name, &self.node) {
+            (Some(name), _) => Some(name.into()),
+            (None, Some(node)) => Some(format!("{addr}@{node}").into()),
+            (None, None) => None,
+        };
+        match &name {
+            Some(name) => self.dir.claim(name, id)?,
+            None => self.dir.join(addr, id)?,
+        }
+        entry.insert(Member {
+            peer,
+            kind,
+            addr,
+            room,
+            name,
+        });
+        Ok(id)
+    }
+
+    /// Takes a user offline and frees its name; `None` if it was not online.
+    pub fn leave(&mut self, id: UserId) -> Option<Member> {
+        let member = self.users.try_remove(id.0)?;
+        self.dir.leave(member.addr, member.name.as_deref(), id);
+        Some(member)
+    }
+
+    /// Renames a user; returns its old name. Renaming to one's own name succeeds.
+    ///
+    /// # Errors
+    /// [`NameTaken`] when another user here holds `new`; nothing changes then.
+    pub fn rename(&mut self, id: UserId, new: &str) -> Result<String, NameTaken> {
+        let member = self.users.get_mut(id.0).ok_or(NameTaken)?;
+        self.dir
+            .rename(member.addr, member.name.as_deref(), new, id)?;
+        let mut old = String::new();
+        member.name_into(&mut old);
+        member.name = Some(new.into());
+        Ok(old)
+    }
+
+    /// An online user.
+    pub fn get(&self, id: UserId) -> Option<&Member> {
+        self.users.get(id.0)
+    }
+
+    /// The local user called `name`.
+    pub fn find(&self, name: &[u8]) -> Option<UserId> {
+        self.dir.lookup(name)
+    }
+
+    /// Where the user called `name` is: the one routing rule.
+    pub fn locate(&self, name: &[u8]) -> Place {
+        if let Some(id) = self.dir.lookup(name) {
+            return Place::Local(id);
+        }
+        if self.node.is_none() {
+            return Place::Nowhere;
+        }
+        if !self.cluster_up {
+            return Place::Unknown;
+        }
+        match std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| self.remote.get(n))
+        {
+            Some(user) => Place::Remote(user.node.clone()),
+            None => Place::Nowhere,
+        }
+    }
+
+    /// Every user online here, in a stable order.
+    pub fn members(&self) -> impl Iterator<Item = (UserId, &Member)> {
+        self.users.iter().map(|(k, m)| (UserId(k), m))
+    }
+
+    /// Every user online in the chat (here, then on other servers), for `who` and the API.
+    pub fn everyone(&self) -> impl Iterator<Item = (text::User<'_>, u16)> {
+        let local = self.users.iter().map(|(_, m)| (m.shown(), m.room));
+        let remote = self.remote.iter().map(|(name, r)| {
+            let user = text::User {
+                addr: &r.addr,
+                name: Some(&**name),
+            };
+            (user, r.room)
+        });
+        local.chain(remote)
+    }
+
+    /// The room of the user called `name`, wherever it is.
+    pub fn room_of(&self, name: &str) -> Option<u16> {
+        match self.dir.lookup(name.as_bytes()) {
+            Some(id) => self.get(id).map(|m| m.room),
+            None if self.cluster_up => self.remote.get(name).map(|r| r.room),
+            None => None,
+        }
+    }
+
+    /// Whether the replica says another server holds `name` (a fast refusal; Redis stays
+    /// the authority).
+    pub fn held_remotely(&self, name: &str) -> bool {
+        self.remote.contains_key(name)
+    }
+
+    /// Users of other servers known here.
+    pub fn remote_count(&self) -> usize {
+        self.remote.len()
+    }
+
+    /// The nodes that have users, for liveness checks.
+    pub fn remote_nodes(&self) -> Vec<Box<str>> {
+        let mut nodes: Vec<Box<str>> = self.remote.values().map(|r| r.node.clone()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    }
+
+    /// The cluster is reachable (the replica is being filled) or not (it is dropped).
+    pub fn set_cluster_up(&mut self, up: bool) {
+        self.cluster_up = up;
+        if !up {
+            self.remote.clear();
+        }
+    }
+
+    /// Records a user of another server; returns whether it was new.
+    pub fn remote_arrived(&mut self, name: &str, user: Remote) -> bool {
+        self.remote.insert(name.into(), user).is_none()
+    }
+
+    /// Adds a user from a snapshot, unless a newer event already placed it.
+    pub fn remote_known(&mut self, name: &str, user: Remote) {
+        self.remote.entry(name.into()).or_insert(user);
+    }
+
+    /// Forgets `name` if `node` holds it (a late event never removes a newer holder).
+    pub fn remote_left(&mut self, name: &str, node: &str) -> Option<Remote> {
+        if self.remote.get(name).is_some_and(|r| &*r.node == node) {
+            return self.remote.remove(name);
+        }
+        None
+    }
+
+    /// Forgets every user of `node` (it is dead) and returns them.
+    pub fn remote_node_gone(&mut self, node: &str) -> Vec<(Box<str>, Remote)> {
+        let names: Vec<Box<str>> = self
+            .remote
+            .iter()
+            .filter(|(_, r)| &*r.node == node)
+            .map(|(n, _)| n.clone())
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|n| self.remote.remove(&n).map(|r| (n, r)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_user_is_found_by_its_address_until_it_renames() {
+        let mut c = Chat::new(None);
+        let id = c
+            .enter(Peer(7), Kind::Line, addr(5), None, DEFAULT_ROOM)
+            .unwrap();
+        assert_eq!(c.locate(b"127.0.0.1:5"), Place::Local(id));
+        assert_eq!(c.rename(id, "alice").unwrap(), "127.0.0.1:5");
+        assert_eq!(c.locate(b"127.0.0.1:5"), Place::Nowhere);
+        assert_eq!(c.locate(b"alice"), Place::Local(id));
+        assert_eq!(c.get(id).map(|m| m.peer), Some(Peer(7)));
+    }
+
+    #[test]
+    fn a_taken_name_is_refused_and_leaving_frees_it() {
+        let mut c = Chat::new(None);
+        let a = c.enter(Peer(1), Kind::Im, addr(1), Some("a"), 101).unwrap();
+        assert_eq!(
+            c.enter(Peer(2), Kind::Im, addr(2), Some("a"), 101),
+            Err(NameTaken)
+        );
+        let b = c.enter(Peer(2), Kind::Line, addr(2), None, 101).unwrap();
+        assert_eq!(c.rename(b, "a"), Err(NameTaken));
+        assert!(c.leave(a).is_some());
+        assert!(c.leave(a).is_none());
+        assert_eq!(c.rename(b, "a").unwrap(), "127.0.0.1:2");
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn in_a_cluster_default_names_carry_the_node_and_routing_needs_the_link() {
+        let mut c = Chat::new(Some("n1"));
+        let id = c.enter(Peer(1), Kind::Line, addr(9), None, 101).unwrap();
+        assert_eq!(c.locate(b"127.0.0.1:9@n1"), Place::Local(id));
+        assert_eq!(c.locate(b"bob"), Place::Unknown);
+        c.set_cluster_up(true);
+        assert_eq!(c.locate(b"bob"), Place::Nowhere);
+        let bob = Remote {
+            node: "n2".into(),
+            room: 102,
+            addr: addr(3),
+        };
+        assert!(c.remote_arrived("bob", bob));
+        assert_eq!(c.locate(b"bob"), Place::Remote("n2".into()));
+        assert_eq!(c.room_of("bob"), Some(102));
+        assert!(c.remote_left("bob", "n3").is_none());
+        assert_eq!(c.remote_node_gone("n2").len(), 1);
+        assert_eq!(c.locate(b"bob"), Place::Nowhere);
+    }
+}

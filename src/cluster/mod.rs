@@ -1,3 +1,580 @@
-//! Many servers, one chat.
+//! Many servers, one chat: this server's side of the Redis backplane (`--redis`).
+//!
+//! - [`link`]: two non-blocking Redis sockets in the loop's own poll, pipelined commands
+//!   and a FIFO of what asked for each reply;
+//! - [`wire`]: the keys, channels and wire form of the events servers exchange;
+//! - [`Cluster`] (here): what this server tells the others (one PUBLISH per event), what
+//!   it hears from them (kept in the chat core's replica of remote users, and handed to
+//!   the loop as [`News`] for the fan-out), name claims (`SET NX`) and look-ups (`GET`),
+//!   liveness, and recovery after Redis comes back.
+//!
+//! A question to Redis carries the caller's context `C` (who asked, and how to answer),
+//! opaque here, and comes back with it in [`News::Claimed`] or [`News::Routed`]; nothing
+//! here knows a protocol or a connection.
+//!
+//! Liveness: every `node_timeout / 5` the server refreshes `im:alive:{node}` (TTL 3/5 of
+//! the timeout) and asks whether the others' keys still exist; a server whose key is gone
+//! is dead, and its users are announced offline and their names freed within the timeout.
+
 pub mod link;
 pub mod wire;
+
+use crate::chat::{Chat, Remote};
+use link::{Backplane, Event as Link};
+use log::{debug, info};
+use mio::{Registry, Token};
+use redis_protocol::resp2::types::OwnedFrame;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use wire::Wire;
+
+/// Frees a name only if `node` still holds it, with its `im:users` entry: a late or
+/// repeated cleanup must never take a name from its new owner.
+/// KEYS: `im:name:{name}`, `im:users`; ARGV: node, name.
+const FORGET_NAME_LUA: &[u8] = b"if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    redis.call('DEL', KEYS[1]) \
+    local v = redis.call('HGET', KEYS[2], ARGV[2]) \
+    if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '\\0' then \
+      redis.call('HDEL', KEYS[2], ARGV[2]) end \
+    return 1 end return 0";
+
+/// What a Redis command was sent for: its reply is routed back by this.
+#[derive(Debug)]
+enum Ask<C> {
+    /// `SET im:name:{name} node NX`.
+    Claim { name: Box<str>, ctx: C },
+    /// `HGETALL im:users` after (re)connecting.
+    Users,
+    /// `EXISTS im:alive:{node}`.
+    Alive { node: Box<str> },
+    /// `GET im:name:{name}` for a private message to a name the replica does not know
+    /// (yet: a rename or login elsewhere may not have reached us).
+    Route {
+        name: Box<str>,
+        text: Vec<u8>,
+        ctx: C,
+    },
+}
+
+/// What the cluster hands the loop to act on.
+#[derive(Debug)]
+pub enum News<C> {
+    /// A name claim was answered: `Some(won)`, or `None` when Redis went away first.
+    Claimed {
+        /// What the claim was for.
+        ctx: C,
+        /// The name.
+        name: Box<str>,
+        /// Redis's answer.
+        won: Option<bool>,
+    },
+    /// A look-up was answered: `Some(Some(node))` holds the name (another server),
+    /// `Some(None)` nobody else does, `None` Redis went away.
+    Routed {
+        /// Who asked, and how to answer.
+        ctx: C,
+        /// The recipient's name.
+        name: Box<str>,
+        /// The text to deliver if found.
+        text: Vec<u8>,
+        /// Where it is.
+        node: Option<Option<Box<str>>>,
+    },
+    /// A user of another server came online (local users get a notice).
+    Arrived {
+        /// The name.
+        name: Box<str>,
+        /// Where.
+        user: Remote,
+    },
+    /// A user of another server left.
+    Left {
+        /// The name.
+        name: Box<str>,
+        /// Where it was.
+        user: Remote,
+    },
+    /// A user of another server said this to a room.
+    Said {
+        /// The speaker.
+        name: Box<str>,
+        /// Where (the room is the recipients').
+        user: Remote,
+        /// The text, byte for byte.
+        text: Vec<u8>,
+    },
+    /// A user of another server said this to a user of ours.
+    Whispered {
+        /// The speaker.
+        from: Box<str>,
+        /// The speaker's address.
+        addr: SocketAddr,
+        /// Our user.
+        to: Box<str>,
+        /// The text.
+        text: Vec<u8>,
+    },
+}
+
+/// The cluster state of one server.
+pub struct Cluster<C> {
+    link: Backplane<Ask<C>>,
+    node: Box<str>,
+    /// Between (re)connecting and the `im:users` snapshot: names whose leaving was already
+    /// heard, so the older snapshot does not bring them back.
+    left_before_snapshot: Option<HashSet<Box<str>>>,
+    timeout: Duration,
+    next_beat: Instant,
+    /// Names claimed for users who are gone, whose release could not reach Redis (a claim
+    /// that timed out may still have been applied): released on the next connect.
+    orphans: Vec<Box<str>>,
+}
+
+impl<C> Cluster<C> {
+    /// The cluster state for node `node`, talking to Redis at `addr`, under two reserved
+    /// tokens of the loop's poll.
+    pub fn new(
+        addr: SocketAddr,
+        db: u32,
+        node: &str,
+        timeout: Duration,
+        tokens: [Token; 2],
+    ) -> Self {
+        let channels = vec![wire::ROOM_CHANNEL.to_vec(), wire::node_channel(node)];
+        let [cmd, sub] = tokens;
+        Cluster {
+            link: Backplane::new(addr, db, cmd, sub, channels),
+            node: node.into(),
+            left_before_snapshot: None,
+            timeout,
+            next_beat: Instant::now(),
+            orphans: Vec::new(),
+        }
+    }
+
+    /// Whether `token` is one of the Redis sockets'.
+    pub fn owns(&self, token: Token) -> bool {
+        self.link.owns(token)
+    }
+
+    /// Whether Redis is reachable now.
+    pub fn is_up(&self) -> bool {
+        self.link.is_up()
+    }
+
+    /// When the cluster next needs the loop.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let beat = self.link.is_up().then_some(self.next_beat);
+        [self.link.next_deadline(), beat]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Gauges for the metrics page: messages in, commands out, pending, reconnects.
+    pub fn stats(&self) -> (u64, u64, usize, u64) {
+        let s = self.link.stats();
+        (
+            s.messages_in,
+            s.commands_out,
+            self.link.pending(),
+            s.reconnects,
+        )
+    }
+
+    /// Readiness of a Redis socket: what it brought is applied to `chat` and handed over.
+    pub fn on_ready(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        now: Instant,
+        scratch: &mut [u8],
+        chat: &mut Chat,
+        news: &mut Vec<News<C>>,
+    ) {
+        let mut events = Vec::new();
+        self.link
+            .on_ready(token, registry, now, scratch, &mut events);
+        self.apply(events, chat, now, news);
+    }
+
+    /// Once per turn: reconnects, stall detection, heartbeats and liveness checks, then
+    /// writes what the turn queued for Redis.
+    pub fn turn(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        chat: &mut Chat,
+        news: &mut Vec<News<C>>,
+    ) {
+        let mut events = Vec::new();
+        self.link.tick(registry, now, &mut events);
+        if self.link.is_up() && now >= self.next_beat {
+            self.next_beat = now + self.timeout / 5;
+            let ttl = (self.timeout * 3 / 5).as_millis().max(1).to_string();
+            let alive = wire::alive_key(&self.node);
+            self.link
+                .command(&[b"SET", &alive, b"1", b"PX", ttl.as_bytes()], None, now);
+            for node in chat.remote_nodes() {
+                let key = wire::alive_key(&node);
+                self.link
+                    .command(&[b"EXISTS", &key], Some(Ask::Alive { node }), now);
+            }
+        }
+        self.link.flush(registry, now, &mut events);
+        self.apply(events, chat, now, news);
+    }
+
+    fn apply(
+        &mut self,
+        events: Vec<Link<Ask<C>>>,
+        chat: &mut Chat,
+        now: Instant,
+        news: &mut Vec<News<C>>,
+    ) {
+        for event in events {
+            match event {
+                Link::Up => self.on_up(chat, now),
+                Link::Down => {
+                    chat.set_cluster_up(false);
+                    self.left_before_snapshot = None;
+                }
+                Link::Reply(ask, frame) => self.on_reply(ask, frame, chat, now, news),
+                Link::Failed(ask) => self.on_failed(ask, news),
+                Link::Message { payload, .. } => self.on_wire(&payload, chat, news),
+            }
+        }
+    }
+
+    /// (Re)connected: claim our users' names again, list them, tell the others quietly,
+    /// and read everyone else's.
+    fn on_up(&mut self, chat: &mut Chat, now: Instant) {
+        chat.set_cluster_up(true);
+        self.next_beat = now;
+        let mut name = String::new();
+        let mut count = 0;
+        for (_, member) in chat.members() {
+            name.clear();
+            member.name_into(&mut name);
+            let user = Remote {
+                node: self.node.clone(),
+                room: member.room,
+                addr: member.addr,
+            };
+            self.announce(&name, user, false, now);
+            count += 1;
+        }
+        let node = self.node.clone();
+        for name in std::mem::take(&mut self.orphans) {
+            self.forget_name(&name, &node, now);
+        }
+        self.left_before_snapshot = Some(HashSet::new());
+        self.link
+            .command(&[b"HGETALL", wire::USERS_KEY], Some(Ask::Users), now);
+        info!("cluster: node {} announced {count} users", self.node);
+    }
+
+    fn on_reply(
+        &mut self,
+        ask: Ask<C>,
+        frame: OwnedFrame,
+        chat: &mut Chat,
+        now: Instant,
+        news: &mut Vec<News<C>>,
+    ) {
+        match ask {
+            Ask::Claim { name, ctx } => {
+                let won = matches!(frame, OwnedFrame::SimpleString(ref s) if s == b"OK");
+                news.push(News::Claimed {
+                    ctx,
+                    name,
+                    won: Some(won),
+                });
+            }
+            Ask::Users => self.load_users(frame, chat, now),
+            Ask::Alive { node } => {
+                if frame == OwnedFrame::Integer(0) {
+                    self.node_dead(&node, chat, now, news);
+                }
+            }
+            Ask::Route { name, text, ctx } => {
+                let node = match frame {
+                    OwnedFrame::BulkString(node) => String::from_utf8(node).ok(),
+                    _ => None,
+                };
+                // Our own node holding it means nobody else does.
+                let node = node.filter(|n| *n != *self.node).map(Box::from);
+                news.push(News::Routed {
+                    ctx,
+                    name,
+                    text,
+                    node: Some(node),
+                });
+            }
+        }
+    }
+
+    fn on_failed(&mut self, ask: Ask<C>, news: &mut Vec<News<C>>) {
+        match ask {
+            Ask::Claim { name, ctx } => {
+                // Redis may have applied the claim before it went away: free it on
+                // reconnect unless the claim is used meanwhile.
+                self.orphans.push(name.clone());
+                news.push(News::Claimed {
+                    ctx,
+                    name,
+                    won: None,
+                });
+            }
+            Ask::Route { name, text, ctx } => news.push(News::Routed {
+                ctx,
+                name,
+                text,
+                node: None,
+            }),
+            Ask::Users | Ask::Alive { .. } => {}
+        }
+    }
+
+    /// Merges `HGETALL im:users` into the replica. The snapshot was read after our
+    /// SUBSCRIBE was confirmed, so every later change reaches us as an event; events
+    /// already applied are newer than the snapshot and win (users heard leaving stay
+    /// gone, users heard arriving stay as heard).
+    fn load_users(&mut self, frame: OwnedFrame, chat: &mut Chat, now: Instant) {
+        let left = self.left_before_snapshot.take().unwrap_or_default();
+        let OwnedFrame::Array(items) = frame else {
+            return;
+        };
+        let mut stale = Vec::new();
+        for pair in items.chunks(2) {
+            let [OwnedFrame::BulkString(name), OwnedFrame::BulkString(value)] = pair else {
+                continue;
+            };
+            let (Ok(name), Some(user)) = (std::str::from_utf8(name), wire::parse_user_value(value))
+            else {
+                continue;
+            };
+            if *user.node != *self.node {
+                if !left.contains(name) {
+                    chat.remote_known(name, user);
+                }
+            } else if chat.find(name.as_bytes()).is_none() {
+                // Ours, but nobody here has it: left from before a crash of this node.
+                stale.push(name.to_owned());
+            }
+        }
+        let node = self.node.clone();
+        for name in stale {
+            self.forget_name(&name, &node, now);
+        }
+        debug!("cluster: {} users on other servers", chat.remote_count());
+    }
+
+    /// A server's heartbeat key expired: its users are gone, and their names free.
+    fn node_dead(&mut self, node: &str, chat: &mut Chat, now: Instant, news: &mut Vec<News<C>>) {
+        let gone = chat.remote_node_gone(node);
+        info!("cluster: node {node} is gone with {} users", gone.len());
+        for (name, user) in gone {
+            self.forget_name(&name, node, now);
+            news.push(News::Left { name, user });
+        }
+    }
+
+    /// An event another server published: applied to the replica, handed over.
+    fn on_wire(&mut self, payload: &[u8], chat: &mut Chat, news: &mut Vec<News<C>>) {
+        let Some(event) = Wire::decode(payload) else {
+            return;
+        };
+        if event.node() == &*self.node {
+            return; // our own event, delivered locally already
+        }
+        match event {
+            Wire::Online { name, user, notify } => {
+                chat.remote_arrived(name, user.clone());
+                if notify {
+                    news.push(News::Arrived {
+                        name: name.into(),
+                        user,
+                    });
+                }
+            }
+            Wire::Offline { name, user } => {
+                if let Some(left) = self.left_before_snapshot.as_mut() {
+                    left.insert(name.into());
+                }
+                if let Some(user) = chat.remote_left(name, &user.node) {
+                    news.push(News::Left {
+                        name: name.into(),
+                        user,
+                    });
+                }
+            }
+            Wire::Rename { old, new, user } => {
+                if let Some(left) = self.left_before_snapshot.as_mut() {
+                    left.insert(old.into());
+                }
+                chat.remote_left(old, &user.node);
+                chat.remote_arrived(new, user);
+            }
+            Wire::Say { name, user, text } => news.push(News::Said {
+                name: name.into(),
+                user,
+                text: text.to_vec(),
+            }),
+            Wire::Whisper {
+                from,
+                user,
+                to,
+                text,
+            } => news.push(News::Whispered {
+                from: from.into(),
+                addr: user.addr,
+                to: to.into(),
+                text: text.to_vec(),
+            }),
+        }
+    }
+
+    /// Asks Redis for `name`; the answer comes back as [`News::Claimed`] with `ctx`.
+    /// False (and nothing sent) when Redis is unreachable.
+    pub fn claim(&mut self, name: &str, ctx: C, now: Instant) -> bool {
+        let key = wire::name_key(name);
+        let ask = Ask::Claim {
+            name: name.into(),
+            ctx,
+        };
+        let node = self.node.clone();
+        self.link
+            .command(&[b"SET", &key, node.as_bytes(), b"NX"], Some(ask), now)
+    }
+
+    /// Asks Redis where `name` is, to deliver `text`; the answer comes back as
+    /// [`News::Routed`] with `ctx`, or at once as a failure when Redis is unreachable.
+    pub fn route(
+        &mut self,
+        name: &str,
+        text: &[u8],
+        ctx: C,
+        now: Instant,
+        news: &mut Vec<News<C>>,
+    ) {
+        let ask = Ask::Route {
+            name: name.into(),
+            text: text.to_vec(),
+            ctx,
+        };
+        if !self.link.is_up() {
+            return self.on_failed(ask, news);
+        }
+        let key = wire::name_key(name);
+        self.link.command(&[b"GET", &key], Some(ask), now);
+    }
+
+    /// Records a user of ours in Redis and tells the others (`notify`: with an online
+    /// notice; false when re-announcing after a reconnect). The one "announce" sequence:
+    /// SET the name, HSET the user, PUBLISH the arrival.
+    pub fn announce(&mut self, name: &str, user: Remote, notify: bool, now: Instant) {
+        let key = wire::name_key(name);
+        let node = self.node.clone();
+        self.link
+            .command(&[b"SET", &key, node.as_bytes()], None, now);
+        let value = wire::user_value(&user);
+        self.link.command(
+            &[b"HSET", wire::USERS_KEY, name.as_bytes(), &value],
+            None,
+            now,
+        );
+        self.publish(
+            wire::ROOM_CHANNEL,
+            &Wire::Online { name, user, notify },
+            now,
+        );
+    }
+
+    /// A user of ours left: its name is freed and the others are told.
+    pub fn left(&mut self, name: &str, room: u16, addr: SocketAddr, now: Instant) {
+        let node = self.node.clone();
+        self.forget_name(name, &node, now);
+        let user = self.user(room, addr);
+        self.publish(wire::ROOM_CHANNEL, &Wire::Offline { name, user }, now);
+    }
+
+    /// A user of ours was renamed (the claim of `new` already granted).
+    pub fn renamed(&mut self, old: &str, new: &str, room: u16, addr: SocketAddr, now: Instant) {
+        let node = self.node.clone();
+        self.forget_name(old, &node, now);
+        let user = self.user(room, addr);
+        let value = wire::user_value(&user);
+        self.link.command(
+            &[b"HSET", wire::USERS_KEY, new.as_bytes(), &value],
+            None,
+            now,
+        );
+        self.publish(wire::ROOM_CHANNEL, &Wire::Rename { old, new, user }, now);
+    }
+
+    /// A user of ours (or the HTTP API speaking as `name`) said `text` to `room`.
+    pub fn said(&mut self, name: &str, room: u16, addr: SocketAddr, text: &[u8], now: Instant) {
+        let user = self.user(room, addr);
+        self.publish(wire::ROOM_CHANNEL, &Wire::Say { name, user, text }, now);
+    }
+
+    /// `from` says `text` to `to`, a user of server `node`: one PUBLISH to that server.
+    pub fn whisper(
+        &mut self,
+        node: &str,
+        from: &str,
+        addr: SocketAddr,
+        to: &str,
+        text: &[u8],
+        now: Instant,
+    ) {
+        let user = self.user(0, addr);
+        let event = Wire::Whisper {
+            from,
+            user,
+            to,
+            text,
+        };
+        self.publish(&wire::node_channel(node), &event, now);
+    }
+
+    /// Frees a name this server claimed for nobody (the asker left meanwhile).
+    pub fn release(&mut self, name: &str, now: Instant) {
+        let node = self.node.clone();
+        self.forget_name(name, &node, now);
+    }
+
+    fn user(&self, room: u16, addr: SocketAddr) -> Remote {
+        Remote {
+            node: self.node.clone(),
+            room,
+            addr,
+        }
+    }
+
+    /// Frees `name` in Redis if `node` still holds it (see [`FORGET_NAME_LUA`]); kept for
+    /// the next connect if Redis is down.
+    fn forget_name(&mut self, name: &str, node: &str, now: Instant) {
+        let key = wire::name_key(name);
+        let args: [&[u8]; 7] = [
+            b"EVAL",
+            FORGET_NAME_LUA,
+            b"2",
+            &key,
+            wire::USERS_KEY,
+            node.as_bytes(),
+            name.as_bytes(),
+        ];
+        if !self.link.command(&args, None, now) && node == &*self.node {
+            self.orphans.push(name.into());
+        }
+    }
+
+    fn publish(&mut self, channel: &[u8], event: &Wire<'_>, now: Instant) {
+        let mut bytes = Vec::new();
+        event.encode(&mut bytes);
+        self.link.command(&[b"PUBLISH", channel, &bytes], None, now);
+    }
+}

@@ -13,7 +13,7 @@
 //! - channel `im:room`: presence and broadcasts, one PUBLISH per event, every server reads;
 //! - channel `im:node:{node}`: private messages for that node's users.
 
-use std::net::SocketAddr;
+use crate::chat::Remote;
 
 /// The channel every server subscribes to.
 pub const ROOM_CHANNEL: &[u8] = b"im:room";
@@ -33,17 +33,6 @@ pub fn alive_key(node: &str) -> Vec<u8> {
 /// `im:node:{node}`: the channel of one server's private messages.
 pub fn node_channel(node: &str) -> Vec<u8> {
     [b"im:node:".as_slice(), node.as_bytes()].concat()
-}
-
-/// A user of another server, as this one knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Remote {
-    /// The server the user is on.
-    pub node: Box<str>,
-    /// The room (appID).
-    pub room: u16,
-    /// The user's peer address, for `[addr]` in notices.
-    pub addr: SocketAddr,
 }
 
 /// One event on the wire.

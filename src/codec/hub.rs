@@ -66,8 +66,10 @@ fn id(name: &str) -> Value {
 
 /// Appends one hub message.
 pub fn encode(out: &mut Vec<u8>, kind: u64, sender: &str, receiver: &str, content: &str) {
+    // Keys in sorted order, as this server has always sent them (and load generators
+    // match on): `content`, `receiver`, `sender`, `type`.
     let v =
-        json!({"type": kind, "sender": id(sender), "receiver": id(receiver), "content": content});
+        json!({"content": content, "receiver": id(receiver), "sender": id(sender), "type": kind});
     // Serializing a Value into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &v);
 }

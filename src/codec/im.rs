@@ -8,15 +8,12 @@
 //! recipient.
 
 use crate::codec::line::check_name;
-use crate::text::Texts;
 use serde_json::{json, Value};
 
 /// The most bytes a user id may have (seed 003's limit).
 pub const MAX_USER_ID_BYTES: usize = 19;
 /// The application (room) ids a client may log in to; line users share the first.
 pub const APP_IDS: std::ops::RangeInclusive<u16> = 101..=104;
-/// The room of line users, hub users, and of `/im` logins that name no appID.
-pub const DEFAULT_APP_ID: u16 = 101;
 
 /// Response codes, with the seed's numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,19 +47,6 @@ impl Code {
             Code::NoRoute => 1010,
         }
     }
-
-    /// The `codeMsg` text.
-    pub fn message(self, texts: &Texts) -> &'static str {
-        match self {
-            Code::Success => texts.code_success,
-            Code::NotLoggedIn => texts.code_not_logged_in,
-            Code::BadParams => texts.code_bad_params,
-            Code::BadUserId => texts.code_bad_user_id,
-            Code::Unauthorized => texts.code_unauthorized,
-            Code::Failed => texts.code_failed,
-            Code::NoRoute => texts.code_no_route,
-        }
-    }
 }
 
 /// What a request asks for.
@@ -72,8 +56,8 @@ pub enum Command {
     Login {
         /// The user id, checked against the name rules.
         user_id: String,
-        /// The room.
-        app_id: u16,
+        /// The room, when given (one of [`APP_IDS`]).
+        app_id: Option<u16>,
     },
     /// `heartbeat`.
     Heartbeat,
@@ -156,11 +140,11 @@ fn parse_login(data: &Value) -> Result<Command, Refusal> {
         return refuse(Code::BadUserId);
     }
     let app_id = match field(data, &["appID", "appId"]) {
-        None | Some(Value::Null) => DEFAULT_APP_ID,
+        None | Some(Value::Null) => None,
         Some(v) => match scalar_text(Some(v)).and_then(|t| t.parse::<i64>().ok()) {
             None => return refuse(Code::BadParams),
             Some(n) => match u16::try_from(n) {
-                Ok(id) if APP_IDS.contains(&id) => id,
+                Ok(id) if APP_IDS.contains(&id) => Some(id),
                 _ => return refuse(Code::Unauthorized),
             },
         },
@@ -186,32 +170,28 @@ fn parse_msg(data: &Value) -> Result<Command, Refusal> {
     })
 }
 
-/// Appends an answer: `{"seq","cmd","response":{"code","codeMsg","data"}}`.
-pub fn answer(out: &mut Vec<u8>, texts: &Texts, seq: &str, cmd: &str, code: Code, data: Value) {
-    answer_with(out, seq, cmd, code.number(), code.message(texts), data);
-}
-
-/// Appends an answer with an explicit `codeMsg` (`数据不合法` has no code of its own).
-pub fn answer_with(out: &mut Vec<u8>, seq: &str, cmd: &str, code: u32, msg: &str, data: Value) {
+/// Appends an answer: `{"seq","cmd","response":{"code","codeMsg","data"}}`, keys in
+/// that order (the seed's).
+pub fn answer(out: &mut Vec<u8>, seq: &str, cmd: &str, code: u32, code_msg: &str, data: Value) {
     let v = json!({
         "seq": seq,
         "cmd": cmd,
-        "response": {"code": code, "codeMsg": msg, "data": data},
+        "response": {"code": code, "codeMsg": code_msg, "data": data},
     });
     // Serializing a Value into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &v);
 }
 
-/// Appends a push (`cmd` is `msg`, `enter` or `exit`): a chat line or notice from `from`.
-pub fn push(out: &mut Vec<u8>, texts: &Texts, cmd: &str, target: &str, msg: &str, from: &str) {
+/// Appends a push (`cmd` is `msg`, `enter` or `exit`): a chat line or notice from `from`,
+/// in the answer shape with code 200 and its `codeMsg`.
+pub fn push(out: &mut Vec<u8>, cmd: &str, code_msg: &str, target: &str, msg: &str, from: &str) {
     let data = json!({"target": target, "type": "text", "msg": msg, "from": from});
-    answer(out, texts, "", cmd, Code::Success, data);
+    answer(out, "", cmd, Code::Success.number(), code_msg, data);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text::ZH;
 
     fn cmd(text: &str) -> Result<Command, Refusal> {
         parse(text).command
@@ -221,7 +201,7 @@ mod tests {
     fn login_accepts_both_key_spellings_and_numeric_strings() {
         let want = Ok(Command::Login {
             user_id: "alice".into(),
-            app_id: 102,
+            app_id: Some(102),
         });
         assert_eq!(
             cmd(r#"{"seq":"1","cmd":"login","data":{"userID":"alice","appID":102}}"#),
@@ -234,12 +214,12 @@ mod tests {
     }
 
     #[test]
-    fn login_defaults_to_app_101() {
+    fn login_may_leave_the_app_out() {
         assert_eq!(
             cmd(r#"{"cmd":"login","data":{"userID":"bob"}}"#),
             Ok(Command::Login {
                 user_id: "bob".into(),
-                app_id: 101
+                app_id: None
             })
         );
     }
@@ -311,14 +291,14 @@ mod tests {
     #[test]
     fn answers_and_pushes_have_the_seed_shape() {
         let mut out = Vec::new();
-        answer(&mut out, &ZH, "3", "ping", Code::Success, json!("pong"));
+        answer(&mut out, "3", "ping", 200, "Success", json!("pong"));
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v,
             json!({"seq":"3","cmd":"ping","response":{"code":200,"codeMsg":"Success","data":"pong"}})
         );
         out.clear();
-        push(&mut out, &ZH, "enter", "", ZH.enter, "alice");
+        push(&mut out, "enter", "Success", "", "哈喽~", "alice");
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["response"]["data"]["msg"], "哈喽~");
         assert_eq!(v["response"]["data"]["from"], "alice");

@@ -5,9 +5,8 @@
 //! buffer memory at all: `inbuf` exists only while a partial line waits for its newline, and
 //! `outbuf` only while output waits for the socket.
 
-use crate::codec::im::DEFAULT_APP_ID;
-use crate::codec::ws::WsReader;
-use crate::text::User;
+use crate::chat::UserId;
+use crate::proto::Session;
 use mio::net::TcpStream;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
@@ -23,50 +22,6 @@ pub enum ConnState {
     CloseAfterFlush,
     /// To be freed at the end of this turn, output or not (I/O error, slow consumer).
     Closing,
-}
-
-/// How a connection frames its bytes. A web connection starts as `Http` and may be
-/// upgraded to `Ws` in place: the socket, buffers and slab slot stay, only this changes.
-#[derive(Debug)]
-pub enum Proto {
-    /// The newline-framed line protocol.
-    Line,
-    /// HTTP/1.1 requests (the API and the page), before any upgrade.
-    Http {
-        /// When the request in progress (or the keep-alive wait) began: a request must be
-        /// complete within the HTTP timeout of it, however slowly its bytes trickle in.
-        since: Instant,
-    },
-    /// A WebSocket after the handshake.
-    Ws {
-        /// Frame decoder state (no heap unless a fragmented message is in progress).
-        reader: WsReader,
-        /// Which JSON protocol the socket speaks.
-        app: WsApp,
-    },
-}
-
-/// The JSON protocol of a WebSocket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WsApp {
-    /// Seed 003's `/im` protocol; the user is in room `app_id` once logged in.
-    Im {
-        /// The room (appID).
-        app_id: u16,
-    },
-    /// Seed 004's `/ws/{id}` hub; always in the line users' room.
-    Hub,
-}
-
-/// The shape a user's messages take on the wire, one per protocol that has users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
-    /// `[addr]name:TEXT` lines.
-    Line = 0,
-    /// seed 003 JSON pushes in WebSocket frames.
-    Im = 1,
-    /// seed 004 hub messages in WebSocket frames.
-    Hub = 2,
 }
 
 /// The result of one `read` call.
@@ -108,20 +63,19 @@ pub struct Conn {
     pub generation: u32,
     /// The peer address: the `[addr]` of every notice, and the name until one is chosen.
     pub addr: SocketAddr,
-    /// The name the user chose with `rename`, if any.
-    pub chosen_name: Option<Box<str>>,
     /// Lifecycle state.
     pub state: ConnState,
-    /// How its bytes are framed.
-    pub proto: Proto,
-    /// Whether the user is listed in the directory (and so gets an offline notice).
-    pub online: bool,
+    /// The protocol it speaks, with that protocol's state.
+    pub session: Session,
+    /// Its user in the chat core, while online.
+    pub user: Option<UserId>,
+    /// Whether the peer hung up (seen in this turn's events): fan-outs skip it, so a mass
+    /// departure does not queue notices to connections that are already gone.
+    pub hung_up: bool,
     /// When the user last sent anything: the idle deadline is this plus the timeout.
     pub last_active: Instant,
     /// A partial line waiting for its newline; empty (unallocated) otherwise.
     pub inbuf: Vec<u8>,
-    /// Whether the rest of an over-long line is being skipped up to its newline.
-    pub discarding: bool,
     /// Whether the token is already on the server's dirty list this turn.
     pub dirty: bool,
     /// Whether WRITABLE interest is registered.
@@ -137,58 +91,23 @@ impl Conn {
         socket: TcpStream,
         generation: u32,
         addr: SocketAddr,
-        proto: Proto,
+        session: Session,
         now: Instant,
     ) -> Self {
         Conn {
             socket,
             generation,
             addr,
-            chosen_name: None,
             state: ConnState::Open,
-            proto,
-            online: false,
+            session,
+            user: None,
+            hung_up: false,
             last_active: now,
             inbuf: Vec::new(),
-            discarding: false,
             dirty: false,
             write_armed: false,
             outbuf: Vec::new(),
             out_pos: 0,
-        }
-    }
-
-    /// The user as texts show it.
-    pub fn user(&self) -> User<'_> {
-        User {
-            addr: &self.addr,
-            name: self.chosen_name.as_deref(),
-        }
-    }
-
-    /// How this user's messages are encoded; `None` for HTTP, which gets no chat.
-    pub fn form(&self) -> Option<Form> {
-        match self.proto {
-            Proto::Line => Some(Form::Line),
-            Proto::Ws {
-                app: WsApp::Im { .. },
-                ..
-            } => Some(Form::Im),
-            Proto::Ws {
-                app: WsApp::Hub, ..
-            } => Some(Form::Hub),
-            Proto::Http { .. } => None,
-        }
-    }
-
-    /// The room (appID) the user chats in: line and hub users share [`DEFAULT_APP_ID`].
-    pub fn room(&self) -> u16 {
-        match self.proto {
-            Proto::Ws {
-                app: WsApp::Im { app_id },
-                ..
-            } => app_id,
-            _ => DEFAULT_APP_ID,
         }
     }
 
@@ -258,12 +177,9 @@ impl Conn {
     }
 }
 
-/// Shows a connection in logs as `addr (name)`.
+/// Shows a connection in logs by its peer address.
 impl fmt::Display for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.chosen_name {
-            Some(name) => write!(f, "{} ({name})", self.addr),
-            None => write!(f, "{}", self.addr),
-        }
+        write!(f, "{}", self.addr)
     }
 }

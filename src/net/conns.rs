@@ -1,0 +1,209 @@
+//! Every connection in one `Slab`, with the turn's output bookkeeping: which connections
+//! have output to flush, which are to be freed, and the limits on what may wait.
+//!
+//! Tokens carry a generation beside the slab key, so an event or timer for a freed
+//! connection whose key was reused is recognised and dropped; connections are freed only in
+//! the loop's close phase, never during dispatch.
+
+use super::conn::{Conn, ConnState, OverLimit};
+use super::storm::Storm;
+use crate::proto::{Family, Session};
+use log::debug;
+use mio::net::TcpStream;
+use mio::Token;
+use slab::Slab;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// The generation of a connection token (its high 32 bits).
+pub fn token_generation(token: Token) -> u32 {
+    (token.0 >> 32) as u32
+}
+
+fn token_key(token: Token) -> usize {
+    token.0 & 0xFFFF_FFFF
+}
+
+fn conn_token(key: usize, generation: u32) -> Token {
+    Token(((generation as usize) << 32) | key)
+}
+
+/// The connections and what the turn owes them.
+#[derive(Debug)]
+pub struct Conns {
+    slab: Slab<Conn>,
+    next_generation: u32,
+    /// Connections with output queued this turn, each listed once (`Conn::dirty`).
+    pub dirty: Vec<Token>,
+    /// Connections to free in the close phase.
+    pub closing: Vec<Token>,
+    /// The per-connection output limit, `--max-outbuf`.
+    max_outbuf_bytes: usize,
+    /// Messages queued to recipients.
+    pub messages_out: u64,
+    /// Slow readers disconnected at the limit.
+    pub slow_consumer_kicks: u64,
+    /// The same, grouped into episodes for the log.
+    pub slow: Storm,
+    /// Open connections by protocol family.
+    families: [usize; 3],
+}
+
+impl Conns {
+    /// No connections yet; each may have `max_outbuf_bytes` waiting.
+    pub fn new(max_outbuf_bytes: usize) -> Self {
+        Conns {
+            slab: Slab::new(),
+            next_generation: 0,
+            dirty: Vec::new(),
+            closing: Vec::new(),
+            max_outbuf_bytes,
+            messages_out: 0,
+            slow_consumer_kicks: 0,
+            slow: Storm::default(),
+            families: [0; 3],
+        }
+    }
+
+    /// Connections held.
+    pub fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    /// The token the next [`Conns::insert`] will use.
+    pub fn next_token(&mut self) -> Token {
+        conn_token(self.slab.vacant_key(), self.next_generation)
+    }
+
+    /// Holds a new connection under [`Conns::next_token`].
+    pub fn insert(
+        &mut self,
+        socket: TcpStream,
+        addr: SocketAddr,
+        session: Session,
+        now: Instant,
+    ) -> Token {
+        let token = self.next_token();
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        self.count(session.family(), true);
+        self.slab
+            .insert(Conn::new(socket, generation, addr, session, now));
+        token
+    }
+
+    /// Lets go of a connection (the close phase); `None` for a stale token.
+    pub fn remove(&mut self, token: Token) -> Option<Conn> {
+        self.get(token)?;
+        let conn = self.slab.try_remove(token_key(token))?;
+        self.count(conn.session.family(), false);
+        Some(conn)
+    }
+
+    /// Notes that a connection changed protocol (an HTTP upgrade).
+    pub fn recount(&mut self, was: Family, now: Family) {
+        if was != now {
+            self.count(was, false);
+            self.count(now, true);
+        }
+    }
+
+    fn count(&mut self, family: Family, up: bool) {
+        if let Some(n) = self.families.get_mut(family as usize) {
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        }
+    }
+
+    /// Connections by family: line, WebSocket, HTTP.
+    pub fn families(&self) -> (usize, usize, usize) {
+        let [line, ws, http] = self.families;
+        (line, ws, http)
+    }
+
+    /// The live connection `token` names, or `None` for a stale or reserved token.
+    pub fn get(&self, token: Token) -> Option<&Conn> {
+        let generation = token_generation(token);
+        self.slab
+            .get(token_key(token))
+            .filter(|c| c.generation == generation)
+    }
+
+    /// The live connection `token` names, mutably.
+    pub fn get_mut(&mut self, token: Token) -> Option<&mut Conn> {
+        let generation = token_generation(token);
+        self.slab
+            .get_mut(token_key(token))
+            .filter(|c| c.generation == generation)
+    }
+
+    /// Every connection's token, for shutdown and the Redis re-announce.
+    pub fn tokens(&self) -> Vec<Token> {
+        self.slab
+            .iter()
+            .map(|(key, c)| conn_token(key, c.generation))
+            .collect()
+    }
+
+    /// Queues `bytes` to an open connection; a reader too slow for its limit is marked
+    /// for closing. Output for a connection already on its way out is dropped: what it is
+    /// owed was queued before it began to close.
+    pub fn queue(&mut self, token: Token, bytes: &[u8]) {
+        let limit = self.max_outbuf_bytes;
+        let generation = token_generation(token);
+        let Some(conn) = self
+            .slab
+            .get_mut(token_key(token))
+            .filter(|c| c.generation == generation)
+        else {
+            return;
+        };
+        if conn.state != ConnState::Open {
+            return;
+        }
+        match conn.queue(bytes, limit) {
+            Ok(()) => {
+                self.messages_out += 1;
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(token);
+                }
+            }
+            Err(OverLimit) => {
+                debug!(
+                    "{conn} is not reading: {} bytes unsent, disconnecting",
+                    conn.pending()
+                );
+                self.slow_consumer_kicks += 1;
+                self.slow.hit();
+                self.close_now(token);
+            }
+        }
+    }
+
+    /// Puts a connection on the dirty list (output to write, or a close to complete).
+    pub fn mark_dirty(&mut self, token: Token) {
+        if let Some(conn) = self.get_mut(token) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    /// Marks a connection to be freed this turn, dropping its output.
+    pub fn close_now(&mut self, token: Token) {
+        let Some(conn) = self.get_mut(token) else {
+            return;
+        };
+        if conn.state != ConnState::Closing {
+            conn.state = ConnState::Closing;
+            conn.discard_output();
+            self.closing.push(token);
+        }
+    }
+}

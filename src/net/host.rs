@@ -1,0 +1,747 @@
+//! The chat service the loop offers the protocol adapters: the flows that join the chat
+//! core, the cluster and the connections, each written once.
+//!
+//! - presence: [`State::enter`] and [`State::leave`] (the online/offline fan-out, and the
+//!   one "announce a user to Redis" sequence);
+//! - speech: [`State::say`] (local fan-out, then one PUBLISH) and [`State::whisper`]
+//!   (routing by [`Chat::locate`]: local, another server, or ask Redis);
+//! - names: [`State::rename`] and [`State::login`] (a claim, decided here or by Redis);
+//! - what the cluster answers or hears later: [`State::apply_news`].
+//!
+//! [`Ctx`] binds the state to one connection and implements [`Host`] for its adapter.
+
+use super::conn::ConnState;
+use super::conns::Conns;
+use crate::chat::{Chat, Event, Kind, Member, NameTaken, Peer, Place, Remote, UserId};
+use crate::cluster::{Cluster, News};
+use crate::config::Config;
+use crate::metrics::{Backplane, Gauges, Metrics};
+use crate::proto::{self, api::Web, Claim, Host, Reply, Routed, Session, Voice};
+use crate::text::{Texts, User};
+use crate::timer::Wheel;
+use log::debug;
+use mio::Token;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// What a question to the cluster was asked for, kept with it until Redis answers.
+#[derive(Debug)]
+pub struct Waiting {
+    /// The asking connection.
+    token: Token,
+    /// How its protocol answers.
+    reply: Reply,
+    /// What the answer completes.
+    purpose: Purpose,
+}
+
+/// What a claim or look-up completes.
+#[derive(Debug)]
+enum Purpose {
+    /// A rename of the asker's user.
+    Rename,
+    /// The asker logging in.
+    Login { kind: Kind, room: u16 },
+    /// A private message from the asker (`as_name`: under that name, not as its user);
+    /// `need_text`: an empty text is refused once the recipient is known.
+    Route {
+        as_name: Option<Box<str>>,
+        need_text: bool,
+    },
+}
+
+/// Each protocol's bytes of one fan-out, encoded for the first recipient of that kind and
+/// copied to the others. Scratch: every use starts by clearing what it writes.
+#[derive(Debug)]
+pub struct Fanout {
+    texts: &'static Texts,
+    forms: [Vec<u8>; Kind::COUNT],
+}
+
+impl Fanout {
+    /// Buffers for texts in `texts`.
+    pub fn new(texts: &'static Texts) -> Self {
+        Fanout {
+            texts,
+            forms: Default::default(),
+        }
+    }
+
+    /// Tells every user in `room` about `event` from `from`, each in its protocol's form;
+    /// `except` is an `/im` user whose own arrival is answered by its login instead.
+    /// Presence notices skip connections whose peer has hung up (a half-closed client
+    /// still gets what is said: it may be reading the answers to its last lines).
+    pub fn room(
+        &mut self,
+        chat: &Chat,
+        conns: &mut Conns,
+        room: u16,
+        from: User<'_>,
+        event: Event<'_>,
+        except: Option<UserId>,
+    ) {
+        let mut encoded = [false; Kind::COUNT];
+        let notice = matches!(event, Event::Online | Event::Offline);
+        for (id, member) in chat.members() {
+            if member.room != room || (except == Some(id) && !proto::greets_self(member.kind)) {
+                continue;
+            }
+            let token = Token(member.peer.0);
+            if notice && conns.get(token).is_none_or(|c| c.hung_up) {
+                continue;
+            }
+            let i = member.kind.index();
+            let (Some(done), Some(buf)) = (encoded.get_mut(i), self.forms.get_mut(i)) else {
+                continue;
+            };
+            if !*done {
+                proto::render(member.kind, self.texts, from, member.shown(), event, buf);
+                *done = true;
+            }
+            conns.queue(token, buf);
+        }
+    }
+
+    /// Sends `text` from `from` to one user.
+    pub fn one(&mut self, conns: &mut Conns, to: &Member, from: User<'_>, text: &[u8]) {
+        let Some(buf) = self.forms.get_mut(to.kind.index()) else {
+            return;
+        };
+        proto::render(
+            to.kind,
+            self.texts,
+            from,
+            to.shown(),
+            Event::Whisper(text),
+            buf,
+        );
+        conns.queue(Token(to.peer.0), buf);
+    }
+}
+
+/// Everything a command can touch: the loop's state apart from the poll and listeners.
+pub struct State {
+    /// The connections.
+    pub conns: Conns,
+    /// Who is online.
+    pub chat: Chat,
+    /// The Redis backplane, with `--redis`.
+    pub cluster: Option<Cluster<Waiting>>,
+    /// What the cluster answered or heard, to act on this turn.
+    pub news: Vec<News<Waiting>>,
+    /// The HTTP API's memory.
+    pub web: Web,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Settings.
+    pub config: Config,
+    /// Idle, heartbeat, request and linger deadlines.
+    pub wheel: Wheel<Token>,
+    /// The fan-out's encode buffers.
+    pub fanout: Fanout,
+    /// Set once shutdown began: nobody is told about departures any more.
+    pub shutting_down: bool,
+}
+
+impl State {
+    /// Binds the state to one connection for its protocol adapter.
+    pub fn ctx(&mut self, token: Token, now: Instant) -> Ctx<'_> {
+        Ctx {
+            st: self,
+            token,
+            now,
+        }
+    }
+
+    /// The server's texts.
+    pub fn texts(&self) -> &'static Texts {
+        self.fanout.texts
+    }
+
+    /// Whether `token` is a connection that still takes commands.
+    fn is_open(&self, token: Token) -> bool {
+        self.conns
+            .get(token)
+            .is_some_and(|c| c.state == ConnState::Open)
+    }
+
+    /// Puts a connection's user online under `name` (`None`: its default name) and tells
+    /// its room and the other servers.
+    ///
+    /// # Errors
+    /// [`NameTaken`] when a local user holds the name.
+    pub fn enter(
+        &mut self,
+        token: Token,
+        kind: Kind,
+        name: Option<&str>,
+        room: u16,
+        now: Instant,
+    ) -> Result<(), NameTaken> {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return Err(NameTaken);
+        };
+        let id = self
+            .chat
+            .enter(Peer(token.0), kind, conn.addr, name, room)?;
+        conn.user = Some(id);
+        let Some(member) = self.chat.get(id) else {
+            return Ok(());
+        };
+        debug!("{} online as {:?}", member.addr, member.shown().name);
+        self.fanout.room(
+            &self.chat,
+            &mut self.conns,
+            room,
+            member.shown(),
+            Event::Online,
+            Some(id),
+        );
+        if let Some(cluster) = self.cluster.as_mut() {
+            let mut name = String::new();
+            member.name_into(&mut name);
+            let user = Remote {
+                node: Box::from(self.chat.node().unwrap_or_default()),
+                room,
+                addr: member.addr,
+            };
+            cluster.announce(&name, user, true, now);
+        }
+        Ok(())
+    }
+
+    /// Takes a connection's user offline: its name is freed, the other servers are told,
+    /// and (outside shutdown) its room gets the offline notice.
+    pub fn leave(&mut self, token: Token, now: Instant) {
+        let Some(id) = self.conns.get_mut(token).and_then(|c| c.user.take()) else {
+            return;
+        };
+        let Some(member) = self.chat.leave(id) else {
+            return;
+        };
+        debug!("{} offline", member.addr);
+        if let Some(cluster) = self.cluster.as_mut() {
+            let mut name = String::new();
+            member.name_into(&mut name);
+            cluster.left(&name, member.room, member.addr, now);
+        }
+        if !self.shutting_down {
+            let from = member.shown();
+            self.fanout.room(
+                &self.chat,
+                &mut self.conns,
+                member.room,
+                from,
+                Event::Offline,
+                None,
+            );
+        }
+    }
+
+    /// Ends a connection gracefully: offline now, closed once its owed output is written or
+    /// the grace period runs out.
+    pub fn finish(&mut self, token: Token, now: Instant) {
+        self.leave(token, now);
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.state != ConnState::Open {
+            return;
+        }
+        conn.state = ConnState::CloseAfterFlush;
+        conn.inbuf = Vec::new();
+        conn.last_active = now;
+        // The flush phase closes it once drained, even if nothing is queued now.
+        self.conns.mark_dirty(token);
+        self.schedule(token);
+    }
+
+    /// When a connection must next be looked at, by its state and protocol.
+    pub fn deadline(&self, token: Token) -> Option<Instant> {
+        let conn = self.conns.get(token)?;
+        match conn.state {
+            ConnState::CloseAfterFlush => Some(conn.last_active + self.config.shutdown_grace),
+            ConnState::Closing => None,
+            ConnState::Open => conn.session.deadline(conn.last_active, &self.config),
+        }
+    }
+
+    /// Puts a reminder for `token` on the wheel at its current deadline.
+    pub fn schedule(&mut self, token: Token) {
+        if let Some(at) = self.deadline(token) {
+            self.wheel.schedule(at, token);
+        }
+    }
+
+    /// Who speaks for `voice` from connection `token`: the user's id if it is one, and
+    /// the address and name otherwise.
+    fn speaker(&self, token: Token, voice: Voice<'_>) -> Option<Speaker> {
+        let conn = self.conns.get(token)?;
+        let named = |name: &str| Speaker::Named(conn.addr, name.into());
+        Some(match voice {
+            Voice::Me => Speaker::User(conn.user?),
+            Voice::User(name) => match self.chat.find(name.as_bytes()) {
+                Some(id) => Speaker::User(id),
+                None => named(name),
+            },
+            Voice::Named(name) => named(name),
+        })
+    }
+
+    /// Sends `text` from `speaker` to a local user.
+    fn deliver(&mut self, speaker: &Speaker, to: UserId, text: &[u8]) {
+        let Some(to) = self.chat.get(to) else {
+            return;
+        };
+        let from = match speaker {
+            Speaker::User(id) => match self.chat.get(*id) {
+                Some(m) => m.shown(),
+                None => return,
+            },
+            Speaker::Named(addr, name) => User {
+                addr,
+                name: Some(name),
+            },
+        };
+        self.fanout.one(&mut self.conns, to, from, text);
+    }
+
+    /// Hands `text` from `speaker` to the server `node` for its user `to`.
+    fn whisper_remote(
+        &mut self,
+        speaker: &Speaker,
+        node: &str,
+        to: &str,
+        text: &[u8],
+        now: Instant,
+    ) {
+        let (addr, name) = match speaker {
+            Speaker::User(id) => match self.chat.get(*id) {
+                Some(m) => {
+                    let mut name = String::new();
+                    m.name_into(&mut name);
+                    (m.addr, name)
+                }
+                None => return,
+            },
+            Speaker::Named(addr, name) => (*addr, name.to_string()),
+        };
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.whisper(node, &name, addr, to, text, now);
+        }
+    }
+
+    /// Acts on what the cluster answered or heard.
+    pub fn apply_news(&mut self, now: Instant) {
+        while !self.news.is_empty() {
+            let news = std::mem::take(&mut self.news);
+            for item in news {
+                self.apply(item, now);
+            }
+        }
+    }
+
+    fn apply(&mut self, news: News<Waiting>, now: Instant) {
+        match news {
+            News::Claimed { ctx, name, won } => self.claimed(ctx, &name, won, now),
+            News::Routed {
+                ctx,
+                name,
+                text,
+                node,
+            } => self.routed(ctx, &name, &text, node, now),
+            News::Arrived { name, user } => self.remote_event(&name, &user, Event::Online),
+            News::Left { name, user } => self.remote_event(&name, &user, Event::Offline),
+            News::Said { name, user, text } => self.remote_event(&name, &user, Event::Say(&text)),
+            News::Whispered {
+                from,
+                addr,
+                to,
+                text,
+            } => {
+                if let Some(id) = self.chat.find(to.as_bytes()) {
+                    self.deliver(&Speaker::Named(addr, from), id, &text);
+                }
+            }
+        }
+    }
+
+    /// Something a user of another server did, told to its room here.
+    fn remote_event(&mut self, name: &str, user: &Remote, event: Event<'_>) {
+        let from = User {
+            addr: &user.addr,
+            name: Some(name),
+        };
+        self.fanout
+            .room(&self.chat, &mut self.conns, user.room, from, event, None);
+    }
+
+    /// Completes a claim: `won` is Redis's answer, `None` when Redis went away first.
+    fn claimed(&mut self, waiting: Waiting, name: &str, won: Option<bool>, now: Instant) {
+        let Waiting {
+            token,
+            reply,
+            purpose,
+        } = waiting;
+        if !self.is_open(token) {
+            if won == Some(true) {
+                self.release(name, now); // the asker left meanwhile
+            }
+            return;
+        }
+        let outcome = match (won, purpose) {
+            (None, _) => Claim::Unavailable,
+            (Some(false), _) => Claim::Taken,
+            (Some(true), Purpose::Rename) => self.rename_claimed(token, name, now),
+            (Some(true), Purpose::Login { kind, room }) => {
+                let logged_in = self.conns.get(token).is_some_and(|c| c.user.is_some());
+                if logged_in || self.enter(token, kind, Some(name), room, now).is_err() {
+                    // A second login that was waiting: the first one stands.
+                    self.release(name, now);
+                    Claim::Taken
+                } else {
+                    Claim::Granted
+                }
+            }
+            (Some(true), Purpose::Route { .. }) => Claim::Taken,
+        };
+        proto::claimed(reply, outcome, &mut self.ctx(token, now));
+    }
+
+    /// A rename that Redis granted: applied here, and the other servers told.
+    fn rename_claimed(&mut self, token: Token, new: &str, now: Instant) -> Claim {
+        let Some(id) = self.conns.get(token).and_then(|c| c.user) else {
+            self.release(new, now);
+            return Claim::Taken;
+        };
+        let Ok(old) = self.chat.rename(id, new) else {
+            self.release(new, now);
+            return Claim::Taken;
+        };
+        if let (Some(cluster), Some(member)) = (self.cluster.as_mut(), self.chat.get(id)) {
+            cluster.renamed(&old, new, member.room, member.addr, now);
+        }
+        Claim::Granted
+    }
+
+    /// Redis answered where a name is (`Some(None)`: nowhere; `None`: Redis went away).
+    fn routed(
+        &mut self,
+        waiting: Waiting,
+        name: &str,
+        text: &[u8],
+        node: Option<Option<Box<str>>>,
+        now: Instant,
+    ) {
+        let Waiting {
+            token,
+            reply,
+            purpose,
+        } = waiting;
+        if !self.is_open(token) {
+            return;
+        }
+        let Purpose::Route { as_name, need_text } = purpose else {
+            return;
+        };
+        let outcome = match node {
+            None => Routed::Unknown,
+            Some(None) => Routed::Nowhere,
+            // The seed's order: the recipient is checked before the text.
+            Some(Some(_)) if need_text && text.is_empty() => Routed::Empty,
+            Some(Some(node)) => {
+                let speaker = match (as_name, self.conns.get(token)) {
+                    (Some(name), Some(conn)) => Some(Speaker::Named(conn.addr, name)),
+                    (None, Some(conn)) => conn.user.map(Speaker::User),
+                    _ => None,
+                };
+                if let Some(speaker) = speaker {
+                    self.whisper_remote(&speaker, &node, name, text, now);
+                }
+                Routed::Sent
+            }
+        };
+        proto::routed(reply, outcome, &mut self.ctx(token, now));
+    }
+
+    /// Frees a name claimed in Redis for nobody.
+    fn release(&mut self, name: &str, now: Instant) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.release(name, now);
+        }
+    }
+
+    /// Every counter, the connections' included.
+    pub fn snapshot(&self) -> Metrics {
+        Metrics {
+            messages_out: self.conns.messages_out,
+            slow_consumer_kicks: self.conns.slow_consumer_kicks,
+            ..self.metrics.clone()
+        }
+    }
+
+    /// Connection and user counts.
+    pub fn gauges(&self) -> Gauges {
+        let (line, ws, http) = self.conns.families();
+        Gauges {
+            line,
+            ws,
+            http,
+            users: self.chat.len(),
+            backplane: self.cluster.as_ref().map(|c| {
+                let (messages_in, commands_out, pending, reconnects) = c.stats();
+                Backplane {
+                    messages_in,
+                    commands_out,
+                    pending,
+                    reconnects,
+                    remote_users: self.chat.remote_count(),
+                }
+            }),
+        }
+    }
+
+    /// Runs `f` on connection `token`'s session with the state bound to that connection;
+    /// the session is taken out meanwhile, so the adapter can borrow the whole state.
+    pub fn with_session<R>(
+        &mut self,
+        token: Token,
+        now: Instant,
+        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let conn = self.conns.get_mut(token)?;
+        let mut session = std::mem::take(&mut conn.session);
+        let family = session.family();
+        let result = f(&mut session, &mut self.ctx(token, now));
+        let now_family = session.family();
+        if let Some(conn) = self.conns.get_mut(token) {
+            conn.session = session;
+            self.conns.recount(family, now_family);
+            if family != now_family {
+                self.schedule(token);
+            }
+        }
+        Some(result)
+    }
+}
+
+/// Who speaks: a user of this server, or an address under a name (the HTTP API, a user
+/// of another server).
+#[derive(Debug)]
+enum Speaker {
+    User(UserId),
+    Named(SocketAddr, Box<str>),
+}
+
+/// The state bound to one connection: what its protocol adapter works through.
+pub struct Ctx<'a> {
+    st: &'a mut State,
+    token: Token,
+    now: Instant,
+}
+
+impl Host for Ctx<'_> {
+    fn texts(&self) -> &'static Texts {
+        self.st.texts()
+    }
+
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn config(&self) -> &Config {
+        &self.st.config
+    }
+
+    fn metrics(&mut self) -> &mut Metrics {
+        &mut self.st.metrics
+    }
+
+    fn snapshot(&self) -> Metrics {
+        self.st.snapshot()
+    }
+
+    fn gauges(&self) -> Gauges {
+        self.st.gauges()
+    }
+
+    fn web(&mut self) -> &mut Web {
+        &mut self.st.web
+    }
+
+    fn is_open(&self) -> bool {
+        self.st.is_open(self.token)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.st
+            .conns
+            .get(self.token)
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.addr)
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.st.conns.queue(self.token, bytes);
+    }
+
+    fn finish(&mut self) {
+        self.st.finish(self.token, self.now);
+    }
+
+    fn chat(&self) -> &Chat {
+        &self.st.chat
+    }
+
+    fn me(&self) -> Option<&Member> {
+        let id = self.st.conns.get(self.token)?.user?;
+        self.st.chat.get(id)
+    }
+
+    /// `voice` of this connection says `text` to `room` (`None`: the speaker's room):
+    /// everyone here at once, the other servers through one PUBLISH.
+    fn say(&mut self, voice: Voice<'_>, room: Option<u16>, text: &[u8]) {
+        let Some(speaker) = self.st.speaker(self.token, voice) else {
+            return;
+        };
+        let (from, own_room) = match &speaker {
+            Speaker::User(id) => match self.st.chat.get(*id) {
+                Some(m) => (m.shown(), Some(m.room)),
+                None => return,
+            },
+            Speaker::Named(addr, name) => (
+                User {
+                    addr,
+                    name: Some(name),
+                },
+                None,
+            ),
+        };
+        let Some(room) = room.or(own_room) else {
+            return;
+        };
+        self.st.fanout.room(
+            &self.st.chat,
+            &mut self.st.conns,
+            room,
+            from,
+            Event::Say(text),
+            None,
+        );
+        if let Some(cluster) = self.st.cluster.as_mut() {
+            let mut name = String::new();
+            from.push_name_str(&mut name);
+            cluster.said(&name, room, *from.addr, text, self.now);
+        }
+    }
+
+    /// `voice` of this connection says `text` to the user called `to`, wherever it is.
+    fn whisper(
+        &mut self,
+        voice: Voice<'_>,
+        to: &[u8],
+        text: &[u8],
+        need_text: bool,
+        reply: impl FnOnce() -> Reply,
+    ) -> Routed {
+        let Some(speaker) = self.st.speaker(self.token, voice) else {
+            return Routed::Nowhere;
+        };
+        match self.st.chat.locate(to) {
+            Place::Nowhere => {
+                let Some(cluster) = self.st.cluster.as_mut() else {
+                    return Routed::Nowhere;
+                };
+                // Not known here: it may have just arrived elsewhere. Redis decides.
+                let as_name = match speaker {
+                    Speaker::Named(_, name) => Some(name),
+                    Speaker::User(_) => None,
+                };
+                let waiting = Waiting {
+                    token: self.token,
+                    reply: reply(),
+                    purpose: Purpose::Route { as_name, need_text },
+                };
+                let name = String::from_utf8_lossy(to);
+                cluster.route(&name, text, waiting, self.now, &mut self.st.news);
+                Routed::Pending
+            }
+            Place::Unknown => Routed::Unknown,
+            Place::Local(_) | Place::Remote(_) if need_text && text.is_empty() => Routed::Empty,
+            Place::Local(id) => {
+                self.st.deliver(&speaker, id, text);
+                Routed::Sent
+            }
+            Place::Remote(node) => {
+                // `locate` found the name, so it is UTF-8.
+                let to = String::from_utf8_lossy(to);
+                self.st.whisper_remote(&speaker, &node, &to, text, self.now);
+                Routed::Sent
+            }
+        }
+    }
+
+    /// Renames the user of this connection; in a cluster the claim is Redis's to grant.
+    fn rename(&mut self, new: &str, reply: Reply) -> Claim {
+        let Some(id) = self.st.conns.get(self.token).and_then(|c| c.user) else {
+            return Claim::Taken;
+        };
+        let same = self.st.chat.find(new.as_bytes()) == Some(id);
+        if let (Some(cluster), false) = (self.st.cluster.as_mut(), same) {
+            if self.st.chat.find(new.as_bytes()).is_some() || self.st.chat.held_remotely(new) {
+                return Claim::Taken;
+            }
+            let waiting = Waiting {
+                token: self.token,
+                reply,
+                purpose: Purpose::Rename,
+            };
+            return match cluster.claim(new, waiting, self.now) {
+                true => Claim::Pending,
+                false => Claim::Unavailable,
+            };
+        }
+        match self.st.chat.rename(id, new) {
+            Ok(_) => {
+                debug!("{:?} renamed to {new}", self.token);
+                Claim::Granted
+            }
+            Err(NameTaken) => Claim::Taken,
+        }
+    }
+
+    /// Logs this connection in as `name` (see [`Host::login`]).
+    fn login(&mut self, name: &str, kind: Kind, room: u16, reply: impl FnOnce() -> Reply) -> Claim {
+        if let Some(holder) = self.st.chat.find(name.as_bytes()) {
+            let Some(member) = self.st.chat.get(holder) else {
+                return Claim::Taken;
+            };
+            if member.kind != kind || member.peer == Peer(self.token.0) {
+                return Claim::Taken;
+            }
+            debug!("{name} logged in again: closing the older connection");
+            let older = Token(member.peer.0);
+            let mut bytes = Vec::new();
+            proto::render_replaced(kind, self.st.texts(), &mut bytes);
+            self.st.conns.queue(older, &bytes);
+            self.st.finish(older, self.now);
+            // The name stays this server's in the cluster: no claim needed.
+        } else if let Some(cluster) = self.st.cluster.as_mut() {
+            if self.st.chat.held_remotely(name) {
+                return Claim::Taken;
+            }
+            let waiting = Waiting {
+                token: self.token,
+                reply: reply(),
+                purpose: Purpose::Login { kind, room },
+            };
+            return match cluster.claim(name, waiting, self.now) {
+                true => Claim::Pending,
+                false => Claim::Unavailable,
+            };
+        }
+        match self.st.enter(self.token, kind, Some(name), room, self.now) {
+            Ok(()) => Claim::Granted,
+            Err(NameTaken) => Claim::Taken,
+        }
+    }
+}

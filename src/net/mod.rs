@@ -1,0 +1,638 @@
+//! The loop: one `mio::Poll` on one thread owns the listeners, every connection (in a
+//! `Slab`), the timer wheel, the signal pipe and the Redis sockets.
+//!
+//! One turn, in order (the shape of Redis's `aeProcessEvents` and sozu's `Server::run`):
+//! 1. `poll`, with a timeout of zero while work is left over, else the next deadline;
+//! 2. read the clock once;
+//! 3. note every hang-up in the batch, so this turn's fan-outs skip peers already gone;
+//! 4. dispatch events by token: accept, read and hand complete commands to the
+//!    connection's session, note writability;
+//! 5. expire timers (idle kicks, heartbeats, HTTP deadlines, lingering closes);
+//! 6. free the connections marked for closing;
+//! 7. flush every dirty connection once: one `write` per recipient per turn, however many
+//!    messages it was sent during the turn.
+//!
+//! Connections are never freed during dispatch, so a slab key cannot be handed to a new
+//! connection while an event for the old one is still in the batch; tokens also carry a
+//! generation, and an event or timer whose generation does not match is dropped.
+//!
+//! The loop knows no chat rule and spells no text: bytes go to the connection's session
+//! (`proto`), which calls the chat service ([`host`]); what is queued goes back out here.
+
+mod conn;
+mod conns;
+mod host;
+mod listen;
+mod storm;
+
+use crate::chat::{Chat, Kind, DEFAULT_ROOM};
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::heap;
+use crate::metrics::Metrics;
+use crate::proto::{api::Web, Session};
+use crate::timer::Wheel;
+use conn::{ConnState, Flush, ReadOutcome};
+use conns::Conns;
+use host::{Fanout, State};
+pub use listen::StartError;
+use listen::{Accept, Listener};
+use log::{debug, info, trace, warn};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The reserved tokens, at the top of the range, far above any connection token (slab
+/// key in the low 32 bits, generation in the high 32).
+mod reserved {
+    use mio::Token;
+    /// The signal pipe.
+    pub const SIGNALS: Token = Token(usize::MAX);
+    /// Listener `i` has token `LISTENER_TOP - i` (at most three listeners).
+    pub const LISTENER_TOP: usize = usize::MAX - 1;
+    /// The Redis command and subscriber links.
+    pub const REDIS: [Token; 2] = [Token(usize::MAX - 8), Token(usize::MAX - 9)];
+}
+
+/// Events taken from the kernel per `poll`: enough that a mass departure is seen in one
+/// batch, so its offline notices are not queued to peers that are themselves gone.
+const EVENTS_CAPACITY: usize = 16 * 1024;
+/// Size of the one read buffer shared by every connection.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes read from one connection per turn before the others get their turn.
+const READ_BUDGET_BYTES: usize = 64 * 1024;
+/// Bytes written to one connection per turn before the others get their turn.
+const WRITE_BUDGET_BYTES: usize = 1024 * 1024;
+
+/// The chat server: bind with [`Server::bind`], then [`Server::run`] until a signal.
+pub struct Server {
+    poll: Poll,
+    events: Events,
+    /// Emptied once shutdown has begun.
+    listeners: Vec<Listener>,
+    /// The listeners' addresses as bound (kept after shutdown closes them).
+    addrs: Vec<SocketAddr>,
+    accept: Accept,
+    signals: Signals,
+    /// Everything a command can touch.
+    st: State,
+    /// Connections whose read budget ran out with bytes maybe left: read again next turn.
+    again: Vec<Token>,
+    shutdown_deadline: Option<Instant>,
+    /// The read buffer shared by every connection.
+    scratch: Vec<u8>,
+    /// Bytes written since the heap was last trimmed, and when that was.
+    trim: (u64, Instant),
+}
+
+impl Server {
+    /// Binds the listeners and sets up the loop.
+    ///
+    /// # Errors
+    /// [`StartError`] when an address does not resolve or bind, or the poll or the signal
+    /// handlers cannot be created.
+    pub fn bind(config: Config) -> Result<Server, StartError> {
+        let poll = Poll::new().map_err(StartError::Setup)?;
+        let listeners = listen::bind_all(&config, &poll)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(StartError::Setup)?;
+        poll.registry()
+            .register(&mut signals, reserved::SIGNALS, Interest::READABLE)
+            .map_err(StartError::Setup)?;
+        let web_port = listeners.iter().find(|l| l.web).map(|l| l.addr.port());
+        let (cluster, node) = match &config.redis {
+            None => (None, None),
+            Some(url) => {
+                let addr = url.resolve().map_err(|e| StartError::Resolve {
+                    addr: format!("{}:{}", url.host, url.port),
+                    source: Some(e),
+                })?;
+                let node = config
+                    .node_id
+                    .clone()
+                    .unwrap_or_else(listen::random_node_id);
+                info!("cluster node id {node}, Redis at {addr}");
+                let cluster =
+                    Cluster::new(addr, url.db, &node, config.node_timeout, reserved::REDIS);
+                (Some(cluster), Some(node))
+            }
+        };
+        let texts = config.lang.texts();
+        let addrs = listeners.iter().map(|l| l.addr).collect();
+        Ok(Server {
+            poll,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            listeners,
+            addrs,
+            accept: Accept::default(),
+            signals,
+            st: State {
+                conns: Conns::new(config.max_outbuf_bytes),
+                chat: Chat::new(node.as_deref()),
+                cluster,
+                news: Vec::new(),
+                web: Web::new(web_port),
+                metrics: Metrics::default(),
+                wheel: Wheel::new(Instant::now()),
+                fanout: Fanout::new(texts),
+                shutting_down: false,
+                config,
+            },
+            again: Vec::new(),
+            shutdown_deadline: None,
+            scratch: vec![0; READ_CHUNK_BYTES],
+            trim: (0, Instant::now()),
+        })
+    }
+
+    /// The line-protocol listener's address (the real port when asked for port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addrs.first().copied()
+    }
+
+    /// Every listener's address: the line protocol's, then the WebSocket one's, then the
+    /// HTTP one's, as configured.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.clone()
+    }
+
+    /// What the server has done so far.
+    pub fn metrics(&self) -> Metrics {
+        self.st.snapshot()
+    }
+
+    /// Runs the loop until SIGINT or SIGTERM, then says goodbye to everyone, flushes for at
+    /// most the shutdown grace, and returns.
+    ///
+    /// # Errors
+    /// Only when `poll` itself fails, which leaves nothing to run on.
+    pub fn run(&mut self) -> io::Result<()> {
+        loop {
+            let timeout = self.housekeeping(Instant::now());
+            match self.poll.poll(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            self.note_hang_ups();
+            self.dispatch(now);
+            self.expire(now);
+            self.close_pending(now);
+            self.flush_dirty();
+            // Free what the flush just finished, so its slot counts as free for the next
+            // accept; offline notices queued here are flushed next turn.
+            self.close_pending(now);
+            self.cluster_turn(now);
+            self.report_storms(now);
+            self.st.metrics.observe_loop(now.elapsed());
+            if self.stopped(now) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether shutdown has run its course (everyone gone, or the grace spent).
+    fn stopped(&self, now: Instant) -> bool {
+        let Some(deadline) = self.shutdown_deadline else {
+            return false;
+        };
+        if !self.st.conns.is_empty() && now < deadline {
+            return false;
+        }
+        let m = self.metrics();
+        info!(
+            "stopped: {} accepted, {} refused (full), {} messages in, {} out, {} idle kicks, \
+             {} slow-consumer kicks, {} connections cut at the grace limit",
+            m.accepted,
+            m.refused_full,
+            m.messages_in,
+            m.messages_out,
+            m.idle_kicks,
+            m.slow_consumer_kicks,
+            self.st.conns.len()
+        );
+        true
+    }
+
+    /// Runs before each poll: when the loop is about to wait after much output, gives the
+    /// freed buffer memory back to the OS (see `heap`). Returns the poll timeout.
+    fn housekeeping(&mut self, now: Instant) -> Option<Duration> {
+        let timeout = self.next_timeout(now);
+        let (written, last_trim) = self.trim;
+        if timeout == Some(Duration::ZERO) || written < heap::TRIM_AFTER_BYTES {
+            return timeout;
+        }
+        let due = last_trim + heap::TRIM_INTERVAL;
+        if now < due {
+            // Come back when a trim is allowed, or the loop may sleep on the garbage.
+            let wait = due - now;
+            return Some(timeout.map_or(wait, |t| t.min(wait)));
+        }
+        heap::release_free_memory();
+        self.trim = (0, now);
+        timeout
+    }
+
+    /// Zero while work is left over, else until the earliest timer, pause or deadline.
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        let conns = &self.st.conns;
+        if !conns.dirty.is_empty() || !conns.closing.is_empty() || !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.st.wheel.next_deadline(),
+            self.accept.paused_until,
+            self.shutdown_deadline,
+            self.st.cluster.as_ref().and_then(|c| c.next_deadline()),
+            self.accept.refused.next_deadline(),
+            conns.slow.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Marks every connection whose peer hung up in this batch, before any event runs:
+    /// the notices this turn fans out then skip them (a mass departure would otherwise
+    /// queue each leaver's notice to every other leaver).
+    fn note_hang_ups(&mut self) {
+        for event in self.events.iter() {
+            if event.is_read_closed() || event.is_error() {
+                if let Some(conn) = self.st.conns.get_mut(event.token()) {
+                    conn.hung_up = true;
+                }
+            }
+        }
+    }
+
+    /// Routes this turn's events, then retries reads whose budget ran out last turn.
+    fn dispatch(&mut self, now: Instant) {
+        let mut again = std::mem::take(&mut self.again);
+        for token in again.drain(..) {
+            self.on_readable(token, now);
+        }
+        if self.again.is_empty() {
+            self.again = again; // keep the allocation
+        }
+        // `Events` cannot be iterated while `self` is borrowed mutably; swap it out.
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            match event.token() {
+                reserved::SIGNALS => self.on_signals(now),
+                Token(t) if t > reserved::LISTENER_TOP - self.listeners.len() => {
+                    self.on_listener(reserved::LISTENER_TOP - t, now)
+                }
+                token if self.st.cluster.as_ref().is_some_and(|c| c.owns(token)) => {
+                    self.on_redis(token, now)
+                }
+                token => {
+                    trace!(
+                        "{token:?} readable={} writable={}",
+                        event.is_readable(),
+                        event.is_writable()
+                    );
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.on_readable(token, now);
+                    }
+                    if event.is_writable() {
+                        self.on_writable(token);
+                    }
+                }
+            }
+        }
+        self.events = events;
+        if self.accept.paused_until.is_some_and(|t| now >= t) {
+            self.accept.paused_until = None;
+            for i in 0..self.listeners.len() {
+                self.on_listener(i, now);
+            }
+        }
+        self.st.apply_news(now);
+    }
+
+    /// Accepts every pending connection on listener `i` (see [`Accept`] for running out
+    /// of descriptors).
+    fn on_listener(&mut self, i: usize, now: Instant) {
+        while let Some(listener) = self.listeners.get(i) {
+            let web = listener.web;
+            let Some((socket, peer)) = self.accept.next(listener, now) else {
+                return;
+            };
+            self.admit(socket, peer, web, now);
+        }
+    }
+
+    /// Takes a new connection in, or refuses it when the server is full. A line user is
+    /// online at once; a web connection first speaks HTTP.
+    fn admit(
+        &mut self,
+        mut socket: mio::net::TcpStream,
+        peer: SocketAddr,
+        web: bool,
+        now: Instant,
+    ) {
+        if self.st.conns.len() >= self.st.config.max_conns {
+            self.st.metrics.refused_full += 1;
+            self.accept.refused.hit();
+            debug!("{peer} refused: the server is full");
+            if !web {
+                // Best effort, as Redis does: a fresh socket has room for one short line.
+                let full = self.st.texts().server_full.as_bytes();
+                let _ = io::Write::write(&mut socket, full);
+            }
+            return;
+        }
+        let token = self.st.conns.next_token();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)
+        {
+            debug!("{peer} dropped: cannot register: {e}");
+            return;
+        }
+        // Chat messages are small and latency matters more than packet count; the loop
+        // already batches everything queued in one turn into one write.
+        let _ = socket.set_nodelay(true);
+        let session = if web {
+            Session::http(now)
+        } else {
+            Session::default()
+        };
+        let token = self.st.conns.insert(socket, peer, session, now);
+        self.st.metrics.accepted += 1;
+        debug!("{peer} connected as {token:?}");
+        self.st.schedule(token);
+        if !web
+            && self
+                .st
+                .enter(token, Kind::Line, None, DEFAULT_ROOM, now)
+                .is_err()
+        {
+            // Unreachable while the old socket with this address is open; be safe anyway.
+            self.st.conns.close_now(token);
+        }
+    }
+
+    /// Reads until the socket is drained or the budget is spent, handing every chunk to
+    /// the connection's session. Input after EOF, a kick or shutdown is read and dropped,
+    /// so the kernel does not answer our final close with a reset that could destroy owed
+    /// output.
+    fn on_readable(&mut self, token: Token, now: Instant) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut budget = READ_BUDGET_BYTES;
+        while let Some(conn) = self.st.conns.get_mut(token) {
+            if conn.state == ConnState::Closing {
+                break;
+            }
+            match conn.read_some(&mut scratch) {
+                ReadOutcome::Data(n) => {
+                    trace!("{token:?} read {n} bytes");
+                    self.st.metrics.bytes_in += n as u64;
+                    if conn.state == ConnState::Open {
+                        conn.last_active = now;
+                        if let Some(chunk) = scratch.get_mut(..n) {
+                            self.take_input(token, chunk, now);
+                        }
+                    }
+                    if n >= budget {
+                        self.again.push(token);
+                        break;
+                    }
+                    budget -= n;
+                }
+                ReadOutcome::WouldBlock => break,
+                ReadOutcome::Eof => {
+                    debug!("{conn} sent EOF");
+                    self.st.finish(token, now);
+                    break;
+                }
+                ReadOutcome::Failed(e) => {
+                    debug!("{conn} read failed: {e}");
+                    self.st.conns.close_now(token);
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Feeds `chunk` to the session after any partial command kept from earlier reads;
+    /// keeps what is left of a partial command for the next read.
+    fn take_input(&mut self, token: Token, chunk: &mut [u8], now: Instant) {
+        let Some(conn) = self.st.conns.get_mut(token) else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut conn.inbuf);
+        let rest: Vec<u8> = if buf.is_empty() {
+            // The common case: commands run straight from the shared read buffer and only
+            // a trailing partial one is copied.
+            let used = self
+                .st
+                .with_session(token, now, |s, ctx| s.feed(chunk, ctx))
+                .unwrap_or(chunk.len());
+            chunk.get(used..).unwrap_or_default().to_vec()
+        } else {
+            buf.extend_from_slice(chunk);
+            let used = self
+                .st
+                .with_session(token, now, |s, ctx| s.feed(&mut buf, ctx))
+                .unwrap_or(buf.len())
+                .min(buf.len());
+            buf.drain(..used);
+            buf
+        };
+        if let Some(conn) = self.st.conns.get_mut(token) {
+            // An idle connection holds no buffer.
+            conn.inbuf = if rest.is_empty() || conn.state != ConnState::Open {
+                Vec::new()
+            } else {
+                rest
+            };
+        }
+    }
+
+    /// Notes that a blocked connection can take output again.
+    fn on_writable(&mut self, token: Token) {
+        if self.st.conns.get(token).is_some_and(|c| c.pending() > 0) {
+            self.st.conns.mark_dirty(token);
+        }
+    }
+
+    /// Fires due timers. An entry is only a reminder: the connection's own state says
+    /// whether it is stale (gone or closing), early (activity since: schedule again), or due.
+    fn expire(&mut self, now: Instant) {
+        let mut fired = Vec::new();
+        self.st.wheel.poll(now, &mut fired);
+        for token in fired {
+            let Some(deadline) = self.st.deadline(token) else {
+                continue;
+            };
+            if deadline > now {
+                self.st.wheel.schedule(deadline, token);
+                continue;
+            }
+            match self.st.conns.get(token).map(|c| c.state) {
+                Some(ConnState::Open) => {
+                    self.st.with_session(token, now, |s, ctx| s.on_timeout(ctx));
+                }
+                Some(_) => {
+                    debug!("{token:?} did not take its last output in time");
+                    self.st.conns.close_now(token);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Frees every connection marked for closing. Offline notices queued here may push a
+    /// slow reader over its limit, which adds it to the list; the loop takes it too.
+    fn close_pending(&mut self, now: Instant) {
+        while let Some(token) = self.st.conns.closing.pop() {
+            self.st.leave(token, now);
+            if let Some(mut conn) = self.st.conns.remove(token) {
+                let _ = self.poll.registry().deregister(&mut conn.socket);
+                debug!("{conn} closed");
+            }
+        }
+    }
+
+    /// Writes each dirty connection's output once. WRITABLE interest is armed only when the
+    /// socket is full with bytes left, and disarmed once drained.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.st.conns.dirty);
+        for token in dirty.drain(..) {
+            let Some(conn) = self.st.conns.get_mut(token) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.state == ConnState::Closing {
+                continue;
+            }
+            let pending = conn.pending();
+            let outcome = conn.flush(WRITE_BUDGET_BYTES);
+            let written = (pending - conn.pending().min(pending)) as u64;
+            self.st.metrics.bytes_out += written;
+            self.trim.0 += written;
+            let want_write = match outcome {
+                Flush::Drained if conn.state == ConnState::CloseAfterFlush => {
+                    self.st.conns.close_now(token);
+                    continue;
+                }
+                Flush::Drained => false,
+                Flush::WouldBlock => true,
+                Flush::OverBudget => {
+                    self.st.conns.mark_dirty(token);
+                    continue;
+                }
+                Flush::Failed(e) => {
+                    debug!("{conn} write failed: {e}");
+                    self.st.conns.close_now(token);
+                    continue;
+                }
+            };
+            if conn.write_armed != want_write {
+                let interest = if want_write {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                match self
+                    .poll
+                    .registry()
+                    .reregister(&mut conn.socket, token, interest)
+                {
+                    Ok(()) => conn.write_armed = want_write,
+                    Err(e) => {
+                        debug!("{conn} reregister failed: {e}");
+                        self.st.conns.close_now(token);
+                    }
+                }
+            }
+        }
+        if self.st.conns.dirty.is_empty() {
+            self.st.conns.dirty = dirty; // keep the allocation
+        }
+    }
+
+    /// Readiness of a Redis socket.
+    fn on_redis(&mut self, token: Token, now: Instant) {
+        let st = &mut self.st;
+        if let Some(cluster) = st.cluster.as_mut() {
+            let registry = self.poll.registry();
+            cluster.on_ready(
+                token,
+                registry,
+                now,
+                &mut self.scratch,
+                &mut st.chat,
+                &mut st.news,
+            );
+        }
+        st.apply_news(now);
+    }
+
+    /// Once per turn: the cluster's timers, then what the turn queued for Redis.
+    fn cluster_turn(&mut self, now: Instant) {
+        let st = &mut self.st;
+        if let Some(cluster) = st.cluster.as_mut() {
+            cluster.turn(self.poll.registry(), now, &mut st.chat, &mut st.news);
+        }
+        st.apply_news(now);
+    }
+
+    /// One warning per episode of refused connections or slow readers cut off.
+    fn report_storms(&mut self, now: Instant) {
+        if let Some(n) = self.accept.refused.tick(now) {
+            let max = self.st.config.max_conns;
+            warn!("refused {n} connections: max-conns {max} reached");
+        }
+        if let Some(n) = self.st.conns.slow.tick(now) {
+            let max = self.st.config.max_outbuf_bytes;
+            warn!("disconnected {n} slow readers: over {max} bytes unsent");
+        }
+    }
+
+    /// SIGINT/SIGTERM: the first begins a graceful shutdown; a second one ends it now.
+    fn on_signals(&mut self, now: Instant) {
+        let got = self
+            .signals
+            .pending()
+            .filter(|s| *s == SIGINT || *s == SIGTERM)
+            .count();
+        if got == 0 {
+            return;
+        }
+        if self.shutdown_deadline.is_some() {
+            info!("second signal: stopping now");
+            self.shutdown_deadline = Some(now);
+            return;
+        }
+        info!(
+            "shutting down: telling {} users, flushing for up to {:?}",
+            self.st.chat.len(),
+            self.st.config.shutdown_grace
+        );
+        self.shutdown_deadline = Some(now + self.st.config.shutdown_grace);
+        self.st.shutting_down = true;
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        self.accept.paused_until = None;
+        for token in self.st.conns.tokens() {
+            if self
+                .st
+                .conns
+                .get(token)
+                .is_some_and(|c| c.state == ConnState::Open)
+            {
+                self.st
+                    .with_session(token, now, |s, ctx| s.on_shutdown(ctx));
+            }
+        }
+    }
+}

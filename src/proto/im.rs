@@ -1,0 +1,163 @@
+//! The `/im` (`/acc`) JSON protocol of the gowebsocket tutorial: requests
+//! `{"seq","cmd","data"}` answered `{"seq","cmd","response":{"code","codeMsg","data"}}`,
+//! and pushes (`enter`, `exit`, `msg`, `kick`) in the same shape.
+
+use super::ws::send_json;
+use super::{Claim, Host, Reply, Routed, Voice};
+use crate::chat::{Event, Kind, DEFAULT_ROOM};
+use crate::codec::im::{self, Code, Command, Refusal};
+use crate::codec::ws;
+use crate::text::{Texts, User};
+use serde_json::{json, Value};
+
+/// The `codeMsg` of a code.
+pub fn code_message(code: Code, texts: &Texts) -> &'static str {
+    match code {
+        Code::Success => texts.code_success,
+        Code::NotLoggedIn => texts.code_not_logged_in,
+        Code::BadParams => texts.code_bad_params,
+        Code::BadUserId => texts.code_bad_user_id,
+        Code::Unauthorized => texts.code_unauthorized,
+        Code::Failed => texts.code_failed,
+        Code::NoRoute => texts.code_no_route,
+    }
+}
+
+/// Queues an answer to one request.
+fn answer<H: Host>(host: &mut H, seq: &str, cmd: &str, code: Code, data: Value) {
+    let mut json = Vec::new();
+    im::answer(
+        &mut json,
+        seq,
+        cmd,
+        code.number(),
+        code_message(code, host.texts()),
+        data,
+    );
+    send_json(host, &json);
+}
+
+/// One `/im` request.
+pub fn on_text<H: Host>(text: &str, host: &mut H) {
+    let req = im::parse(text);
+    let logged_in = host.me().is_some();
+    let (code, data) = match req.command {
+        Err(Refusal::NotJson) => {
+            let mut json = Vec::new();
+            let bad_data = host.texts().bad_data;
+            im::answer(
+                &mut json,
+                "",
+                "",
+                Code::BadParams.number(),
+                bad_data,
+                Value::Null,
+            );
+            return send_json(host, &json);
+        }
+        Err(Refusal::Code(code)) => (code, Value::Null),
+        Ok(Command::Ping) => (Code::Success, json!("pong")),
+        Ok(Command::Login { .. }) if logged_in => {
+            // One login per socket: a second one changes nothing (gowebsocket's "already
+            // logged in"); another socket may still take the name over.
+            (Code::Failed, Value::Null)
+        }
+        Ok(_) if !logged_in && !matches!(req.command, Ok(Command::Login { .. })) => {
+            (Code::NotLoggedIn, Value::Null)
+        }
+        Ok(Command::Heartbeat) => (Code::Success, Value::Null),
+        Ok(Command::Login {
+            ref user_id,
+            app_id,
+        }) => {
+            let room = app_id.unwrap_or(DEFAULT_ROOM);
+            let seq = &req.seq;
+            let reply = || Reply::Im {
+                seq: seq.as_str().into(),
+                cmd: "login",
+            };
+            let outcome = host.login(user_id, Kind::Im, room, reply);
+            return answer_login(&req.seq, "login", outcome, host);
+        }
+        Ok(Command::Msg {
+            target: None,
+            ref msg,
+        }) => {
+            host.say(Voice::Me, None, msg.as_bytes());
+            (Code::Success, Value::Null)
+        }
+        Ok(Command::Msg {
+            target: Some(ref name),
+            ref msg,
+        }) => {
+            let seq = &req.seq;
+            let reply = || Reply::Im {
+                seq: seq.as_str().into(),
+                cmd: "msg",
+            };
+            let outcome = host.whisper(Voice::Me, name.as_bytes(), msg.as_bytes(), false, reply);
+            return answer_routed(&req.seq, "msg", outcome, host);
+        }
+    };
+    answer(host, &req.seq, &req.cmd, code, data);
+}
+
+/// Answers a `login`.
+pub fn answer_login<H: Host>(seq: &str, cmd: &str, outcome: Claim, host: &mut H) {
+    let unavailable = json!(host.texts().cluster_unavailable.trim_end());
+    let (code, data) = match outcome {
+        Claim::Pending => return,
+        Claim::Granted => (Code::Success, Value::Null),
+        Claim::Taken => (Code::Failed, Value::Null),
+        Claim::Unavailable => (Code::Failed, unavailable),
+    };
+    answer(host, seq, cmd, code, data);
+}
+
+/// Answers a `msg` to one user.
+pub fn answer_routed<H: Host>(seq: &str, cmd: &str, outcome: Routed, host: &mut H) {
+    let texts = host.texts();
+    let (code, data) = match outcome {
+        Routed::Pending => return,
+        Routed::Sent | Routed::Empty => (Code::Success, Value::Null),
+        Routed::Nowhere => (Code::Failed, json!(texts.no_such_user.trim_end())),
+        Routed::Unknown => (Code::Failed, json!(texts.cluster_unavailable.trim_end())),
+    };
+    answer(host, seq, cmd, code, data);
+}
+
+/// A push in a text frame: `enter`/`exit` notices, and `msg` to the room or to `to`.
+pub fn render(texts: &Texts, from: User<'_>, to: User<'_>, event: Event<'_>, out: &mut Vec<u8>) {
+    let mut name = String::new();
+    from.push_name_str(&mut name);
+    let mut target = String::new();
+    let (cmd, msg) = match event {
+        Event::Online => ("enter", texts.enter.into()),
+        Event::Offline => ("exit", texts.exit.into()),
+        Event::Say(text) => ("msg", String::from_utf8_lossy(text)),
+        Event::Whisper(text) => {
+            to.push_name_str(&mut target);
+            ("msg", String::from_utf8_lossy(text))
+        }
+    };
+    let mut json = Vec::new();
+    im::push(&mut json, cmd, texts.code_success, &target, &msg, &name);
+    ws::encode_text(out, &json);
+}
+
+/// The `kick` push and the close frame for a socket whose user logged in elsewhere.
+pub fn render_replaced(texts: &Texts, out: &mut Vec<u8>) {
+    let mut json = Vec::new();
+    let code = Code::Failed;
+    let reason = json!(texts.replaced);
+    im::answer(
+        &mut json,
+        "",
+        "kick",
+        code.number(),
+        code_message(code, texts),
+        reason,
+    );
+    ws::encode_text(out, &json);
+    ws::encode_close(out, ws::close::POLICY, texts.replaced);
+}

@@ -1,0 +1,151 @@
+//! The line protocol of the Go chat server this follows: newline-framed commands (`who`,
+//! `rename|NEW`, `to|NAME|TEXT`, anything else is said to the room), answered with the
+//! lines of the text table.
+
+use super::{Claim, Host, Reply, Routed, Voice};
+use crate::chat::Event;
+use crate::codec::line::{next_line, parse, Command, Line, ProtocolError};
+use crate::text::{self, Texts, User};
+use log::debug;
+
+/// A line connection's protocol state.
+#[derive(Debug, Default)]
+pub struct LineSession {
+    /// Whether the rest of an over-long line is being skipped up to its newline.
+    discarding: bool,
+}
+
+/// The one line that answers a malformed command.
+pub fn error_text(texts: &Texts, e: ProtocolError) -> &'static str {
+    match e {
+        ProtocolError::MissingRecipient => texts.bad_format,
+        ProtocolError::InvalidName => texts.name_invalid,
+        ProtocolError::LineTooLong => texts.too_long,
+    }
+}
+
+impl LineSession {
+    /// Executes the complete lines at the front of `data`; returns the bytes consumed.
+    pub fn feed<H: Host>(&mut self, data: &[u8], host: &mut H) -> usize {
+        let max = host.config().max_line_bytes;
+        let mut pos = 0;
+        while pos < data.len() {
+            if !host.is_open() {
+                return data.len();
+            }
+            let rest = data.get(pos..).unwrap_or_default();
+            if self.discarding {
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.discarding = false;
+                        pos += i + 1;
+                    }
+                    None => return data.len(),
+                }
+                continue;
+            }
+            match next_line(rest, max) {
+                Line::Complete { text, used } => {
+                    pos += used;
+                    execute(text, host);
+                }
+                Line::Incomplete => break,
+                Line::TooLong => {
+                    debug!("{} sent a line over {max} bytes", host.addr());
+                    self.discarding = true;
+                    host.send(error_text(host.texts(), ProtocolError::LineTooLong).as_bytes());
+                }
+            }
+        }
+        pos
+    }
+}
+
+/// Runs one line.
+fn execute<H: Host>(line: &[u8], host: &mut H) {
+    host.metrics().messages_in += 1;
+    let texts = host.texts();
+    match parse(line) {
+        Ok(Command::Empty) => {}
+        Ok(Command::Who) => who(host),
+        Ok(Command::Rename(name)) => {
+            let outcome = host.rename(name, Reply::Line);
+            answer_rename(outcome, host);
+        }
+        Ok(Command::To { name, body }) => {
+            let outcome = host.whisper(Voice::Me, name, body, true, || Reply::Line);
+            answer_routed(outcome, host);
+        }
+        Ok(Command::Say(text)) => host.say(Voice::Me, None, text),
+        Err(e) => {
+            debug!("{}: {e}", host.addr());
+            host.send(error_text(texts, e).as_bytes());
+        }
+    }
+}
+
+/// `who`: one line per online user of any protocol and any server, in one block.
+fn who<H: Host>(host: &mut H) {
+    let entry = host.texts().who_entry.as_bytes();
+    let mut out = Vec::new();
+    for (user, _) in host.chat().everyone() {
+        text::user_line(&mut out, user, entry);
+    }
+    host.send(&out);
+}
+
+/// Answers `rename|NEW`.
+pub fn answer_rename<H: Host>(outcome: Claim, host: &mut H) {
+    let texts = host.texts();
+    match outcome {
+        Claim::Granted => {
+            let mut name = String::new();
+            if let Some(me) = host.me() {
+                me.name_into(&mut name);
+            }
+            let mut out = Vec::new();
+            text::renamed(&mut out, texts, &name);
+            host.send(&out);
+        }
+        Claim::Taken => host.send(texts.name_taken.as_bytes()),
+        Claim::Unavailable => host.send(texts.cluster_unavailable.as_bytes()),
+        Claim::Pending => {}
+    }
+}
+
+/// Answers `to|NAME|TEXT`, in the seed's order: recipient first, then text.
+pub fn answer_routed<H: Host>(outcome: Routed, host: &mut H) {
+    let texts = host.texts();
+    let line = match outcome {
+        Routed::Sent | Routed::Pending => return,
+        Routed::Nowhere => texts.no_such_user,
+        Routed::Unknown => texts.cluster_unavailable,
+        Routed::Empty => texts.empty_body,
+    };
+    host.send(line.as_bytes());
+}
+
+/// An idle user's last line.
+pub fn kick_idle<H: Host>(host: &mut H) {
+    debug!("{} idle: kicked", host.addr());
+    host.metrics().idle_kicks += 1;
+    host.send(host.texts().kicked.as_bytes());
+    host.finish();
+}
+
+/// Every user's last line on shutdown.
+pub fn shutting_down<H: Host>(host: &mut H) {
+    host.send(host.texts().shutting_down.as_bytes());
+    host.finish();
+}
+
+/// `[addr]name:TEXT` lines for notices and the room; `NAME对您说TEXT` for a whisper.
+pub fn render(texts: &Texts, from: User<'_>, event: Event<'_>, out: &mut Vec<u8>) {
+    let body = match event {
+        Event::Online => texts.online.as_bytes(),
+        Event::Offline => texts.offline.as_bytes(),
+        Event::Say(text) => text,
+        Event::Whisper(text) => return text::whisper(out, texts, from, text),
+    };
+    text::user_line(out, from, body);
+}

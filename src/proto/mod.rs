@@ -1,0 +1,288 @@
+//! Protocol sessions: one adapter per protocol, each a thin layer between its codec and the
+//! chat core.
+//!
+//! - [`line`]: the newline protocol of the Go chat server (`who`, `rename|`, `to|`, text);
+//! - [`im`]: the `/im` (`/acc`) JSON protocol over WebSocket (`login`, `heartbeat`, `msg`);
+//! - [`hub`]: the `/ws/{id}` hub protocol (`{type,sender,receiver,content}`);
+//! - [`ws`]: the WebSocket session both JSON protocols share (frames, pings, closes);
+//! - [`api`]: HTTP: the page, the HTTP API, `/metrics`, and the upgrade to WebSocket.
+//!
+//! An adapter *decodes* its bytes into calls on a [`Host`] (say, whisper, rename, login:
+//! the chat service the loop provides, see `net`) and *renders* what comes back, an
+//! outcome or an [`Event`], into its own bytes. It never sees a socket, the slab or Redis,
+//! and no protocol knows which transport it runs over. An answer that waits for the
+//! cluster carries a [`Reply`], which the loop hands back with the outcome
+//! ([`claimed`], [`routed`]).
+
+pub mod api;
+pub mod hub;
+pub mod im;
+pub mod line;
+pub mod ws;
+
+use crate::chat::{Chat, Event, Kind, Member};
+use crate::config::Config;
+use crate::metrics::{Gauges, Metrics};
+use crate::text::{Texts, User};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Who a message is from, as an adapter asks for it.
+#[derive(Debug, Clone, Copy)]
+pub enum Voice<'a> {
+    /// The connection's own user.
+    Me,
+    /// The local user of this name if online, else this client's address under the name
+    /// (the HTTP API's `sendMessageAll`).
+    User(&'a str),
+    /// This client's address under this name, never a user (the API's system sender).
+    Named(&'a str),
+}
+
+/// How a private message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Delivered here, or handed to the recipient's server.
+    Sent,
+    /// Nobody has that name.
+    Nowhere,
+    /// Not here, and the cluster is unreachable.
+    Unknown,
+    /// The recipient exists but the text is empty (refused where the protocol asks).
+    Empty,
+    /// The answer comes later, through [`routed`].
+    Pending,
+}
+
+/// How a name claim went (login, hub id, rename).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The name is the user's now.
+    Granted,
+    /// Someone else holds it (or this connection may not take it).
+    Taken,
+    /// The cluster that decides is unreachable.
+    Unavailable,
+    /// The answer comes later, through [`claimed`].
+    Pending,
+}
+
+/// What an answer that waits for the cluster needs to be rendered.
+#[derive(Debug)]
+pub enum Reply {
+    /// A line user's `to|` or `rename|`.
+    Line,
+    /// An `/im` request, answered with this `seq` and `cmd`.
+    Im {
+        /// The request's `seq`.
+        seq: Box<str>,
+        /// The request's `cmd`.
+        cmd: &'static str,
+    },
+    /// A hub message to `receiver`, or (empty receiver) the hub id claim of `/ws/{id}`.
+    Hub {
+        /// The recipient of a type 1 message.
+        receiver: Box<str>,
+    },
+    /// An HTTP API `sendMessage`, whose `msgID` is forgotten if it fails.
+    Api {
+        /// The `msgID`.
+        msg_id: Box<str>,
+    },
+}
+
+/// The chat service the loop offers a session, bound to one connection.
+pub trait Host {
+    /// The server's texts.
+    fn texts(&self) -> &'static Texts;
+    /// The time of this turn.
+    fn now(&self) -> Instant;
+    /// The server's settings.
+    fn config(&self) -> &Config;
+    /// Counters, to count on.
+    fn metrics(&mut self) -> &mut Metrics;
+    /// Every counter as of now, to show.
+    fn snapshot(&self) -> Metrics;
+    /// Point-in-time counts, for `/metrics` and `/system/state`.
+    fn gauges(&self) -> Gauges;
+    /// State the HTTP API keeps between requests.
+    fn web(&mut self) -> &mut api::Web;
+    /// Whether this connection still takes commands.
+    fn is_open(&self) -> bool;
+    /// The peer address of this connection.
+    fn addr(&self) -> SocketAddr;
+    /// Queues bytes to this connection.
+    fn send(&mut self, bytes: &[u8]);
+    /// Ends this connection once what is queued to it is written.
+    fn finish(&mut self);
+    /// Who is online.
+    fn chat(&self) -> &Chat;
+    /// This connection's user, while online.
+    fn me(&self) -> Option<&Member>;
+    /// `voice` says `text` to a room (`None`: the speaker's own).
+    fn say(&mut self, voice: Voice<'_>, room: Option<u16>, text: &[u8]);
+    /// `voice` says `text` to the user called `to`, wherever it is; an empty text is
+    /// refused with [`Routed::Empty`] when `need_text`, once the recipient is known to
+    /// exist. `reply` is asked for only if the answer must wait.
+    fn whisper(
+        &mut self,
+        voice: Voice<'_>,
+        to: &[u8],
+        text: &[u8],
+        need_text: bool,
+        reply: impl FnOnce() -> Reply,
+    ) -> Routed;
+    /// Renames this connection's user.
+    fn rename(&mut self, new: &str, reply: Reply) -> Claim;
+    /// Puts this connection online as `name` in `room`. A user of the same kind holding
+    /// the name is replaced (and told, in its protocol); another kind keeps it.
+    fn login(&mut self, name: &str, kind: Kind, room: u16, reply: impl FnOnce() -> Reply) -> Claim;
+}
+
+/// What a connection speaks now, with that protocol's state. A web connection starts as
+/// `Http` and may become `Ws` in place.
+#[derive(Debug)]
+pub enum Session {
+    /// The newline protocol.
+    Line(line::LineSession),
+    /// HTTP/1.1 requests, before any upgrade.
+    Http(api::HttpSession),
+    /// A WebSocket speaking `/im` or the hub protocol.
+    Ws(ws::WsSession),
+}
+
+/// A session's protocol family, for connection gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Line protocol.
+    Line = 0,
+    /// WebSocket.
+    Ws = 1,
+    /// Plain HTTP.
+    Http = 2,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session::Line(line::LineSession::default())
+    }
+}
+
+impl Session {
+    /// A new web connection's session, its request clock started at `now`.
+    pub fn http(now: Instant) -> Self {
+        Session::Http(api::HttpSession::new(now))
+    }
+
+    /// Which family it is.
+    pub fn family(&self) -> Family {
+        match self {
+            Session::Line(_) => Family::Line,
+            Session::Http(_) => Family::Http,
+            Session::Ws(_) => Family::Ws,
+        }
+    }
+
+    /// Runs the complete commands at the front of `data` and returns the bytes used; the
+    /// rest is a partial command within the protocol's limit (`--max-line`, the HTTP head
+    /// and body limits, `--ws-max-message`).
+    pub fn feed<H: Host>(&mut self, data: &mut [u8], host: &mut H) -> usize {
+        match self {
+            Session::Line(s) => s.feed(data, host),
+            Session::Ws(s) => s.feed(data, host),
+            Session::Http(s) => match s.feed(data, host) {
+                api::Fed::Used(n) => n,
+                api::Fed::Upgraded { used, session } => {
+                    *self = Session::Ws(session);
+                    let rest = data.get_mut(used..).unwrap_or_default();
+                    used + self.feed(rest, host)
+                }
+            },
+        }
+    }
+
+    /// When the connection must next be looked at, given its last activity.
+    pub fn deadline(&self, last_active: Instant, config: &Config) -> Option<Instant> {
+        match self {
+            Session::Line(_) => config.idle_timeout.map(|d| last_active + d),
+            Session::Ws(_) => {
+                let t = config.heartbeat_timeout;
+                (!t.is_zero()).then(|| last_active + t)
+            }
+            Session::Http(s) => Some(s.deadline()),
+        }
+    }
+
+    /// The deadline passed: an idle line user is kicked, a silent WebSocket closed, a slow
+    /// HTTP request answered 408.
+    pub fn on_timeout<H: Host>(&mut self, host: &mut H) {
+        match self {
+            Session::Line(_) => line::kick_idle(host),
+            Session::Ws(_) => ws::heartbeat_missed(host),
+            Session::Http(_) => api::fail(host, 408),
+        }
+    }
+
+    /// The server is stopping: each protocol says goodbye its way.
+    pub fn on_shutdown<H: Host>(&mut self, host: &mut H) {
+        match self {
+            Session::Line(_) => line::shutting_down(host),
+            Session::Ws(_) => ws::going_away(host),
+            Session::Http(_) => host.finish(),
+        }
+    }
+}
+
+/// Appends `event` from `from` as a user of `kind` receives it; `to` is the recipient
+/// (named in the JSON protocols' private messages). A fan-out calls this once per kind
+/// present and copies the bytes to every recipient of that kind.
+pub fn render(
+    kind: Kind,
+    texts: &Texts,
+    from: User<'_>,
+    to: User<'_>,
+    event: Event<'_>,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    match kind {
+        Kind::Line => line::render(texts, from, event, out),
+        Kind::Im => im::render(texts, from, to, event, out),
+        Kind::Hub => hub::render(texts, from, to, event, out),
+    }
+}
+
+/// Whether a user of `kind` gets the online notice of its own arrival (`/im` users get
+/// their login answer instead).
+pub fn greets_self(kind: Kind) -> bool {
+    kind != Kind::Im
+}
+
+/// What a user of `kind` whose name a newer connection took is sent before it is closed.
+pub fn render_replaced(kind: Kind, texts: &Texts, out: &mut Vec<u8>) {
+    match kind {
+        Kind::Im => im::render_replaced(texts, out),
+        Kind::Hub => ws::render_close(crate::codec::ws::close::POLICY, texts.replaced, out),
+        Kind::Line => {}
+    }
+}
+
+/// Answers a private message that waited for the cluster.
+pub fn routed<H: Host>(reply: Reply, outcome: Routed, host: &mut H) {
+    match reply {
+        Reply::Line => line::answer_routed(outcome, host),
+        Reply::Im { seq, cmd } => im::answer_routed(&seq, cmd, outcome, host),
+        Reply::Hub { receiver } => hub::answer_routed(&receiver, outcome, host),
+        Reply::Api { msg_id } => api::answer_routed(&msg_id, outcome, host),
+    }
+}
+
+/// Answers a name claim that waited for the cluster.
+pub fn claimed<H: Host>(reply: Reply, outcome: Claim, host: &mut H) {
+    match reply {
+        Reply::Line => line::answer_rename(outcome, host),
+        Reply::Im { seq, cmd } => im::answer_login(&seq, cmd, outcome, host),
+        Reply::Hub { .. } => hub::answer_join(outcome, host),
+        Reply::Api { .. } => {}
+    }
+}
