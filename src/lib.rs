@@ -1,28 +1,34 @@
-//! imserver-mio: the seeds' chat system as one single-threaded `mio` event loop.
+//! imserver-mio: an instant-messaging server on one single-threaded `mio` event loop.
 //!
 //! One [`mio::Poll`] owns every connection in a [`slab::Slab`], each with its own read and
-//! write buffer. Lines are parsed by pure functions, idle users are kicked by a hashed timer
-//! wheel, and a broadcast is encoded once and appended to every recipient's write buffer,
-//! which the loop flushes once per turn: one `write` per recipient per turn, however many
-//! messages it holds. No locks, no channels, no async runtime. WebSocket and HTTP clients
-//! (seeds 003 and 004) live in the same loop, slab and user space as line clients.
+//! write buffer. Line, WebSocket and HTTP clients share one loop and one user space; a
+//! broadcast is encoded once per protocol present and copied into every recipient's
+//! buffer, which the loop flushes once per turn. No locks, no channels, no async runtime.
 //!
 //! # Layout
-//! - [`config`]: settings and their defaults, with units.
-//! - [`cli`]: the command-line flags, shared by the server binaries.
-//! - [`server`]: the loop: poll, accept, dispatch, expire, close, flush; its `chat` part
-//!   runs the line commands and its `web` part HTTP and the WebSocket protocols.
-//! - [`conn`]: one socket with its buffers and state; knows nothing of chat.
-//! - [`protocol`]: pure line framing and command parsing.
-//! - [`http`]: pure HTTP/1.1 request heads (httparse) and responses.
-//! - [`ws`]: pure RFC 6455 framing on the connection's buffers.
-//! - [`im`]: seed 003's JSON protocol (`/im`), parsed and encoded.
-//! - [`hub`]: seed 004's hub protocol (`/ws/{id}`), parsed and encoded.
-//! - [`metrics`]: counters, rendered for Prometheus.
-//! - [`directory`]: user names to connection tokens.
-//! - [`timer`]: the hashed timer wheel of idle deadlines.
-//! - [`heap`]: giving freed buffer memory back to the OS after a storm.
-//! - [`text`]: every text the server says, in zh and en.
+//! Folders are layers; each uses only the layers below it.
+//! - [`net`]: **the loop.** Poll, listeners, the slab of connections with their buffers,
+//!   the turn's phases (read, expire, close, flush), timers, signals, shutdown; and the
+//!   chat service the adapters call (`net::host`: presence, say, whisper, claims, each
+//!   flow written once, joining the core, the cluster and the connections).
+//! - [`proto`]: **protocol sessions**, one adapter per protocol (`line`, `im`, `hub`,
+//!   `ws`, `api`): decode a frame into calls on [`proto::Host`], render an outcome or a
+//!   chat event into the protocol's bytes. No socket, no slab, no Redis, no transport.
+//! - [`chat`]: **the chat core**, protocol-neutral: who is online, the one place a name
+//!   lives, rooms, routing ([`chat::Chat::locate`]), the replica of other servers' users.
+//!   Speaks in [`chat::Event`]s and outcomes, never bytes. Uses only [`text`].
+//! - [`cluster`]: **many servers, one chat**: the Redis link (mio sources the loop
+//!   polls), the wire between servers, claims and look-ups carrying the caller's
+//!   context, liveness. Feeds what other servers say into the core and the loop.
+//! - [`codec`]: **pure codecs**: line framing and commands, HTTP heads, WebSocket
+//!   frames and handshake, `/im` and hub JSON. No I/O, no clock, no crate layer above.
+//! - Leaves: [`timer`] (the hashed wheel, `now` passed in), [`text`] (every text the
+//!   server says, zh and en), [`metrics`], [`config`] and [`cli`] (settings and flags),
+//!   [`heap`] (giving memory back after a storm).
+//!
+//! Adding a protocol is a new adapter in `proto/` (a [`proto::Session`] variant and its
+//! renderer) over a codec in `codec/`; a transport under every protocol (TLS) belongs to
+//! `net/conn.rs`, where bytes meet sockets.
 #![warn(missing_docs)]
 
 pub mod chat;

@@ -6,7 +6,7 @@
 //! Invariants:
 //! - a user is listed here exactly while online; its name lives only here (its connection
 //!   knows its [`UserId`], nothing more), so a rename or a leave has one place to change;
-//! - names are unique among the users of this server ([`directory`]), and, in a cluster,
+//! - names are unique among the users of this server (`directory`), and, in a cluster,
 //!   distinct from the names the replica of other servers' users holds (Redis decides
 //!   races; the replica is only a fast answer);
 //! - [`Chat::locate`] is the one routing rule: local, on another server, nowhere, or

@@ -9,7 +9,7 @@
 //! - The *subscriber* link holds the `SUBSCRIBE` and yields published messages.
 //!
 //! RESP is encoded and decoded by the redis-protocol crate. Faults are handled in one
-//! place, [`Backplane::fail`]: on an I/O error, an output buffer over its bound, or a reply
+//! place, `Backplane::fail`: on an I/O error, an output buffer over its bound, or a reply
 //! later than [`REPLY_TIMEOUT`], both links are dropped, every pending ask is handed back as
 //! [`Event::Failed`], and a reconnect is tried after an exponential backoff. The outage is
 //! logged once at warn, the recovery once at info.

@@ -12,6 +12,7 @@
 
 use super::conn::ConnState;
 use super::conns::Conns;
+use super::fanout::Fanout;
 use crate::chat::{Chat, Event, Kind, Member, NameTaken, Peer, Place, Remote, UserId};
 use crate::cluster::{Cluster, News};
 use crate::config::Config;
@@ -50,75 +51,6 @@ enum Purpose {
     },
 }
 
-/// Each protocol's bytes of one fan-out, encoded for the first recipient of that kind and
-/// copied to the others. Scratch: every use starts by clearing what it writes.
-#[derive(Debug)]
-pub struct Fanout {
-    texts: &'static Texts,
-    forms: [Vec<u8>; Kind::COUNT],
-}
-
-impl Fanout {
-    /// Buffers for texts in `texts`.
-    pub fn new(texts: &'static Texts) -> Self {
-        Fanout {
-            texts,
-            forms: Default::default(),
-        }
-    }
-
-    /// Tells every user in `room` about `event` from `from`, each in its protocol's form;
-    /// `except` is an `/im` user whose own arrival is answered by its login instead.
-    /// Presence notices skip connections whose peer has hung up (a half-closed client
-    /// still gets what is said: it may be reading the answers to its last lines).
-    pub fn room(
-        &mut self,
-        chat: &Chat,
-        conns: &mut Conns,
-        room: u16,
-        from: User<'_>,
-        event: Event<'_>,
-        except: Option<UserId>,
-    ) {
-        let mut encoded = [false; Kind::COUNT];
-        let notice = matches!(event, Event::Online | Event::Offline);
-        for (id, member) in chat.members() {
-            if member.room != room || (except == Some(id) && !proto::greets_self(member.kind)) {
-                continue;
-            }
-            let token = Token(member.peer.0);
-            if notice && conns.get(token).is_none_or(|c| c.hung_up) {
-                continue;
-            }
-            let i = member.kind.index();
-            let (Some(done), Some(buf)) = (encoded.get_mut(i), self.forms.get_mut(i)) else {
-                continue;
-            };
-            if !*done {
-                proto::render(member.kind, self.texts, from, member.shown(), event, buf);
-                *done = true;
-            }
-            conns.queue(token, buf);
-        }
-    }
-
-    /// Sends `text` from `from` to one user.
-    pub fn one(&mut self, conns: &mut Conns, to: &Member, from: User<'_>, text: &[u8]) {
-        let Some(buf) = self.forms.get_mut(to.kind.index()) else {
-            return;
-        };
-        proto::render(
-            to.kind,
-            self.texts,
-            from,
-            to.shown(),
-            Event::Whisper(text),
-            buf,
-        );
-        conns.queue(Token(to.peer.0), buf);
-    }
-}
-
 /// Everything a command can touch: the loop's state apart from the poll and listeners.
 pub struct State {
     /// The connections.
@@ -155,7 +87,7 @@ impl State {
 
     /// The server's texts.
     pub fn texts(&self) -> &'static Texts {
-        self.fanout.texts
+        self.fanout.texts()
     }
 
     /// Whether `token` is a connection that still takes commands.

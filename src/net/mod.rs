@@ -17,10 +17,11 @@
 //! generation, and an event or timer whose generation does not match is dropped.
 //!
 //! The loop knows no chat rule and spells no text: bytes go to the connection's session
-//! (`proto`), which calls the chat service ([`host`]); what is queued goes back out here.
+//! (`proto`), which calls the chat service (`host`); what is queued goes back out here.
 
 mod conn;
 mod conns;
+mod fanout;
 mod host;
 mod listen;
 mod storm;
@@ -34,7 +35,8 @@ use crate::proto::{api::Web, Session};
 use crate::timer::Wheel;
 use conn::{ConnState, Flush, ReadOutcome};
 use conns::Conns;
-use host::{Fanout, State};
+use fanout::Fanout;
+use host::State;
 pub use listen::StartError;
 use listen::{Accept, Listener};
 use log::{debug, info, trace, warn};

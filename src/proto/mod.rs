@@ -1,7 +1,7 @@
 //! Protocol sessions: one adapter per protocol, each a thin layer between its codec and the
 //! chat core.
 //!
-//! - [`line`]: the newline protocol of the Go chat server (`who`, `rename|`, `to|`, text);
+//! - [`line`](mod@line): the newline protocol of the Go chat server (`who`, `rename|`, `to|`, text);
 //! - [`im`]: the `/im` (`/acc`) JSON protocol over WebSocket (`login`, `heartbeat`, `msg`);
 //! - [`hub`]: the `/ws/{id}` hub protocol (`{type,sender,receiver,content}`);
 //! - [`ws`]: the WebSocket session both JSON protocols share (frames, pings, closes);
