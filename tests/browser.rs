@@ -9,6 +9,8 @@
 //! Needs `chromium` (or `$CHROMIUM`) and Python 3 with `websockets`; `.ci/run` installs
 //! both. When one is missing the test fails and says what to install. Every wait is bounded,
 //! and the server, Chromium (its whole process group) and the driver are killed on drop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 mod common;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};

@@ -6,6 +6,8 @@
 //! the client prints is fixed; script tests (all of stdin at once) check the server's lines
 //! separately from the client's own, because the two arrive from different threads.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use std::io::{Read, Write};

@@ -3,6 +3,8 @@
 //! is shown to fail when it should), and with bad arguments, no server, and a server killed
 //! mid-run. Every run has an `--timeout` and a watchdog, and traffic goes to 127.0.0.1 only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,6 +1,8 @@
 //! A connection's and the server's life: idle kicks, half-close, graceful shutdown, and
 //! start-up errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use common::{connect, connect_raw, server_bin, start};

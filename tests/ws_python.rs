@@ -2,6 +2,8 @@
 //! `websockets`) runs the /im and /ws/{id} protocols, with a line user beside them, against a
 //! fresh server. Needs python3 with `websockets` (`.ci/run` installs it); the test fails and
 //! says so when it is missing. The script and the server are killed if they overrun.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 mod common;
 
 use std::io::Read;
