@@ -476,6 +476,25 @@ fn cannot_connect_is_one_line_and_exit_1() {
 }
 
 #[test]
+fn a_negative_port_is_refused_as_not_a_port() {
+    let out = Command::new(client_bin())
+        .args(["--port", "-1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(
+            "error: invalid value '-1' for '--port <PORT>': the port must be a number 0-65535\n"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn bad_flags_are_refused() {
     for args in [
         &["--port", "x"][..],
