@@ -15,7 +15,7 @@
 //! once and in order, and a private run pairs users on different servers.
 //!
 //! ```text
-//! imbench idle    --conns 1000 --pid $(pidof imserver-mio)
+//! imbench idle    --conns 1000 --pid $SERVER   # e.g. SERVER=$! after starting it with &
 //! imbench fanout  --conns 1000 --senders 1 --msgs 200 --size 64 --window 16
 //! imbench private --pairs 500 --msgs 200 --size 64 --window 16
 //! imbench churn   --conns 500 --rate 200 --duration 10
