@@ -22,6 +22,8 @@
 //! default (about 3.5 minutes per run). Outside `cargo bench` (no `--bench` flag, e.g.
 //! `cargo test --benches`) it does nothing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench: a panic is the failure report
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;

@@ -8,15 +8,17 @@ use clap::builder::TypedValueParser;
 use clap::Parser;
 use std::time::Duration;
 
-/// imserver-mio: a chat server on one mio event loop (the seeds' TCP line protocol).
+/// imserver-mio: a chat server on one mio event loop. It speaks the line protocol of the Go
+/// TCP chat server of the tutorials it follows (`nc` is a client), WebSocket and HTTP.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, default_value = config::DEFAULT_HOST)]
     pub host: String,
     /// TCP port for the line protocol; 0 picks a free port (printed first on stdout).
-    #[arg(long, default_value_t = config::DEFAULT_PORT)]
+    #[arg(long, value_name = "PORT", default_value_t = config::DEFAULT_PORT,
+          allow_negative_numbers = true, value_parser = parse_port)]
     pub port: u16,
     /// Seconds a user may stay silent before being kicked; 0 = never.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
@@ -36,14 +38,14 @@ pub struct ServerArgs {
     /// Seconds to flush goodbyes on SIGINT/SIGTERM before exiting.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
     pub shutdown_grace: Duration,
-    /// Language of the server's texts: zh (the seeds') or en.
+    /// Language of the server's texts: zh (the Chinese texts of the Go chat server it follows) or en.
     #[arg(long, default_value = "zh")]
     pub lang: Lang,
     /// Port for WebSocket clients (/im, /acc, /ws/{id}); off unless given; 0 picks one.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true, value_parser = parse_port)]
     pub ws_port: Option<u16>,
     /// Port for the HTTP API and the chat page; off unless given; may equal --ws-port.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true, value_parser = parse_port)]
     pub http_port: Option<u16>,
     /// Largest WebSocket message in bytes; bigger ones are closed with 1009.
     #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_WS_MAX_MESSAGE_BYTES,
@@ -52,7 +54,7 @@ pub struct ServerArgs {
     /// Seconds a WebSocket user may send nothing (no heartbeat) before being closed; 0 = never.
     #[arg(long, value_name = "SECS", default_value = "360", value_parser = parse_secs)]
     pub heartbeat_timeout: Duration,
-    /// Join a cluster of servers through this Redis: redis://HOST:PORT[/DB].
+    /// Join a cluster of servers through this Redis: redis://HOST[:PORT][/DB] (port 6379, db 0 if left out).
     #[arg(long, value_name = "URL")]
     pub redis: Option<RedisUrl>,
     /// This server's id in the cluster (letters, digits, '-', '_'); default: random.
@@ -84,6 +86,17 @@ impl ServerArgs {
             node_timeout: self.node_timeout,
         }
     }
+}
+
+/// A TCP port, 0-65535. The port flags let a negative number through to here, so that
+/// `--port -1` is told what a port is instead of that `-1` is an unknown argument.
+///
+/// # Errors
+///
+/// Anything but a decimal number 0-65535, with a message saying so.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    s.parse()
+        .map_err(|_| "the port must be a number 0-65535".to_owned())
 }
 
 /// A node id: 1–32 of letters, digits, `-` and `_` (it is part of Redis keys and names).
@@ -140,5 +153,19 @@ mod tests {
         assert!(ServerArgs::try_parse_from(["x", "--lang", "fr"]).is_err());
         assert!(ServerArgs::try_parse_from(["x", "--max-line", "0"]).is_err());
         assert!(ServerArgs::try_parse_from(["x", "--port", "70000"]).is_err());
+    }
+
+    #[test]
+    fn a_negative_port_is_refused_as_a_port() {
+        for flag in ["--port", "--ws-port", "--http-port"] {
+            let err = ServerArgs::try_parse_from(["x", flag, "-1"])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains("the port must be a number 0-65535"),
+                "{flag}: {err}"
+            );
+        }
     }
 }

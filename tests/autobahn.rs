@@ -23,6 +23,8 @@
 //!
 //! Every read has a 5 s timeout and every loop is bounded, so no test can hang.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use common::{connect, start, Server, READ_TIMEOUT};

@@ -6,9 +6,12 @@
 //! page and reaches the line user, the line user's answer shows on alice's page, bob
 //! whispers to alice, and a screenshot of bob's page is kept at `target/browser/chat.png`.
 //!
-//! Needs `chromium` (or `$CHROMIUM`) and Python 3 with `websockets`; `.ci/run` installs
-//! both. When one is missing the test fails and says what to install. Every wait is bounded,
-//! and the server, Chromium (its whole process group) and the driver are killed on drop.
+//! Needs `chromium` (or `$CHROMIUM`) and Python with `websockets` >= 13 (found as
+//! `common::python` says); `.ci/run` installs both. When one is missing the test fails and
+//! says what to install. Every wait is bounded, and the server, Chromium (its whole process
+//! group) and the driver are killed on drop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 mod common;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -80,21 +83,6 @@ fn chromium() -> PathBuf {
     panic!(
         "the browser test needs Chromium: `apt-get install -y chromium` (.ci/run installs it), \
          or set CHROMIUM to a Chromium binary"
-    );
-}
-
-fn require_python_websockets() {
-    let ok = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "the browser test needs python3 with the websockets package: `pip install websockets` \
-         (.ci/run installs it)"
     );
 }
 
@@ -301,7 +289,7 @@ fn page_is_served_with_the_ws_port() {
 
 #[test]
 fn two_browser_tabs_and_a_line_user_chat() {
-    require_python_websockets();
+    let python = common::python::require_websockets();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let shot = manifest.join("target/browser/chat.png");
     std::fs::create_dir_all(shot.parent().unwrap()).expect("create target/browser");
@@ -329,7 +317,7 @@ fn two_browser_tabs_and_a_line_user_chat() {
     )));
     let (_chromium, devtools) = start_chromium(&profile.0);
 
-    let mut driver = Command::new("python3");
+    let mut driver = Command::new(&python);
     driver
         .arg(manifest.join("tests/browser/page_check.py"))
         .args(["--url", &format!("http://{http}/")])

@@ -1,6 +1,8 @@
 //! The protocol table, row by row, against the real server binary over real sockets.
 //! Runs against any binary named by `IMSERVER_BIN` (the async variant uses the same tests).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use common::{connect, start};

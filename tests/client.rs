@@ -6,6 +6,8 @@
 //! the client prints is fixed; script tests (all of stdin at once) check the server's lines
 //! separately from the client's own, because the two arrive from different threads.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use std::io::{Read, Write};
@@ -470,6 +472,25 @@ fn cannot_connect_is_one_line_and_exit_1() {
     assert_eq!(out, "");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_negative_port_is_refused_as_not_a_port() {
+    let out = Command::new(client_bin())
+        .args(["--port", "-1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(
+            "error: invalid value '-1' for '--port <PORT>': the port must be a number 0-65535\n"
+        ),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 

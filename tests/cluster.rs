@@ -5,6 +5,8 @@
 //! Every Redis and every server is a child process killed and reaped on drop; every read
 //! has a timeout and every wait loop a deadline, so no test can hang.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use common::{http, post};

@@ -3,6 +3,8 @@
 //! is shown to fail when it should), and with bad arguments, no server, and a server killed
 //! mid-run. Every run has an `--timeout` and a watchdog, and traffic goes to 127.0.0.1 only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -60,6 +62,64 @@ fn idle_with_pid_reports_the_servers_memory_and_cpu() {
     );
     assert!(run.has("\"rss_per_conn_bytes\":"), "{}", run.stdout);
     assert!(run.num("server_cpu_ms").is_some(), "{}", run.stdout);
+}
+
+/// A `kB` line of `/proc/PID/status` (`VmRSS:`, `VmHWM:`).
+fn status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    line[key.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_peak_memory_reported_is_this_runs_not_the_servers_lifetime_peak() {
+    let server = common::start(&["--idle-timeout", "0"]);
+    let pid = server.child.id();
+    // 800 users joining and then leaving at once raise the server's lifetime peak (VmHWM),
+    // and the server gives that memory back once they are gone.
+    json_run(server.addr, &["idle", "--conns", "800"]).assert_ok();
+    let settled = (0..100).any(|_| {
+        thread::sleep(Duration::from_millis(100));
+        status_kb(pid, "VmRSS:") + 4096 < status_kb(pid, "VmHWM:")
+    });
+    assert!(
+        settled,
+        "the server kept the storm's memory (VmRSS {} kB, VmHWM {} kB), so this test cannot \
+         tell this run's peak from the lifetime one",
+        status_kb(pid, "VmRSS:"),
+        status_kb(pid, "VmHWM:")
+    );
+
+    let run = json_run(
+        server.addr,
+        &[
+            "idle",
+            "--conns",
+            "10",
+            "--hold",
+            "0.3",
+            "--pid",
+            &pid.to_string(),
+        ],
+    );
+    assert_ok(&run);
+    let lifetime = status_kb(pid, "VmHWM:");
+    let peak = run.num("rss_peak_kb").unwrap();
+    let (before, after) = (
+        run.num("rss_before_kb").unwrap(),
+        run.num("rss_after_kb").unwrap(),
+    );
+    assert!(peak >= before && peak >= after, "{}", run.stdout);
+    assert!(
+        peak + 2048 < lifetime,
+        "rss_peak_kb {peak} is not this run's but near the lifetime peak {lifetime}: {}",
+        run.stdout
+    );
 }
 
 #[test]

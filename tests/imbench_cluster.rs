@@ -6,6 +6,8 @@
 //! Redis and both servers are child processes killed and reaped on drop; every imbench run
 //! has a `--timeout` and a watchdog, and everything listens on and talks to 127.0.0.1 only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -4,6 +4,8 @@
 //! and then closes mid-run. Every run has a `--timeout` and a watchdog; traffic goes to
 //! 127.0.0.1 only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

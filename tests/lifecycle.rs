@@ -1,6 +1,8 @@
 //! A connection's and the server's life: idle kicks, half-close, graceful shutdown, and
 //! start-up errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use common::{connect, connect_raw, server_bin, start};
@@ -132,6 +134,28 @@ fn bad_flags_are_refused_without_a_panic() {
 }
 
 #[test]
+fn a_negative_port_is_refused_as_not_a_port() {
+    for flag in ["--port", "--ws-port", "--http-port"] {
+        let out = Command::new(server_bin())
+            .args([flag, "-1"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!(
+                "error: invalid value '-1' for '{flag} <PORT>': the port must be a number 0-65535\n"
+            )),
+            "{flag}: {err}"
+        );
+        assert!(!err.contains("unexpected argument"), "{flag}: {err}");
+        assert!(!err.contains("panicked"), "{flag}: {err}");
+        assert!(out.stdout.is_empty(), "{flag}");
+    }
+}
+
+#[test]
 fn help_lists_the_flags() {
     let out = Command::new(server_bin()).arg("-h").output().unwrap();
     assert!(out.status.success());
@@ -145,6 +169,12 @@ fn help_lists_the_flags() {
         "--max-conns",
         "--shutdown-grace",
         "--lang",
+        "--ws-port",
+        "--http-port",
+        "--redis",
+        "redis://HOST[:PORT][/DB]",
+        "--node-id",
+        "--node-timeout",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }

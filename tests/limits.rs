@@ -1,6 +1,8 @@
 //! Bad input and overload: an over-long line, a reader that never reads, a full server, and
 //! a server out of file descriptors. The offender gets its answer; nobody else loses a byte.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use common::{connect, connect_raw, start, start_with_fd_limit};

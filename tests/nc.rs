@@ -1,5 +1,7 @@
 //! Chat through real `nc` processes, as a user would (netcat-openbsd; .ci/run installs it).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use common::start;

@@ -1,6 +1,8 @@
 //! WebSocket users (seed 003's `/im`, seed 004's `/ws/{id}`) against the real binary with a
 //! real client (tungstenite), chatting with line users in one user space.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
 mod common;
 
 use common::{http, post};

@@ -1,7 +1,10 @@
 //! A second WebSocket client from another ecosystem: `tests/py/ws_clients.py` (Python's
 //! `websockets`) runs the /im and /ws/{id} protocols, with a line user beside them, against a
-//! fresh server. Needs python3 with `websockets` (`.ci/run` installs it); the test fails and
-//! says so when it is missing. The script and the server are killed if they overrun.
+//! fresh server. Needs Python with `websockets` >= 13, found as `common::python` says
+//! (`.ci/run` installs it in `target/pyenv`); the test fails and says so when it is
+//! missing. The script and the server are killed if they overrun.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 mod common;
 
 use std::io::Read;
@@ -29,22 +32,11 @@ fn start_server() -> (common::Server, SocketAddr, SocketAddr) {
 
 #[test]
 fn python_websockets_client() {
-    let have = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        have,
-        "this test needs python3 with the websockets package: `pip install websockets` \
-         (.ci/run installs it)"
-    );
+    let python = common::python::require_websockets();
 
     let (_server, line, ws) = start_server();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/ws_clients.py");
-    let mut child = Command::new("python3")
+    let mut child = Command::new(&python)
         .arg(&script)
         .arg(ws.to_string())
         .arg(line.to_string())

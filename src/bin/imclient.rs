@@ -1,4 +1,5 @@
-//! `imclient`: the seed's menu client for imserver-mio (public chat, private chat, rename).
+//! `imclient`: the menu client for imserver-mio (public chat, private chat, rename), after the
+//! client of the Go chat server tutorials this project follows.
 //!
 //! Blocking std sockets and one reader thread that copies what the server says to stdout
 //! while the main thread reads the user's lines from stdin. `--raw` turns it into a plain
@@ -28,7 +29,8 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     ip: String,
     /// Server port.
-    #[arg(long, default_value_t = 8888)]
+    #[arg(long, value_name = "PORT", default_value_t = 8888,
+          allow_negative_numbers = true, value_parser = imserver_mio::cli::parse_port)]
     port: u16,
     /// Language of the client's texts.
     #[arg(long, value_enum, default_value_t = Lang::Zh)]

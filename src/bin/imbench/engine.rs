@@ -498,6 +498,8 @@ pub struct Settings {
     pub progress: bool,
     /// A connect failure after the first join ends the run (false in churn: it is counted).
     pub connect_errors_fatal: bool,
+    /// Processes whose resident memory is sampled between turns for the run's peak.
+    pub pids: Vec<u32>,
 }
 
 /// The loop and everything it owns.
@@ -516,6 +518,8 @@ pub struct Engine {
     next_progress: Instant,
     /// Churn: joined users, oldest first.
     online: VecDeque<usize>,
+    /// The watched processes' peak memory during this run, sampled between turns.
+    rss: sys::PeakRss,
     sh: Shared,
 }
 
@@ -543,6 +547,7 @@ impl Engine {
             deadline: base + settings.timeout,
             next_progress: base + PROGRESS_AFTER,
             online: VecDeque::new(),
+            rss: sys::PeakRss::new(&settings.pids, base),
             sh: Shared {
                 transport: settings.transport,
                 servers: settings.servers.clone(),
@@ -779,6 +784,9 @@ impl Engine {
         if let Some(w) = wake_at {
             until = until.min(w);
         }
+        if let Some(sample_at) = self.rss.next_at() {
+            until = until.min(sample_at);
+        }
         let busy =
             !self.sh.dirty.is_empty() || self.sh.tracker.as_ref().is_some_and(Tracker::has_ready);
         let timeout = if busy {
@@ -805,7 +813,14 @@ impl Engine {
         }
         self.pump();
         self.flush_dirty()?;
-        Ok(Instant::now())
+        let now = Instant::now();
+        self.rss.sample_if_due(now);
+        Ok(now)
+    }
+
+    /// The peak resident memory of each `pids` process seen so far in this run, kB.
+    pub fn rss_peak_kb(&self) -> &[u64] {
+        self.rss.peak_kb()
     }
 
     fn on_event(&mut self, key: usize, readable: bool, writable: bool) -> Result<(), Fail> {

@@ -15,7 +15,7 @@
 //! once and in order, and a private run pairs users on different servers.
 //!
 //! ```text
-//! imbench idle    --conns 1000 --pid $(pidof imserver-mio)
+//! imbench idle    --conns 1000 --pid $SERVER   # e.g. SERVER=$! after starting it with &
 //! imbench fanout  --conns 1000 --senders 1 --msgs 200 --size 64 --window 16
 //! imbench private --pairs 500 --msgs 200 --size 64 --window 16
 //! imbench churn   --conns 500 --rate 200 --duration 10
@@ -33,7 +33,8 @@
 //!   messages.
 //! - `transport.rs`: line or WebSocket: names, wrapping payloads, reading messages.
 //! - `ws.rs`: pure RFC 6455 client framing and the upgrade handshake.
-//! - `track.rs`: pure bookkeeping: payload format, windows, completeness, histogram.
+//! - `track.rs`: pure bookkeeping: payload format, windows, completeness, latency
+//!   percentiles (`hdrhistogram`).
 //! - `report.rs`: the report as a table or one JSON line.
 //! - `sys.rs`: /proc samples, the open-file limit, source-address binding.
 
@@ -108,9 +109,9 @@ struct CommonArgs {
     /// No progress lines on stderr.
     #[arg(long, global = true)]
     quiet: bool,
-    /// The server's pid: report its resident memory before and after, and its CPU time.
-    /// Several, comma-separated (the servers, Redis): sums, and each one's CPU time in
-    /// `…_each` lists.
+    /// The server's pid: report its resident memory before, after and at its peak during
+    /// this run (sampled every 100 ms), and its CPU time. Several, comma-separated (the
+    /// servers, Redis): sums, and each one's CPU time in `…_each` lists.
     #[arg(long, global = true, value_name = "PID[,PID…]", value_delimiter = ',',
           value_parser = parse_pid)]
     pid: Vec<u32>,

@@ -53,6 +53,7 @@ fn engine(c: &Common, size: usize) -> Result<Engine, Outcome> {
         timeout: c.timeout,
         progress: c.progress,
         connect_errors_fatal: true,
+        pids: c.pids.clone(),
     })
     .map_err(|e| Outcome {
         report: None,
@@ -105,13 +106,24 @@ impl Usage {
         }
     }
 
-    /// Adds the resource keys; `conns` for memory per connection, `work` for CPU per unit.
+    /// Adds the resource keys; `conns` for memory per connection, `work` for CPU per unit,
+    /// `peak_kb` each pid's highest memory seen during the run (from [`Engine::rss_peak_kb`]).
     /// With several pids, memory and CPU keys are sums over them, and `…_each` keys list each
     /// one's CPU time in `pids` order.
-    fn finish(&self, r: &mut Report, conns: usize, work: Work) {
+    fn finish(&self, r: &mut Report, conns: usize, work: Work, peak_kb: &[u64]) {
         if let Some(before) = &self.before {
             match sample_all(&self.pids) {
-                Ok(after) => self.server_keys(r, before, &after, conns, work),
+                Ok(after) => {
+                    // The run's peak, not the process's lifetime one (VmHWM): the highest
+                    // of the loop's samples and those at the start and end of the run.
+                    let peak = before
+                        .iter()
+                        .zip(&after)
+                        .zip(peak_kb.iter().chain(std::iter::repeat(&0)))
+                        .map(|((b, a), &p)| b.rss_kb.max(a.rss_kb).max(p))
+                        .sum();
+                    self.server_keys(r, before, &after, peak, conns, work);
+                }
                 Err(e) => r.set("server_sample_error", Value::Text(e)),
             }
         }
@@ -125,6 +137,7 @@ impl Usage {
         r: &mut Report,
         before: &[ProcSample],
         after: &[ProcSample],
+        peak_kb: u64,
         conns: usize,
         work: Work,
     ) {
@@ -141,7 +154,7 @@ impl Usage {
         let (rss_before, rss_after) = (sum(before, |s| s.rss_kb), sum(after, |s| s.rss_kb));
         r.uint("rss_before_kb", rss_before);
         r.uint("rss_after_kb", rss_after);
-        r.uint("rss_peak_kb", sum(after, |s| s.hwm_kb));
+        r.uint("rss_peak_kb", peak_kb);
         let grown = rss_after as i64 - rss_before as i64;
         r.set(
             "rss_per_conn_bytes",
@@ -300,7 +313,7 @@ pub fn idle(c: &Common, conns: usize, hold: Duration) -> Outcome {
     let lat = eng.take_join_latency();
     latency_keys(&mut r, &lat, "join_p50_us", "join_p99_us", "join_max_us");
     r.float("hold_s", secs(hold), 3);
-    usage.finish(&mut r, conns, Work::Nothing);
+    usage.finish(&mut r, conns, Work::Nothing, eng.rss_peak_kb());
     let complete = eng.joined() == conns;
     conclude(r, result, c.timeout, complete, || {
         format!("only {} of {conns} users joined", eng.joined())
@@ -402,7 +415,12 @@ fn traffic(
     r.uint("out_of_order", counts.out_of_order);
     r.uint("misdelivered", counts.misdelivered);
     r.uint("garbled", counts.garbled);
-    usage.finish(&mut r, conns, Work::Deliveries(counts.delivered));
+    usage.finish(
+        &mut r,
+        conns,
+        Work::Deliveries(counts.delivered),
+        eng.rss_peak_kb(),
+    );
     conclude(r, result, c.timeout, complete, || {
         format!(
             "incomplete: {missing} of {expected} deliveries missing, {} duplicate, {} out of order, {} misdelivered, {} garbled",
@@ -525,7 +543,7 @@ pub fn churn(c: &Common, ch: &Churn) -> Outcome {
     r.uint("errors", errors.count);
     let first_error = errors.first.clone();
     let garbled = cc.garbled;
-    usage.finish(&mut r, ch.conns, Work::Joins(joins));
+    usage.finish(&mut r, ch.conns, Work::Joins(joins), eng.rss_peak_kb());
     let complete = errors.count == 0 && garbled == 0 && joins == total;
     conclude(r, result, c.timeout, complete, || match first_error {
         Some(first) => format!(

@@ -1,10 +1,11 @@
 //! What imbench needs from the OS beyond std and mio: the server's memory and CPU time from
-//! /proc, its own open-file limit (read, not changed: the caller raises it, e.g. with
+//! /proc (and the peak of its memory during a run, [`PeakRss`]), its own open-file limit (read, not changed: the caller raises it, e.g. with
 //! `ulimit -n`), and sockets bound to a chosen source address before they connect (so more
 //! than one ephemeral port range is available), made with `socket2`. No `unsafe`.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -16,8 +17,6 @@ const CLOCK_TICKS_PER_S: u64 = 100;
 pub struct ProcSample {
     /// Resident memory, kB (VmRSS).
     pub rss_kb: u64,
-    /// Peak resident memory so far, kB (VmHWM).
-    pub hwm_kb: u64,
     /// User plus system CPU time, ms.
     pub cpu_ms: u64,
 }
@@ -37,9 +36,73 @@ pub fn sample(pid: &str) -> io::Result<ProcSample> {
     };
     Ok(ProcSample {
         rss_kb: status_kb(&status, "VmRSS:").ok_or_else(|| bad("VmRSS"))?,
-        hwm_kb: status_kb(&status, "VmHWM:").ok_or_else(|| bad("VmHWM"))?,
         cpu_ms: stat_cpu_ticks(&stat).ok_or_else(|| bad("utime/stime"))? * 1000 / CLOCK_TICKS_PER_S,
     })
+}
+
+/// Resident memory of `/proc/PID`, kB (VmRSS), without the CPU time: what [`PeakRss`] reads.
+///
+/// # Errors
+/// When the process is gone or its status cannot be read or parsed.
+pub fn rss_kb(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status_kb(&status, "VmRSS:").ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("no VmRSS in /proc/{pid}"),
+        )
+    })
+}
+
+/// How often a run samples the watched processes' resident memory for its peak.
+pub const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// The highest resident memory (VmRSS) of each watched process seen during this run.
+///
+/// The kernel's own peak, VmHWM, is the peak of the process's whole life, earlier runs
+/// against the same server included; so the run's loop samples VmRSS every
+/// [`RSS_SAMPLE_EVERY`] instead (one small read of /proc per process, between two polls)
+/// and keeps the maximum. A peak shorter than the period can be missed.
+pub struct PeakRss {
+    pids: Vec<u32>,
+    /// Per pid, in `pids` order; 0 until a sample succeeds.
+    peak_kb: Vec<u64>,
+    next_at: Instant,
+}
+
+impl PeakRss {
+    /// Watches `pids` (none: never due); the first sample is due at `now`.
+    pub fn new(pids: &[u32], now: Instant) -> PeakRss {
+        PeakRss {
+            pids: pids.to_vec(),
+            peak_kb: vec![0; pids.len()],
+            next_at: now,
+        }
+    }
+
+    /// When the next sample is due; `None` when nothing is watched.
+    pub fn next_at(&self) -> Option<Instant> {
+        (!self.pids.is_empty()).then_some(self.next_at)
+    }
+
+    /// Samples every pid if a sample is due at `now`. A process that cannot be read keeps
+    /// its peak so far: the run's last sample reports that error.
+    pub fn sample_if_due(&mut self, now: Instant) {
+        if self.pids.is_empty() || now < self.next_at {
+            return;
+        }
+        for (peak, &pid) in self.peak_kb.iter_mut().zip(&self.pids) {
+            if let Ok(kb) = rss_kb(pid) {
+                *peak = (*peak).max(kb);
+            }
+        }
+        self.next_at = now + RSS_SAMPLE_EVERY;
+    }
+
+    /// Each pid's peak so far, kB, in the order given to [`PeakRss::new`].
+    pub fn peak_kb(&self) -> &[u64] {
+        &self.peak_kb
+    }
 }
 
 /// The number of kB on the `key` line of /proc/PID/status (`VmRSS:\t  1234 kB`).
@@ -132,8 +195,34 @@ mod tests {
     #[test]
     fn own_process_can_be_sampled() {
         let s = sample("self").expect("/proc/self");
-        assert!(s.rss_kb > 0 && s.hwm_kb >= s.rss_kb);
+        assert!(s.rss_kb > 0);
         assert!(open_file_limit().is_some_and(|n| n > 0));
+    }
+
+    #[test]
+    fn the_peak_is_the_highest_sample_seen() {
+        let me = std::process::id();
+        let t0 = Instant::now();
+        let mut peak = PeakRss::new(&[me], t0);
+        assert_eq!(peak.next_at(), Some(t0));
+        peak.sample_if_due(t0);
+        let first = peak.peak_kb()[0];
+        assert!(first > 0);
+        assert_eq!(peak.next_at(), Some(t0 + RSS_SAMPLE_EVERY));
+        let grown = vec![1u8; 64 << 20]; // 64 MiB touched, then freed before the next sample
+        assert!(grown.iter().all(|&b| b == 1));
+        peak.sample_if_due(t0 + RSS_SAMPLE_EVERY);
+        drop(grown);
+        assert!(
+            peak.peak_kb()[0] >= first + (32 << 10),
+            "{first} -> {:?}",
+            peak.peak_kb()
+        );
+        let high = peak.peak_kb()[0];
+        peak.sample_if_due(t0 + 2 * RSS_SAMPLE_EVERY);
+        assert!(peak.peak_kb()[0] >= high, "a lower sample leaves the peak");
+        let none = PeakRss::new(&[], t0);
+        assert_eq!((none.next_at(), none.peak_kb().len()), (None, 0));
     }
 
     #[test]
