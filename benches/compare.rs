@@ -15,6 +15,10 @@
 //! printed and written to `<target>/bench-compare.md`, the raw JSON lines to
 //! `<target>/bench-compare.jsonl`.
 //!
+//! Before/after a change: build the old commit's `imserver-mio` elsewhere and name it in
+//! `IMBENCH_BASELINE=/path/to/imserver-mio`; the table then compares this build ("mio")
+//! with that one ("before"), interleaved the same way, and leaves the tokio servers out.
+//!
 //! `IMBENCH_RUNS` (default 3) sets R; `IMBENCH_CASES` keeps only the cases whose name contains
 //! one of its parts, separated by `|` or by a comma not followed by a digit (case names hold
 //! commas: `IMBENCH_CASES=fanout,private` is two parts, `fanout 100,1` one).
@@ -58,27 +62,41 @@ const SETTLE: Duration = Duration::from_millis(500);
 
 struct Server {
     label: &'static str,
-    bin: &'static str,
+    bin: String,
     flags: &'static [&'static str],
 }
 
-const SERVERS: [Server; 3] = [
-    Server {
+/// The servers compared: imserver-mio against imserver-tokio on one worker and on tokio's
+/// default runtime; or, with `IMBENCH_BASELINE=PATH` (another build of imserver-mio, e.g.
+/// an older commit's), imserver-mio against that build alone: a before/after run.
+fn servers() -> Vec<Server> {
+    let mio = Server {
         label: "mio",
-        bin: MIO,
+        bin: MIO.to_owned(),
         flags: &[],
-    },
-    Server {
-        label: "tokio-1",
-        bin: TOKIO,
-        flags: &["--workers", "1"],
-    },
-    Server {
-        label: "tokio-N",
-        bin: TOKIO,
-        flags: &[],
-    },
-];
+    };
+    if let Ok(path) = std::env::var("IMBENCH_BASELINE") {
+        let before = Server {
+            label: "before",
+            bin: path,
+            flags: &[],
+        };
+        return vec![mio, before];
+    }
+    vec![
+        mio,
+        Server {
+            label: "tokio-1",
+            bin: TOKIO.to_owned(),
+            flags: &["--workers", "1"],
+        },
+        Server {
+            label: "tokio-N",
+            bin: TOKIO.to_owned(),
+            flags: &[],
+        },
+    ]
+}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -351,6 +369,7 @@ fn main() {
     let md_path = target.join("bench-compare.md");
     let mut jsonl = String::new();
 
+    let servers = servers();
     let started = Instant::now();
     let load = load_average();
     let limit = shell(RAISE_LIMIT, &["sh", "-c", "ulimit -n"]);
@@ -358,17 +377,17 @@ fn main() {
         "compare: {} case(s) × {} servers × {runs} run(s), interleaved; load average {load}; \
          open-file limit for the processes: {limit}",
         cases.len(),
-        SERVERS.len()
+        servers.len()
     );
 
     // results[case][server] = runs
     let mut results: Vec<Vec<Vec<Run>>> = cases
         .iter()
-        .map(|_| SERVERS.iter().map(|_| Vec::new()).collect())
+        .map(|_| servers.iter().map(|_| Vec::new()).collect())
         .collect();
     for run in 0..runs {
         for (ci, case) in cases.iter().enumerate() {
-            for (si, server) in SERVERS.iter().enumerate() {
+            for (si, server) in servers.iter().enumerate() {
                 let t = Instant::now();
                 let r = run_one(server, case);
                 eprintln!(
@@ -398,7 +417,7 @@ fn main() {
         }
     }
 
-    let table = render(&cases, &results, runs, started.elapsed(), &load);
+    let table = render(&servers, &cases, &results, runs, started.elapsed(), &load);
     print!("{table}");
     if let Err(e) = std::fs::write(&md_path, &table) {
         eprintln!("compare: cannot write {}: {e}", md_path.display());
@@ -476,7 +495,7 @@ struct Started {
 }
 
 fn start_server(server: &Server) -> Result<Started, String> {
-    let mut child = raised(server.bin)
+    let mut child = raised(&server.bin)
         .args(server.flags)
         .args(SERVER_FLAGS)
         .stdin(Stdio::null())
@@ -650,6 +669,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 fn render(
+    servers: &[Server],
     cases: &[&Case],
     results: &[Vec<Vec<Run>>],
     runs: usize,
@@ -664,30 +684,35 @@ fn render(
          load average {load} at the start.",
         took.as_secs_f64()
     );
+    let legend = if servers.len() == 2 {
+        "mio = this build of imserver-mio; before = the build named by IMBENCH_BASELINE.".to_owned()
+    } else {
+        format!(
+            "mio = imserver-mio (one thread); tokio-1 = imserver-tokio --workers 1; tokio-N = \
+             imserver-tokio on tokio's default runtime ({workers} workers here)."
+        )
+    };
+    let _ = writeln!(t, "{legend}");
     let _ = writeln!(
         t,
-        "mio = imserver-mio (one thread); tokio-1 = imserver-tokio --workers 1; tokio-N = \
-         imserver-tokio on tokio's default runtime ({workers} workers here)."
-    );
-    let _ = writeln!(
-        t,
-        "Ratios are mio ÷ tokio: above 1 is better for deliveries/s, below 1 for everything else. \
-         (k/R) marks cells where only k of R runs completed; failed = none did."
+        "Ratios are mio ÷ the other: above 1 is better for deliveries/s, below 1 for everything \
+         else. (k/R) marks cells where only k of R runs completed; failed = none did."
     );
     t.push('\n');
-    let head = [
-        "case",
-        "metric",
-        SERVERS[0].label,
-        SERVERS[1].label,
-        SERVERS[2].label,
-        "mio/tokio-1",
-        "mio/tokio-N",
-    ];
+    let ratio_heads: Vec<String> = servers
+        .iter()
+        .skip(1)
+        .map(|s| format!("mio/{}", s.label))
+        .collect();
+    let head: Vec<&str> = ["case", "metric"]
+        .into_iter()
+        .chain(servers.iter().map(|s| s.label))
+        .chain(ratio_heads.iter().map(String::as_str))
+        .collect();
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     for (ci, case) in cases.iter().enumerate() {
-        for (si, server) in SERVERS.iter().enumerate() {
+        for (si, server) in servers.iter().enumerate() {
             for (ri, r) in results[ci][si].iter().enumerate() {
                 if !r.ok {
                     failures.push(format!(
@@ -731,8 +756,8 @@ fn render(
                     Some(v) => format!("{v:.*}", m.decimals),
                 });
             }
-            for other in [medians[1], medians[2]] {
-                row.push(match (medians[0], other) {
+            for other in medians.iter().skip(1) {
+                row.push(match (medians[0], *other) {
                     (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
                     _ => "–".to_owned(),
                 });

@@ -7,6 +7,8 @@ use crate::chat::{Chat, Event, Kind, Member, UserId};
 use crate::proto;
 use crate::text::{Texts, User};
 use mio::Token;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 /// Each protocol's bytes of one fan-out, encoded for the first recipient of that kind and
 /// copied to the others. Scratch: every use starts by clearing what it writes.
@@ -79,5 +81,70 @@ impl Fanout {
             buf,
         );
         conns.queue(Token(to.peer.0), buf);
+    }
+}
+
+/// Offline notices wait until this long has passed without a hang-up...
+const DEPARTURE_QUIET: Duration = Duration::from_millis(2);
+/// ...but never longer than this.
+const DEPARTURE_MAX_WAIT: Duration = Duration::from_millis(50);
+
+/// A user who left, to be announced to its room.
+#[derive(Debug)]
+pub struct Departure {
+    /// The room it left.
+    pub room: u16,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its chosen name, if any.
+    pub name: Option<Box<str>>,
+}
+
+/// Offline notices held back while hang-ups keep arriving. When thousands of clients
+/// leave at once, their hang-ups reach the loop over several polls; a notice fanned out at
+/// once would be queued to every leaver not yet seen leaving (quadratic bytes, all for
+/// peers that are gone). Held until the hang-ups stop (a quiet 2 ms, 50 ms at most), the
+/// notices skip every leaver: each one has left the chat or been marked as hung up.
+#[derive(Debug, Default)]
+pub struct Departures {
+    list: Vec<Departure>,
+    /// When the oldest waiting departure was recorded.
+    since: Option<Instant>,
+    /// When a hang-up was last seen.
+    last_hang_up: Option<Instant>,
+}
+
+impl Departures {
+    /// Records a departure.
+    pub fn push(&mut self, room: u16, addr: SocketAddr, name: Option<&str>, now: Instant) {
+        self.since.get_or_insert(now);
+        self.list.push(Departure {
+            room,
+            addr,
+            name: name.map(Box::from),
+        });
+    }
+
+    /// Notes that a poll brought hang-ups.
+    pub fn hang_ups_seen(&mut self, now: Instant) {
+        self.last_hang_up = Some(now);
+    }
+
+    /// When the waiting notices are due, if any wait.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let since = self.since?;
+        let quiet = self.last_hang_up.map_or(since, |t| t + DEPARTURE_QUIET);
+        Some(quiet.min(since + DEPARTURE_MAX_WAIT))
+    }
+
+    /// Whether the waiting notices are due.
+    pub fn due(&self, now: Instant) -> bool {
+        self.next_deadline().is_some_and(|t| now >= t)
+    }
+
+    /// The waiting departures, oldest first.
+    pub fn take(&mut self) -> Vec<Departure> {
+        self.since = None;
+        std::mem::take(&mut self.list)
     }
 }

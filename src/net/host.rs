@@ -12,7 +12,7 @@
 
 use super::conn::ConnState;
 use super::conns::Conns;
-use super::fanout::Fanout;
+use super::fanout::{Departures, Fanout};
 use crate::chat::{Chat, Event, Kind, Member, NameTaken, Peer, Place, Remote, UserId};
 use crate::cluster::{Cluster, News};
 use crate::config::Config;
@@ -71,6 +71,8 @@ pub struct State {
     pub wheel: Wheel<Token>,
     /// The fan-out's encode buffers.
     pub fanout: Fanout,
+    /// Users who left, whose rooms are still to be told.
+    pub departures: Departures,
     /// Set once shutdown began: nobody is told about departures any more.
     pub shutting_down: bool,
 }
@@ -110,6 +112,9 @@ impl State {
         room: u16,
         now: Instant,
     ) -> Result<(), NameTaken> {
+        // Whoever left before this user arrived is announced first, to the users who were
+        // there: a name that leaves and comes back reads "offline", then "online".
+        self.flush_departures();
         let Some(conn) = self.conns.get_mut(token) else {
             return Err(NameTaken);
         };
@@ -143,7 +148,7 @@ impl State {
     }
 
     /// Takes a connection's user offline: its name is freed, the other servers are told,
-    /// and (outside shutdown) its room gets the offline notice.
+    /// and (outside shutdown) its room will get the offline notice.
     pub fn leave(&mut self, token: Token, now: Instant) {
         let Some(id) = self.conns.get_mut(token).and_then(|c| c.user.take()) else {
             return;
@@ -158,11 +163,32 @@ impl State {
             cluster.left(&name, member.room, member.addr, now);
         }
         if !self.shutting_down {
-            let from = member.shown();
+            let shown = member.shown();
+            self.departures
+                .push(member.room, member.addr, shown.name, now);
+        }
+    }
+
+    /// Tells each room about the users who left it, once no more hang-ups are arriving:
+    /// when many leave at once, the leavers still connected have all been seen hanging up
+    /// by then, so nobody queues notices for peers that are gone (see [`Departures`]).
+    pub fn announce_departures(&mut self, now: Instant) {
+        if self.departures.due(now) {
+            self.flush_departures();
+        }
+    }
+
+    /// Tells each room about the users who left it, now.
+    fn flush_departures(&mut self) {
+        for d in self.departures.take() {
+            let from = User {
+                addr: &d.addr,
+                name: d.name.as_deref(),
+            };
             self.fanout.room(
                 &self.chat,
                 &mut self.conns,
-                member.room,
+                d.room,
                 from,
                 Event::Offline,
                 None,

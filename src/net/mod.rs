@@ -4,11 +4,12 @@
 //! One turn, in order (the shape of Redis's `aeProcessEvents` and sozu's `Server::run`):
 //! 1. `poll`, with a timeout of zero while work is left over, else the next deadline;
 //! 2. read the clock once;
-//! 3. note every hang-up in the batch, so this turn's fan-outs skip peers already gone;
+//! 3. note every hang-up in the batch, so presence notices skip peers already gone;
 //! 4. dispatch events by token: accept, read and hand complete commands to the
 //!    connection's session, note writability;
 //! 5. expire timers (idle kicks, heartbeats, HTTP deadlines, lingering closes);
-//! 6. free the connections marked for closing;
+//! 6. free the connections marked for closing, and tell rooms who left (held back while
+//!    hang-ups keep arriving, see `fanout::Departures`);
 //! 7. flush every dirty connection once: one `write` per recipient per turn, however many
 //!    messages it was sent during the turn.
 //!
@@ -35,7 +36,7 @@ use crate::proto::{api::Web, Session};
 use crate::timer::Wheel;
 use conn::{ConnState, Flush, ReadOutcome};
 use conns::Conns;
-use fanout::Fanout;
+use fanout::{Departures, Fanout};
 use host::State;
 pub use listen::StartError;
 use listen::{Accept, Listener};
@@ -139,6 +140,7 @@ impl Server {
                 metrics: Metrics::default(),
                 wheel: Wheel::new(Instant::now()),
                 fanout: Fanout::new(texts),
+                departures: Departures::default(),
                 shutting_down: false,
                 config,
             },
@@ -179,10 +181,11 @@ impl Server {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
-            self.note_hang_ups();
+            self.note_hang_ups(now);
             self.dispatch(now);
             self.expire(now);
             self.close_pending(now);
+            self.st.announce_departures(now);
             self.flush_dirty();
             // Free what the flush just finished, so its slot counts as free for the next
             // accept; offline notices queued here are flushed next turn.
@@ -250,6 +253,7 @@ impl Server {
             self.shutdown_deadline,
             self.st.cluster.as_ref().and_then(|c| c.next_deadline()),
             self.accept.refused.next_deadline(),
+            self.st.departures.next_deadline(),
             conns.slow.next_deadline(),
         ]
         .into_iter()
@@ -261,11 +265,12 @@ impl Server {
     /// Marks every connection whose peer hung up in this batch, before any event runs:
     /// the notices this turn fans out then skip them (a mass departure would otherwise
     /// queue each leaver's notice to every other leaver).
-    fn note_hang_ups(&mut self) {
+    fn note_hang_ups(&mut self, now: Instant) {
         for event in self.events.iter() {
             if event.is_read_closed() || event.is_error() {
                 if let Some(conn) = self.st.conns.get_mut(event.token()) {
                     conn.hung_up = true;
+                    self.st.departures.hang_ups_seen(now);
                 }
             }
         }
