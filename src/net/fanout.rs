@@ -85,9 +85,9 @@ impl Fanout {
 }
 
 /// Offline notices wait until this long has passed without a hang-up...
-const DEPARTURE_QUIET: Duration = Duration::from_millis(2);
+const DEPARTURE_QUIET: Duration = Duration::from_millis(10);
 /// ...but never longer than this.
-const DEPARTURE_MAX_WAIT: Duration = Duration::from_millis(50);
+const DEPARTURE_MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// A user who left, to be announced to its room.
 #[derive(Debug)]
@@ -103,7 +103,7 @@ pub struct Departure {
 /// Offline notices held back while hang-ups keep arriving. When thousands of clients
 /// leave at once, their hang-ups reach the loop over several polls; a notice fanned out at
 /// once would be queued to every leaver not yet seen leaving (quadratic bytes, all for
-/// peers that are gone). Held until the hang-ups stop (a quiet 2 ms, 50 ms at most), the
+/// peers that are gone). Held until the hang-ups stop (a quiet 10 ms, 1 s at most), the
 /// notices skip every leaver: each one has left the chat or been marked as hung up.
 #[derive(Debug, Default)]
 pub struct Departures {
