@@ -31,7 +31,7 @@ pub struct Peer(pub usize);
 
 /// A user's key in the core, stable while the user is online.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UserId(pub usize);
+pub struct UserId(pub u32);
 
 /// Which protocol a user speaks. The core only needs it for one rule (a newer connection
 /// of the same kind takes a name over; another kind is refused); the adapters use it to
@@ -175,7 +175,8 @@ impl Chat {
         room: u16,
     ) -> Result<UserId, NameTaken> {
         let entry = self.users.vacant_entry();
-        let id = UserId(entry.key());
+        // Far more users than file descriptors would be needed to pass u32.
+        let id = UserId(u32::try_from(entry.key()).map_err(|_| NameTaken)?);
         let name: Option<Box<str>> = match (name, &self.node) {
             (Some(name), _) => Some(name.into()),
             (None, Some(node)) => Some(format!("{addr}@{node}").into()),
@@ -197,7 +198,7 @@ impl Chat {
 
     /// Takes a user offline and frees its name; `None` if it was not online.
     pub fn leave(&mut self, id: UserId) -> Option<Member> {
-        let member = self.users.try_remove(id.0)?;
+        let member = self.users.try_remove(id.0 as usize)?;
         self.dir.leave(member.addr, member.name.as_deref(), id);
         Some(member)
     }
@@ -207,7 +208,7 @@ impl Chat {
     /// # Errors
     /// [`NameTaken`] when another user here holds `new`; nothing changes then.
     pub fn rename(&mut self, id: UserId, new: &str) -> Result<String, NameTaken> {
-        let member = self.users.get_mut(id.0).ok_or(NameTaken)?;
+        let member = self.users.get_mut(id.0 as usize).ok_or(NameTaken)?;
         self.dir
             .rename(member.addr, member.name.as_deref(), new, id)?;
         let mut old = String::new();
@@ -218,7 +219,7 @@ impl Chat {
 
     /// An online user.
     pub fn get(&self, id: UserId) -> Option<&Member> {
-        self.users.get(id.0)
+        self.users.get(id.0 as usize)
     }
 
     /// The local user called `name`.
@@ -248,7 +249,7 @@ impl Chat {
 
     /// Every user online here, in a stable order.
     pub fn members(&self) -> impl Iterator<Item = (UserId, &Member)> {
-        self.users.iter().map(|(k, m)| (UserId(k), m))
+        self.users.iter().map(|(k, m)| (UserId(k as u32), m))
     }
 
     /// Every user online in the chat (here, then on other servers), for `who` and the API.

@@ -61,8 +61,6 @@ pub struct Conn {
     pub socket: TcpStream,
     /// Distinguishes this connection from earlier users of the same slab key.
     pub generation: u32,
-    /// The peer address: the `[addr]` of every notice, and the name until one is chosen.
-    pub addr: SocketAddr,
     /// Lifecycle state.
     pub state: ConnState,
     /// The protocol it speaks, with that protocol's state.
@@ -86,18 +84,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A new open connection from `addr`, named after it.
-    pub fn new(
-        socket: TcpStream,
-        generation: u32,
-        addr: SocketAddr,
-        session: Session,
-        now: Instant,
-    ) -> Self {
+    /// A new open connection.
+    pub fn new(socket: TcpStream, generation: u32, session: Session, now: Instant) -> Self {
         Conn {
             socket,
             generation,
-            addr,
             state: ConnState::Open,
             session,
             user: None,
@@ -177,9 +168,19 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// The peer's address, asked of the socket: an idle connection does not carry one
+    /// (its user's, in the chat core, is what notices show).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.socket
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+}
+
 /// Shows a connection in logs by its peer address.
 impl fmt::Display for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.addr)
+        write!(f, "{}", self.peer_addr())
     }
 }

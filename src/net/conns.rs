@@ -12,7 +12,6 @@ use log::debug;
 use mio::net::TcpStream;
 use mio::Token;
 use slab::Slab;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 /// The generation of a connection token (its high 32 bits).
@@ -81,19 +80,13 @@ impl Conns {
     }
 
     /// Holds a new connection under [`Conns::next_token`].
-    pub fn insert(
-        &mut self,
-        socket: TcpStream,
-        addr: SocketAddr,
-        session: Session,
-        now: Instant,
-    ) -> Token {
+    pub fn insert(&mut self, socket: TcpStream, session: Session, now: Instant) -> Token {
         let token = self.next_token();
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         self.count(session.family(), true);
         self.slab
-            .insert(Conn::new(socket, generation, addr, session, now));
+            .insert(Conn::new(socket, generation, session, now));
         token
     }
 

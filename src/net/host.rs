@@ -118,9 +118,8 @@ impl State {
         let Some(conn) = self.conns.get_mut(token) else {
             return Err(NameTaken);
         };
-        let id = self
-            .chat
-            .enter(Peer(token.0), kind, conn.addr, name, room)?;
+        let addr = conn.peer_addr();
+        let id = self.chat.enter(Peer(token.0), kind, addr, name, room)?;
         conn.user = Some(id);
         let Some(member) = self.chat.get(id) else {
             return Ok(());
@@ -235,7 +234,7 @@ impl State {
     /// the address and name otherwise.
     fn speaker(&self, token: Token, voice: Voice<'_>) -> Option<Speaker> {
         let conn = self.conns.get(token)?;
-        let named = |name: &str| Speaker::Named(conn.addr, name.into());
+        let named = |name: &str| Speaker::Named(conn.peer_addr(), name.into());
         Some(match voice {
             Voice::Me => Speaker::User(conn.user?),
             Voice::User(name) => match self.chat.find(name.as_bytes()) {
@@ -409,7 +408,7 @@ impl State {
             Some(Some(_)) if need_text && text.is_empty() => Routed::Empty,
             Some(Some(node)) => {
                 let speaker = match (as_name, self.conns.get(token)) {
-                    (Some(name), Some(conn)) => Some(Speaker::Named(conn.addr, name)),
+                    (Some(name), Some(conn)) => Some(Speaker::Named(conn.peer_addr(), name)),
                     (None, Some(conn)) => conn.user.map(Speaker::User),
                     _ => None,
                 };
@@ -535,7 +534,7 @@ impl Host for Ctx<'_> {
         self.st
             .conns
             .get(self.token)
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.addr)
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer_addr())
     }
 
     fn send(&mut self, bytes: &[u8]) {

@@ -370,7 +370,7 @@ impl Server {
         } else {
             Session::default()
         };
-        let token = self.st.conns.insert(socket, peer, session, now);
+        let token = self.st.conns.insert(socket, session, now);
         self.st.metrics.accepted += 1;
         debug!("{peer} connected as {token:?}");
         self.st.schedule(token);

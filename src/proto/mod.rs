@@ -147,8 +147,9 @@ pub enum Session {
     Line(line::LineSession),
     /// HTTP/1.1 requests, before any upgrade.
     Http(api::HttpSession),
-    /// A WebSocket speaking `/im` or the hub protocol.
-    Ws(ws::WsSession),
+    /// A WebSocket speaking `/im` or the hub protocol (boxed: its frame reader is larger
+    /// than the other sessions, and every idle line user would pay for it inline).
+    Ws(Box<ws::WsSession>),
 }
 
 /// A session's protocol family, for connection gauges.
@@ -193,7 +194,7 @@ impl Session {
             Session::Http(s) => match s.feed(data, host) {
                 api::Fed::Used(n) => n,
                 api::Fed::Upgraded { used, session } => {
-                    *self = Session::Ws(session);
+                    *self = Session::Ws(Box::new(session));
                     let rest = data.get_mut(used..).unwrap_or_default();
                     used + self.feed(rest, host)
                 }
