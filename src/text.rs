@@ -11,10 +11,21 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-/// Every text the server sends. Fields ending in a newline are whole lines; the others are
-/// pieces that an encoder below puts around user data.
+/// Every text the server sends, in three parts. Fields ending in a newline are whole lines;
+/// the others are pieces that an encoder below puts around user data.
 #[derive(Debug)]
 pub struct Texts {
+    /// The line protocol's lines, and the notices every protocol shows.
+    pub line: LineTexts,
+    /// The `codeMsg` of each response code.
+    pub codes: CodeTexts,
+    /// The WebSocket protocols' and the HTTP API's own texts.
+    pub web: WebTexts,
+}
+
+/// The line protocol's lines, and the notices every protocol shows.
+#[derive(Debug)]
+pub struct LineTexts {
     /// Body of the notice `[addr]name:BODY` sent to everyone when a user connects.
     pub online: &'static str,
     /// Body of the notice sent to everyone still online when a user leaves.
@@ -43,6 +54,13 @@ pub struct Texts {
     pub server_full: &'static str,
     /// The last line every user gets on SIGINT/SIGTERM.
     pub shutting_down: &'static str,
+    /// A cross-server request while Redis is unreachable.
+    pub cluster_unavailable: &'static str,
+}
+
+/// The `codeMsg` of each response code of the `/im` protocol and the HTTP API.
+#[derive(Debug)]
+pub struct CodeTexts {
     /// `codeMsg` of code 200 (also the HTTP API's `msg`).
     pub code_success: &'static str,
     /// `codeMsg` 1000: the command needs a login.
@@ -59,6 +77,11 @@ pub struct Texts {
     pub code_no_route: &'static str,
     /// `codeMsg` for a WebSocket frame that is not JSON.
     pub bad_data: &'static str,
+}
+
+/// What the WebSocket protocols and the HTTP API say besides codes.
+#[derive(Debug)]
+pub struct WebTexts {
     /// `msg` of the `enter` push when someone comes online.
     pub enter: &'static str,
     /// `msg` of the `exit` push when someone leaves.
@@ -77,80 +100,90 @@ pub struct Texts {
     pub name_in_use: &'static str,
     /// The sender name of messages sent through the HTTP API.
     pub system_sender: &'static str,
-    /// A cross-server request while Redis is unreachable.
-    pub cluster_unavailable: &'static str,
 }
 
 /// The seeds' texts, byte for byte.
 pub const ZH: Texts = Texts {
-    online: "已上线",
-    offline: "已下线",
-    who_entry: "在线...",
-    name_taken: "当前用户名被使用了\n",
-    name_invalid: "用户名不合法\n",
-    renamed: "您已更新用户名：",
-    bad_format: "消息格式不正确\n",
-    no_such_user: "不存在该用户\n",
-    empty_body: "无消息内容，请重发\n",
-    whisper: "对您说",
-    kicked: "你被踢了\n",
-    too_long: "消息过长，已丢弃\n",
-    server_full: "服务器已满\n",
-    shutting_down: "服务器关闭\n",
-    code_success: "Success",
-    code_not_logged_in: "未登录",
-    code_bad_params: "参数不合法",
-    code_bad_user_id: "非法的用户ID",
-    code_unauthorized: "未授权",
-    code_failed: "操作失败",
-    code_no_route: "路由不存在",
-    bad_data: "数据不合法",
-    enter: "哈喽~",
-    exit: "用户已经离开~",
-    hub_sent: "success send",
-    hub_not_online: "not online",
-    hub_invalid: "invalid message",
-    replaced: "logged in elsewhere",
-    heartbeat_timeout: "heartbeat timeout",
-    name_in_use: "name in use",
-    system_sender: "system",
-    cluster_unavailable: "集群暂不可用\n",
+    line: LineTexts {
+        online: "已上线",
+        offline: "已下线",
+        who_entry: "在线...",
+        name_taken: "当前用户名被使用了\n",
+        name_invalid: "用户名不合法\n",
+        renamed: "您已更新用户名：",
+        bad_format: "消息格式不正确\n",
+        no_such_user: "不存在该用户\n",
+        empty_body: "无消息内容，请重发\n",
+        whisper: "对您说",
+        kicked: "你被踢了\n",
+        too_long: "消息过长，已丢弃\n",
+        server_full: "服务器已满\n",
+        shutting_down: "服务器关闭\n",
+        cluster_unavailable: "集群暂不可用\n",
+    },
+    codes: CodeTexts {
+        code_success: "Success",
+        code_not_logged_in: "未登录",
+        code_bad_params: "参数不合法",
+        code_bad_user_id: "非法的用户ID",
+        code_unauthorized: "未授权",
+        code_failed: "操作失败",
+        code_no_route: "路由不存在",
+        bad_data: "数据不合法",
+    },
+    web: WebTexts {
+        enter: "哈喽~",
+        exit: "用户已经离开~",
+        hub_sent: "success send",
+        hub_not_online: "not online",
+        hub_invalid: "invalid message",
+        replaced: "logged in elsewhere",
+        heartbeat_timeout: "heartbeat timeout",
+        name_in_use: "name in use",
+        system_sender: "system",
+    },
 };
 
 /// English equivalents, selected with `--lang en`.
 pub const EN: Texts = Texts {
-    online: "online",
-    offline: "offline",
-    who_entry: "online...",
-    name_taken: "that name is already taken\n",
-    name_invalid: "invalid user name\n",
-    renamed: "your name is now: ",
-    bad_format: "bad message format, use to|name|text\n",
-    no_such_user: "no such user\n",
-    empty_body: "empty message, please resend\n",
-    whisper: " says to you: ",
-    kicked: "you were kicked for idling\n",
-    too_long: "message too long, discarded\n",
-    server_full: "server is full\n",
-    shutting_down: "server shutting down\n",
-    code_success: "Success",
-    code_not_logged_in: "not logged in",
-    code_bad_params: "invalid parameters",
-    code_bad_user_id: "invalid user id",
-    code_unauthorized: "unauthorized",
-    code_failed: "operation failed",
-    code_no_route: "no such route",
-    bad_data: "invalid data",
-    enter: "hello~",
-    exit: "user has left~",
-    hub_sent: "success send",
-    hub_not_online: "not online",
-    hub_invalid: "invalid message",
-    replaced: "logged in elsewhere",
-    heartbeat_timeout: "heartbeat timeout",
-    name_in_use: "name in use",
-    system_sender: "system",
-    cluster_unavailable: "cluster unavailable\n",
+    line: LineTexts {
+        online: "online",
+        offline: "offline",
+        who_entry: "online...",
+        name_taken: "that name is already taken\n",
+        name_invalid: "invalid user name\n",
+        renamed: "your name is now: ",
+        bad_format: "bad message format, use to|name|text\n",
+        no_such_user: "no such user\n",
+        empty_body: "empty message, please resend\n",
+        whisper: " says to you: ",
+        kicked: "you were kicked for idling\n",
+        too_long: "message too long, discarded\n",
+        server_full: "server is full\n",
+        shutting_down: "server shutting down\n",
+        cluster_unavailable: "cluster unavailable\n",
+    },
+    codes: CodeTexts {
+        code_success: "Success",
+        code_not_logged_in: "not logged in",
+        code_bad_params: "invalid parameters",
+        code_bad_user_id: "invalid user id",
+        code_unauthorized: "unauthorized",
+        code_failed: "operation failed",
+        code_no_route: "no such route",
+        bad_data: "invalid data",
+    },
+    web: WebTexts {
+        enter: "hello~",
+        exit: "user has left~",
+        hub_sent: "success send",
+        hub_not_online: "not online",
+        hub_invalid: "invalid message",
+        replaced: "logged in elsewhere",
+        heartbeat_timeout: "heartbeat timeout",
+        name_in_use: "name in use",
+        system_sender: "system",
+    },
 };
 
 /// The language of the server's texts.
@@ -305,14 +338,14 @@ fn push_one_line(out: &mut Vec<u8>, body: &[u8]) {
 /// Appends the private message `SENDER对您说TEXT\n` (the seed forgot the newline).
 pub fn whisper(out: &mut Vec<u8>, texts: &Texts, sender: User<'_>, body: &[u8]) {
     sender.push_name(out);
-    out.extend_from_slice(texts.whisper.as_bytes());
+    out.extend_from_slice(texts.line.whisper.as_bytes());
     push_one_line(out, body);
     out.push(b'\n');
 }
 
 /// Appends the answer to a successful rename: `您已更新用户名：NEW\n`.
 pub fn renamed(out: &mut Vec<u8>, texts: &Texts, name: &str) {
-    out.extend_from_slice(texts.renamed.as_bytes());
+    out.extend_from_slice(texts.line.renamed.as_bytes());
     out.extend_from_slice(name.as_bytes());
     out.push(b'\n');
 }
@@ -332,7 +365,7 @@ mod tests {
             addr: &a,
             name: Some("bob"),
         };
-        user_line(&mut out, bob, ZH.online.as_bytes());
+        user_line(&mut out, bob, ZH.line.online.as_bytes());
         assert_eq!(out, "[127.0.0.1:5000]bob:已上线\n".as_bytes());
     }
 
@@ -411,16 +444,16 @@ mod tests {
     fn whole_line_texts_end_in_newline_in_every_language() {
         for t in [&ZH, &EN] {
             for line in [
-                t.name_taken,
-                t.name_invalid,
-                t.bad_format,
-                t.no_such_user,
-                t.empty_body,
-                t.kicked,
-                t.too_long,
-                t.server_full,
-                t.shutting_down,
-                t.cluster_unavailable,
+                t.line.name_taken,
+                t.line.name_invalid,
+                t.line.bad_format,
+                t.line.no_such_user,
+                t.line.empty_body,
+                t.line.kicked,
+                t.line.too_long,
+                t.line.server_full,
+                t.line.shutting_down,
+                t.line.cluster_unavailable,
             ] {
                 assert!(line.ends_with('\n'), "{line:?}");
                 assert_eq!(line.matches('\n').count(), 1, "{line:?}");

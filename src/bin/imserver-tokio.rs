@@ -123,9 +123,9 @@ impl State {
     /// shutting down, the newcomer gets the reason instead and is not added.
     fn join(&mut self, id: u64, peer: Peer) -> bool {
         let refusal = if self.closing {
-            Some(self.texts.shutting_down)
+            Some(self.texts.line.shutting_down)
         } else if self.peers.len() >= self.max_conns {
-            Some(self.texts.server_full)
+            Some(self.texts.line.server_full)
         } else {
             None
         };
@@ -135,7 +135,7 @@ impl State {
             return false;
         }
         let mut line = Vec::new();
-        text::user_line(&mut line, peer.user(), self.texts.online.as_bytes());
+        text::user_line(&mut line, peer.user(), self.texts.line.online.as_bytes());
         self.names.insert(peer.name.clone(), id);
         self.peers.insert(id, peer);
         self.broadcast(line.into());
@@ -150,17 +150,17 @@ impl State {
         };
         self.names.remove(&peer.name);
         if end == End::Idle {
-            peer.send(&self.texts.kicked.as_bytes().into(), self.max_outbuf);
+            peer.send(&self.texts.line.kicked.as_bytes().into(), self.max_outbuf);
         }
         let mut line = Vec::new();
-        text::user_line(&mut line, peer.user(), self.texts.offline.as_bytes());
+        text::user_line(&mut line, peer.user(), self.texts.line.offline.as_bytes());
         self.broadcast(line.into());
     }
 
     /// Says goodbye to everyone and empties the table.
     fn close(&mut self) {
         self.closing = true;
-        self.broadcast(self.texts.shutting_down.as_bytes().into());
+        self.broadcast(self.texts.line.shutting_down.as_bytes().into());
         self.peers.clear();
         self.names.clear();
     }
@@ -176,12 +176,14 @@ impl State {
             Ok(Command::Empty) => {}
             Ok(Command::Who) => {
                 for p in self.peers.values() {
-                    text::user_line(&mut out, p.user(), texts.who_entry.as_bytes());
+                    text::user_line(&mut out, p.user(), texts.line.who_entry.as_bytes());
                 }
                 self.send_to(id, out.into());
             }
             Ok(Command::Rename(new)) => match self.names.get(new) {
-                Some(&other) if other != id => self.send_to(id, texts.name_taken.as_bytes().into()),
+                Some(&other) if other != id => {
+                    self.send_to(id, texts.line.name_taken.as_bytes().into())
+                }
                 _ => {
                     if let Some(me) = self.peers.get_mut(&id) {
                         let old = std::mem::replace(&mut me.name, new.to_owned());
@@ -197,9 +199,9 @@ impl State {
                     .ok()
                     .and_then(|n| self.names.get(n));
                 match to {
-                    None => self.send_to(id, texts.no_such_user.as_bytes().into()),
+                    None => self.send_to(id, texts.line.no_such_user.as_bytes().into()),
                     Some(_) if body.is_empty() => {
-                        self.send_to(id, texts.empty_body.as_bytes().into())
+                        self.send_to(id, texts.line.empty_body.as_bytes().into())
                     }
                     Some(&to) => {
                         text::whisper(&mut out, texts, me.user(), body);
@@ -348,7 +350,9 @@ async fn read_loop(
                 }
                 Line::TooLong => {
                     let texts = shared.config.lang.texts();
-                    shared.lock().send_to(id, texts.too_long.as_bytes().into());
+                    shared
+                        .lock()
+                        .send_to(id, texts.line.too_long.as_bytes().into());
                     discarding = true;
                 }
                 Line::Incomplete => break,

@@ -155,9 +155,8 @@ pub struct Backplane<A> {
     up: bool,
     /// Subscriptions Redis has confirmed on the current subscriber link.
     subscribed: usize,
-    /// Set while down: when to try again.
-    retry_at: Option<Instant>,
-    backoff: Duration,
+    /// Set while down: when to try again, and the wait after that (doubling).
+    retry: (Option<Instant>, Duration),
     /// Whether the current outage has been logged.
     outage_logged: bool,
     ever_up: bool,
@@ -185,8 +184,7 @@ impl<A> Backplane<A> {
             pending: VecDeque::new(),
             up: false,
             subscribed: 0,
-            retry_at: Some(Instant::now()),
-            backoff: MIN_BACKOFF,
+            retry: (Some(Instant::now()), MIN_BACKOFF),
             outage_logged: false,
             ever_up: false,
             stats: LinkStats::default(),
@@ -228,13 +226,13 @@ impl<A> Backplane<A> {
     /// When [`Backplane::tick`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         let reply_due = self.pending.front().map(|(_, at)| *at + REPLY_TIMEOUT);
-        [self.retry_at, reply_due].into_iter().flatten().min()
+        [self.retry.0, reply_due].into_iter().flatten().min()
     }
 
     /// Reconnects when the backoff has passed, and gives up on a stalled Redis.
     pub fn tick(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event<A>>) {
-        if self.retry_at.is_some_and(|t| now >= t) {
-            self.retry_at = None;
+        if self.retry.0.is_some_and(|t| now >= t) {
+            self.retry.0 = None;
             self.connect(registry, now, out);
         }
         if self
@@ -270,7 +268,7 @@ impl<A> Backplane<A> {
         // after `Up` is then never older than the first event it will receive.
         if !self.up && self.cmd.connected && self.subscribed == self.channels.len() {
             self.up = true;
-            self.backoff = MIN_BACKOFF;
+            self.retry.1 = MIN_BACKOFF;
             if self.outage_logged {
                 info!("Redis at {} is back", self.addr);
                 self.stats.reconnects += 1;
@@ -403,12 +401,14 @@ impl<A> Backplane<A> {
             );
             self.outage_logged = true;
         } else {
-            debug!("{why} ({}); retrying in {:?}", self.addr, self.backoff);
+            debug!("{why} ({}); retrying in {:?}", self.addr, self.retry.1);
         }
         self.up = false;
         self.subscribed = 0;
-        self.retry_at = Some(now + self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.retry = (
+            Some(now + self.retry.1),
+            (self.retry.1 * 2).min(MAX_BACKOFF),
+        );
     }
 }
 

@@ -348,7 +348,7 @@ impl Server {
             debug!("{peer} refused: the server is full");
             if !web {
                 // Best effort, as Redis does: a fresh socket has room for one short line.
-                let full = self.st.texts().server_full.as_bytes();
+                let full = self.st.texts().line.server_full.as_bytes();
                 let _ = io::Write::write(&mut socket, full);
             }
             return;

@@ -362,7 +362,7 @@ fn send<H: Host>(host: &mut H, params: &Params<'_>, to_all: bool) -> Option<ApiR
         host.say(Voice::User(&user_id), Some(app_id), message.as_bytes());
         return Some(ok(json!({"sendResults": true})));
     }
-    let system = host.texts().system_sender;
+    let system = host.texts().web.system_sender;
     let reply = || Reply::Api {
         msg_id: msg_id.as_str().into(),
     };

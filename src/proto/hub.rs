@@ -24,9 +24,13 @@ pub fn answer_join<H: Host>(outcome: Claim, host: &mut H) {
     let texts = host.texts();
     match outcome {
         Claim::Granted | Claim::Pending => {}
-        Claim::Taken => close_with(host, close::POLICY, texts.name_in_use),
+        Claim::Taken => close_with(host, close::POLICY, texts.web.name_in_use),
         Claim::Unavailable => {
-            close_with(host, close::POLICY, texts.cluster_unavailable.trim_end());
+            close_with(
+                host,
+                close::POLICY,
+                texts.line.cluster_unavailable.trim_end(),
+            );
         }
     }
 }
@@ -44,7 +48,7 @@ pub fn on_text<H: Host>(text: &str, host: &mut H) {
     };
     let Some(m) = hub::parse(text).filter(|_| online) else {
         // Malformed, or sent before the id was granted (in a cluster that waits for Redis).
-        return system(host, &me, host.texts().hub_invalid);
+        return system(host, &me, host.texts().web.hub_invalid);
     };
     if m.kind != hub::SEND {
         return host.say(Voice::Me, None, m.content.as_bytes());
@@ -68,8 +72,8 @@ pub fn answer_routed<H: Host>(receiver: &str, outcome: Routed, host: &mut H) {
     let texts = host.texts();
     let content = match outcome {
         Routed::Pending => return,
-        Routed::Sent | Routed::Empty => texts.hub_sent,
-        Routed::Nowhere | Routed::Unknown => texts.hub_not_online,
+        Routed::Sent | Routed::Empty => texts.web.hub_sent,
+        Routed::Nowhere | Routed::Unknown => texts.web.hub_not_online,
     };
     system(host, receiver, content);
 }
@@ -87,8 +91,8 @@ pub fn render(texts: &Texts, from: User<'_>, to: User<'_>, event: Event<'_>, out
     from.push_name_str(&mut sender);
     let mut receiver = String::new();
     let (kind, content) = match event {
-        Event::Online => (hub::CONNECT, texts.online.into()),
-        Event::Offline => (hub::CLOSE, texts.offline.into()),
+        Event::Online => (hub::CONNECT, texts.line.online.into()),
+        Event::Offline => (hub::CLOSE, texts.line.offline.into()),
         Event::Say(text) => (hub::BROADCAST, String::from_utf8_lossy(text)),
         Event::Whisper(text) => {
             to.push_name_str(&mut receiver);

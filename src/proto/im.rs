@@ -13,13 +13,13 @@ use serde_json::{json, Value};
 /// The `codeMsg` of a code.
 pub fn code_message(code: Code, texts: &Texts) -> &'static str {
     match code {
-        Code::Success => texts.code_success,
-        Code::NotLoggedIn => texts.code_not_logged_in,
-        Code::BadParams => texts.code_bad_params,
-        Code::BadUserId => texts.code_bad_user_id,
-        Code::Unauthorized => texts.code_unauthorized,
-        Code::Failed => texts.code_failed,
-        Code::NoRoute => texts.code_no_route,
+        Code::Success => texts.codes.code_success,
+        Code::NotLoggedIn => texts.codes.code_not_logged_in,
+        Code::BadParams => texts.codes.code_bad_params,
+        Code::BadUserId => texts.codes.code_bad_user_id,
+        Code::Unauthorized => texts.codes.code_unauthorized,
+        Code::Failed => texts.codes.code_failed,
+        Code::NoRoute => texts.codes.code_no_route,
     }
 }
 
@@ -44,7 +44,7 @@ pub fn on_text<H: Host>(text: &str, host: &mut H) {
     let (code, data) = match req.command {
         Err(Refusal::NotJson) => {
             let mut json = Vec::new();
-            let bad_data = host.texts().bad_data;
+            let bad_data = host.texts().codes.bad_data;
             im::answer(
                 &mut json,
                 "",
@@ -104,7 +104,7 @@ pub fn on_text<H: Host>(text: &str, host: &mut H) {
 
 /// Answers a `login`.
 pub fn answer_login<H: Host>(seq: &str, cmd: &str, outcome: Claim, host: &mut H) {
-    let unavailable = json!(host.texts().cluster_unavailable.trim_end());
+    let unavailable = json!(host.texts().line.cluster_unavailable.trim_end());
     let (code, data) = match outcome {
         Claim::Pending => return,
         Claim::Granted => (Code::Success, Value::Null),
@@ -120,8 +120,11 @@ pub fn answer_routed<H: Host>(seq: &str, cmd: &str, outcome: Routed, host: &mut 
     let (code, data) = match outcome {
         Routed::Pending => return,
         Routed::Sent | Routed::Empty => (Code::Success, Value::Null),
-        Routed::Nowhere => (Code::Failed, json!(texts.no_such_user.trim_end())),
-        Routed::Unknown => (Code::Failed, json!(texts.cluster_unavailable.trim_end())),
+        Routed::Nowhere => (Code::Failed, json!(texts.line.no_such_user.trim_end())),
+        Routed::Unknown => (
+            Code::Failed,
+            json!(texts.line.cluster_unavailable.trim_end()),
+        ),
     };
     answer(host, seq, cmd, code, data);
 }
@@ -132,8 +135,8 @@ pub fn render(texts: &Texts, from: User<'_>, to: User<'_>, event: Event<'_>, out
     from.push_name_str(&mut name);
     let mut target = String::new();
     let (cmd, msg) = match event {
-        Event::Online => ("enter", texts.enter.into()),
-        Event::Offline => ("exit", texts.exit.into()),
+        Event::Online => ("enter", texts.web.enter.into()),
+        Event::Offline => ("exit", texts.web.exit.into()),
         Event::Say(text) => ("msg", String::from_utf8_lossy(text)),
         Event::Whisper(text) => {
             to.push_name_str(&mut target);
@@ -141,7 +144,14 @@ pub fn render(texts: &Texts, from: User<'_>, to: User<'_>, event: Event<'_>, out
         }
     };
     let mut json = Vec::new();
-    im::push(&mut json, cmd, texts.code_success, &target, &msg, &name);
+    im::push(
+        &mut json,
+        cmd,
+        texts.codes.code_success,
+        &target,
+        &msg,
+        &name,
+    );
     ws::encode_text(out, &json);
 }
 
@@ -149,7 +159,7 @@ pub fn render(texts: &Texts, from: User<'_>, to: User<'_>, event: Event<'_>, out
 pub fn render_replaced(texts: &Texts, out: &mut Vec<u8>) {
     let mut json = Vec::new();
     let code = Code::Failed;
-    let reason = json!(texts.replaced);
+    let reason = json!(texts.web.replaced);
     im::answer(
         &mut json,
         "",
@@ -159,5 +169,5 @@ pub fn render_replaced(texts: &Texts, out: &mut Vec<u8>) {
         reason,
     );
     ws::encode_text(out, &json);
-    ws::encode_close(out, ws::close::POLICY, texts.replaced);
+    ws::encode_close(out, ws::close::POLICY, texts.web.replaced);
 }

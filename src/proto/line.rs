@@ -18,9 +18,9 @@ pub struct LineSession {
 /// The one line that answers a malformed command.
 pub fn error_text(texts: &Texts, e: ProtocolError) -> &'static str {
     match e {
-        ProtocolError::MissingRecipient => texts.bad_format,
-        ProtocolError::InvalidName => texts.name_invalid,
-        ProtocolError::LineTooLong => texts.too_long,
+        ProtocolError::MissingRecipient => texts.line.bad_format,
+        ProtocolError::InvalidName => texts.line.name_invalid,
+        ProtocolError::LineTooLong => texts.line.too_long,
     }
 }
 
@@ -86,7 +86,7 @@ fn execute<H: Host>(line: &[u8], host: &mut H) {
 
 /// `who`: one line per online user of any protocol and any server, in one block.
 fn who<H: Host>(host: &mut H) {
-    let entry = host.texts().who_entry.as_bytes();
+    let entry = host.texts().line.who_entry.as_bytes();
     let mut out = Vec::new();
     for (user, _) in host.chat().everyone() {
         text::user_line(&mut out, user, entry);
@@ -107,8 +107,8 @@ pub fn answer_rename<H: Host>(outcome: Claim, host: &mut H) {
             text::renamed(&mut out, texts, &name);
             host.send(&out);
         }
-        Claim::Taken => host.send(texts.name_taken.as_bytes()),
-        Claim::Unavailable => host.send(texts.cluster_unavailable.as_bytes()),
+        Claim::Taken => host.send(texts.line.name_taken.as_bytes()),
+        Claim::Unavailable => host.send(texts.line.cluster_unavailable.as_bytes()),
         Claim::Pending => {}
     }
 }
@@ -118,9 +118,9 @@ pub fn answer_routed<H: Host>(outcome: Routed, host: &mut H) {
     let texts = host.texts();
     let line = match outcome {
         Routed::Sent | Routed::Pending => return,
-        Routed::Nowhere => texts.no_such_user,
-        Routed::Unknown => texts.cluster_unavailable,
-        Routed::Empty => texts.empty_body,
+        Routed::Nowhere => texts.line.no_such_user,
+        Routed::Unknown => texts.line.cluster_unavailable,
+        Routed::Empty => texts.line.empty_body,
     };
     host.send(line.as_bytes());
 }
@@ -129,21 +129,21 @@ pub fn answer_routed<H: Host>(outcome: Routed, host: &mut H) {
 pub fn kick_idle<H: Host>(host: &mut H) {
     debug!("{} idle: kicked", host.addr());
     host.metrics().idle_kicks += 1;
-    host.send(host.texts().kicked.as_bytes());
+    host.send(host.texts().line.kicked.as_bytes());
     host.finish();
 }
 
 /// Every user's last line on shutdown.
 pub fn shutting_down<H: Host>(host: &mut H) {
-    host.send(host.texts().shutting_down.as_bytes());
+    host.send(host.texts().line.shutting_down.as_bytes());
     host.finish();
 }
 
 /// `[addr]name:TEXT` lines for notices and the room; `NAME对您说TEXT` for a whisper.
 pub fn render(texts: &Texts, from: User<'_>, event: Event<'_>, out: &mut Vec<u8>) {
     let body = match event {
-        Event::Online => texts.online.as_bytes(),
-        Event::Offline => texts.offline.as_bytes(),
+        Event::Online => texts.line.online.as_bytes(),
+        Event::Offline => texts.line.offline.as_bytes(),
         Event::Say(text) => text,
         Event::Whisper(text) => return text::whisper(out, texts, from, text),
     };

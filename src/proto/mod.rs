@@ -263,7 +263,7 @@ pub fn greets_self(kind: Kind) -> bool {
 pub fn render_replaced(kind: Kind, texts: &Texts, out: &mut Vec<u8>) {
     match kind {
         Kind::Im => im::render_replaced(texts, out),
-        Kind::Hub => ws::render_close(crate::codec::ws::close::POLICY, texts.replaced, out),
+        Kind::Hub => ws::render_close(crate::codec::ws::close::POLICY, texts.web.replaced, out),
         Kind::Line => {}
     }
 }

@@ -105,11 +105,11 @@ pub fn send_json<H: Host>(host: &mut H, json: &[u8]) {
 pub fn heartbeat_missed<H: Host>(host: &mut H) {
     debug!("{} missed its heartbeat: closed", host.addr());
     host.metrics().idle_kicks += 1;
-    close_with(host, close::POLICY, host.texts().heartbeat_timeout);
+    close_with(host, close::POLICY, host.texts().web.heartbeat_timeout);
 }
 
 /// The server is stopping.
 pub fn going_away<H: Host>(host: &mut H) {
-    let reason = host.texts().shutting_down.trim_end();
+    let reason = host.texts().line.shutting_down.trim_end();
     close_with(host, close::GOING_AWAY, reason);
 }
