@@ -55,6 +55,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SECS", default_value = "360", value_parser = parse_secs)]
     pub heartbeat_timeout: Duration,
     /// Join a cluster of servers through this Redis: redis://HOST[:PORT][/DB] (port 6379, db 0 if left out).
+    // The text is also --help's, so it keeps its brackets rather than rustdoc's escapes.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "URL")]
     pub redis: Option<RedisUrl>,
     /// This server's id in the cluster (letters, digits, '-', '_'); default: random.

@@ -90,7 +90,7 @@ impl Default for Config {
     }
 }
 
-/// Where Redis is, from `redis://HOST:PORT[/DB]`.
+/// Where Redis is, from `redis://HOST[:PORT][/DB]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisUrl {
     /// Host name or IP.

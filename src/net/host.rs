@@ -12,12 +12,13 @@
 
 use super::conn::ConnState;
 use super::conns::Conns;
+use super::ctx::Ctx;
 use super::fanout::{Departures, Fanout};
-use crate::chat::{Chat, Event, Kind, Member, NameTaken, Peer, Place, Remote, UserId};
+use crate::chat::{Chat, Event, Kind, NameTaken, Peer, Remote, UserId};
 use crate::cluster::{Cluster, News};
 use crate::config::Config;
 use crate::metrics::{Backplane, Gauges, Metrics};
-use crate::proto::{self, api::Web, Claim, Host, Reply, Routed, Session, Voice};
+use crate::proto::{self, api::Web, Claim, Reply, Routed, Session, Voice};
 use crate::text::{Texts, User};
 use crate::timer::Wheel;
 use log::debug;
@@ -29,16 +30,16 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct Waiting {
     /// The asking connection.
-    token: Token,
+    pub(super) token: Token,
     /// How its protocol answers.
-    reply: Reply,
+    pub(super) reply: Reply,
     /// What the answer completes.
-    purpose: Purpose,
+    pub(super) purpose: Purpose,
 }
 
 /// What a claim or look-up completes.
 #[derive(Debug)]
-enum Purpose {
+pub(super) enum Purpose {
     /// A rename of the asker's user.
     Rename,
     /// The asker logging in.
@@ -80,11 +81,7 @@ pub struct State {
 impl State {
     /// Binds the state to one connection for its protocol adapter.
     pub fn ctx(&mut self, token: Token, now: Instant) -> Ctx<'_> {
-        Ctx {
-            st: self,
-            token,
-            now,
-        }
+        Ctx::new(self, token, now)
     }
 
     /// The server's texts.
@@ -93,7 +90,7 @@ impl State {
     }
 
     /// Whether `token` is a connection that still takes commands.
-    fn is_open(&self, token: Token) -> bool {
+    pub(super) fn is_open(&self, token: Token) -> bool {
         self.conns
             .get(token)
             .is_some_and(|c| c.state == ConnState::Open)
@@ -232,7 +229,7 @@ impl State {
 
     /// Who speaks for `voice` from connection `token`: the user's id if it is one, and
     /// the address and name otherwise.
-    fn speaker(&self, token: Token, voice: Voice<'_>) -> Option<Speaker> {
+    pub(super) fn speaker(&self, token: Token, voice: Voice<'_>) -> Option<Speaker> {
         let conn = self.conns.get(token)?;
         let named = |name: &str| Speaker::Named(conn.peer_addr(), name.into());
         Some(match voice {
@@ -246,25 +243,18 @@ impl State {
     }
 
     /// Sends `text` from `speaker` to a local user.
-    fn deliver(&mut self, speaker: &Speaker, to: UserId, text: &[u8]) {
+    pub(super) fn deliver(&mut self, speaker: &Speaker, to: UserId, text: &[u8]) {
         let Some(to) = self.chat.get(to) else {
             return;
         };
-        let from = match speaker {
-            Speaker::User(id) => match self.chat.get(*id) {
-                Some(m) => m.shown(),
-                None => return,
-            },
-            Speaker::Named(addr, name) => User {
-                addr,
-                name: Some(name),
-            },
+        let Some((from, _)) = speaker.shown(&self.chat) else {
+            return;
         };
         self.fanout.one(&mut self.conns, to, from, text);
     }
 
     /// Hands `text` from `speaker` to the server `node` for its user `to`.
-    fn whisper_remote(
+    pub(super) fn whisper_remote(
         &mut self,
         speaker: &Speaker,
         node: &str,
@@ -272,19 +262,13 @@ impl State {
         text: &[u8],
         now: Instant,
     ) {
-        let (addr, name) = match speaker {
-            Speaker::User(id) => match self.chat.get(*id) {
-                Some(m) => {
-                    let mut name = String::new();
-                    m.name_into(&mut name);
-                    (m.addr, name)
-                }
-                None => return,
-            },
-            Speaker::Named(addr, name) => (*addr, name.to_string()),
+        let Some((from, _)) = speaker.shown(&self.chat) else {
+            return;
         };
+        let mut name = String::new();
+        from.push_name_str(&mut name);
         if let Some(cluster) = self.cluster.as_mut() {
-            cluster.whisper(node, &name, addr, to, text, now);
+            cluster.whisper(node, &name, *from.addr, to, text, now);
         }
     }
 
@@ -485,220 +469,24 @@ impl State {
 /// Who speaks: a user of this server, or an address under a name (the HTTP API, a user
 /// of another server).
 #[derive(Debug)]
-enum Speaker {
+pub(super) enum Speaker {
     User(UserId),
     Named(SocketAddr, Box<str>),
 }
 
-/// The state bound to one connection: what its protocol adapter works through.
-pub struct Ctx<'a> {
-    st: &'a mut State,
-    token: Token,
-    now: Instant,
-}
-
-impl Host for Ctx<'_> {
-    fn texts(&self) -> &'static Texts {
-        self.st.texts()
-    }
-
-    fn now(&self) -> Instant {
-        self.now
-    }
-
-    fn config(&self) -> &Config {
-        &self.st.config
-    }
-
-    fn metrics(&mut self) -> &mut Metrics {
-        &mut self.st.metrics
-    }
-
-    fn snapshot(&self) -> Metrics {
-        self.st.snapshot()
-    }
-
-    fn gauges(&self) -> Gauges {
-        self.st.gauges()
-    }
-
-    fn web(&mut self) -> &mut Web {
-        &mut self.st.web
-    }
-
-    fn is_open(&self) -> bool {
-        self.st.is_open(self.token)
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.st
-            .conns
-            .get(self.token)
-            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.peer_addr())
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.st.conns.queue(self.token, bytes);
-    }
-
-    fn finish(&mut self) {
-        self.st.finish(self.token, self.now);
-    }
-
-    fn chat(&self) -> &Chat {
-        &self.st.chat
-    }
-
-    fn me(&self) -> Option<&Member> {
-        let id = self.st.conns.get(self.token)?.user?;
-        self.st.chat.get(id)
-    }
-
-    /// `voice` of this connection says `text` to `room` (`None`: the speaker's room):
-    /// everyone here at once, the other servers through one PUBLISH.
-    fn say(&mut self, voice: Voice<'_>, room: Option<u16>, text: &[u8]) {
-        let Some(speaker) = self.st.speaker(self.token, voice) else {
-            return;
-        };
-        let (from, own_room) = match &speaker {
-            Speaker::User(id) => match self.st.chat.get(*id) {
-                Some(m) => (m.shown(), Some(m.room)),
-                None => return,
-            },
-            Speaker::Named(addr, name) => (
+impl Speaker {
+    /// The speaker as texts show it, and its room if it is a user; `None` if that user
+    /// has gone.
+    pub(super) fn shown<'a>(&'a self, chat: &'a Chat) -> Option<(User<'a>, Option<u16>)> {
+        match self {
+            Speaker::User(id) => chat.get(*id).map(|m| (m.shown(), Some(m.room))),
+            Speaker::Named(addr, name) => Some((
                 User {
                     addr,
                     name: Some(name),
                 },
                 None,
-            ),
-        };
-        let Some(room) = room.or(own_room) else {
-            return;
-        };
-        self.st.fanout.room(
-            &self.st.chat,
-            &mut self.st.conns,
-            room,
-            from,
-            Event::Say(text),
-            None,
-        );
-        if let Some(cluster) = self.st.cluster.as_mut() {
-            let mut name = String::new();
-            from.push_name_str(&mut name);
-            cluster.said(&name, room, *from.addr, text, self.now);
-        }
-    }
-
-    /// `voice` of this connection says `text` to the user called `to`, wherever it is.
-    fn whisper(
-        &mut self,
-        voice: Voice<'_>,
-        to: &[u8],
-        text: &[u8],
-        need_text: bool,
-        reply: impl FnOnce() -> Reply,
-    ) -> Routed {
-        let Some(speaker) = self.st.speaker(self.token, voice) else {
-            return Routed::Nowhere;
-        };
-        match self.st.chat.locate(to) {
-            Place::Nowhere => {
-                let Some(cluster) = self.st.cluster.as_mut() else {
-                    return Routed::Nowhere;
-                };
-                // Not known here: it may have just arrived elsewhere. Redis decides.
-                let as_name = match speaker {
-                    Speaker::Named(_, name) => Some(name),
-                    Speaker::User(_) => None,
-                };
-                let waiting = Waiting {
-                    token: self.token,
-                    reply: reply(),
-                    purpose: Purpose::Route { as_name, need_text },
-                };
-                let name = String::from_utf8_lossy(to);
-                cluster.route(&name, text, waiting, self.now, &mut self.st.news);
-                Routed::Pending
-            }
-            Place::Unknown => Routed::Unknown,
-            Place::Local(_) | Place::Remote(_) if need_text && text.is_empty() => Routed::Empty,
-            Place::Local(id) => {
-                self.st.deliver(&speaker, id, text);
-                Routed::Sent
-            }
-            Place::Remote(node) => {
-                // `locate` found the name, so it is UTF-8.
-                let to = String::from_utf8_lossy(to);
-                self.st.whisper_remote(&speaker, &node, &to, text, self.now);
-                Routed::Sent
-            }
-        }
-    }
-
-    /// Renames the user of this connection; in a cluster the claim is Redis's to grant.
-    fn rename(&mut self, new: &str, reply: Reply) -> Claim {
-        let Some(id) = self.st.conns.get(self.token).and_then(|c| c.user) else {
-            return Claim::Taken;
-        };
-        let same = self.st.chat.find(new.as_bytes()) == Some(id);
-        if let (Some(cluster), false) = (self.st.cluster.as_mut(), same) {
-            if self.st.chat.find(new.as_bytes()).is_some() || self.st.chat.held_remotely(new) {
-                return Claim::Taken;
-            }
-            let waiting = Waiting {
-                token: self.token,
-                reply,
-                purpose: Purpose::Rename,
-            };
-            return match cluster.claim(new, waiting, self.now) {
-                true => Claim::Pending,
-                false => Claim::Unavailable,
-            };
-        }
-        match self.st.chat.rename(id, new) {
-            Ok(_) => {
-                debug!("{:?} renamed to {new}", self.token);
-                Claim::Granted
-            }
-            Err(NameTaken) => Claim::Taken,
-        }
-    }
-
-    /// Logs this connection in as `name` (see [`Host::login`]).
-    fn login(&mut self, name: &str, kind: Kind, room: u16, reply: impl FnOnce() -> Reply) -> Claim {
-        if let Some(holder) = self.st.chat.find(name.as_bytes()) {
-            let Some(member) = self.st.chat.get(holder) else {
-                return Claim::Taken;
-            };
-            if member.kind != kind || member.peer == Peer(self.token.0) {
-                return Claim::Taken;
-            }
-            debug!("{name} logged in again: closing the older connection");
-            let older = Token(member.peer.0);
-            let mut bytes = Vec::new();
-            proto::render_replaced(kind, self.st.texts(), &mut bytes);
-            self.st.conns.queue(older, &bytes);
-            self.st.finish(older, self.now);
-            // The name stays this server's in the cluster: no claim needed.
-        } else if let Some(cluster) = self.st.cluster.as_mut() {
-            if self.st.chat.held_remotely(name) {
-                return Claim::Taken;
-            }
-            let waiting = Waiting {
-                token: self.token,
-                reply: reply(),
-                purpose: Purpose::Login { kind, room },
-            };
-            return match cluster.claim(name, waiting, self.now) {
-                true => Claim::Pending,
-                false => Claim::Unavailable,
-            };
-        }
-        match self.st.enter(self.token, kind, Some(name), room, self.now) {
-            Ok(()) => Claim::Granted,
-            Err(NameTaken) => Claim::Taken,
+            )),
         }
     }
 }

@@ -22,6 +22,7 @@
 
 mod conn;
 mod conns;
+mod ctx;
 mod fanout;
 mod host;
 mod listen;
