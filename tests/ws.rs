@@ -15,7 +15,7 @@ use std::time::Duration;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
-use common::ws::{connect as ws_connect, recv, send, Ws};
+use common::ws::{connect as ws_connect, recv, recv_text, send, Ws};
 
 fn web_server(extra: &[&str]) -> Server {
     let mut args = vec!["--ws-port", "0", "--http-port", "0"];
@@ -624,5 +624,101 @@ fn web_text_with_newlines_cannot_forge_lines_for_line_users() {
         &format!("appID=101&userID=ok&msgID={long_id}&message=hi"),
     );
     assert_eq!(v["code"], 1001);
+    line.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn a_second_login_on_a_logged_in_socket_fails_and_changes_nothing() {
+    let server = web_server(&[]);
+    let web = server.web.unwrap();
+    let mut line = connect(server.addr);
+    let l = line.addr.clone();
+    let mut ws = ws_connect(web, "/im");
+    login(&mut ws, "first");
+    let ws_addr = ws.get_ref().local_addr().unwrap().to_string();
+    line.expect_line(&format!("[{ws_addr}]first:已上线\n"));
+    // Another name, the same name, another room: each answered 1009, none a new login.
+    for (seq, user, app) in [
+        ("2", "second", 101),
+        ("3", "first", 101),
+        ("4", "second", 102),
+    ] {
+        send(
+            &mut ws,
+            json!({"seq":seq,"cmd":"login","data":{"userID":user,"appID":app}}),
+        );
+        assert_eq!(
+            recv_text(&mut ws),
+            format!(
+                r#"{{"seq":"{seq}","cmd":"login","response":{{"code":1009,"codeMsg":"操作失败","data":null}}}}"#
+            ),
+            "login {seq} as {user} in {app}"
+        );
+    }
+    // Nobody heard of a departure, an arrival or a rename.
+    line.expect_silence(Duration::from_millis(200));
+    // Still logged in, as the first name, in the first room.
+    let r = code_of(&mut ws, json!({"seq":"5","cmd":"heartbeat","data":{}}));
+    assert_eq!(r, json!({"code":200,"codeMsg":"Success","data":null}));
+    line.send(b"who\n");
+    assert_eq!(line.read_lines_sorted(2), {
+        let mut want = vec![
+            format!("[{l}]{l}:在线...\n"),
+            format!("[{ws_addr}]first:在线...\n"),
+        ];
+        want.sort();
+        want
+    });
+    let (status, v) = get(server.http.unwrap(), "/user/list?appID=101");
+    assert_eq!(status, 200);
+    let mut names: Vec<String> = serde_json::from_value(v["data"]["userList"].clone()).unwrap();
+    names.sort();
+    let mut want = vec!["first".to_owned(), l.clone()];
+    want.sort();
+    assert_eq!(names, want, "{v}");
+    let (_, v) = get(server.http.unwrap(), "/user/list?appID=102");
+    assert_eq!(v["data"]["userCount"], 0, "{v}");
+    // The second name is free: another socket logs in with it.
+    let mut other = ws_connect(web, "/im");
+    send(
+        &mut other,
+        json!({"seq":"1","cmd":"login","data":{"userID":"second","appID":101}}),
+    );
+    assert_eq!(
+        recv_text(&mut other),
+        r#"{"seq":"1","cmd":"login","response":{"code":200,"codeMsg":"Success","data":null}}"#
+    );
+    let other_addr = other.get_ref().local_addr().unwrap().to_string();
+    line.expect_line(&format!("[{other_addr}]second:已上线\n"));
+    // The first socket was not kicked: it hears the newcomer enter.
+    let enter = recv(&mut ws);
+    assert_eq!(enter["cmd"], "enter", "{enter}");
+    assert_eq!(enter["response"]["data"]["from"], "second", "{enter}");
+    // A message to the room comes from the first name, to everyone.
+    send(
+        &mut ws,
+        json!({"seq":"6","cmd":"msg","data":{"msg":"still first"}}),
+    );
+    line.expect_line(&format!("[{ws_addr}]first:still first\n"));
+    let v = recv(&mut other);
+    assert_eq!(v["cmd"], "msg", "{v}");
+    assert_eq!(
+        v["response"]["data"],
+        json!({"target":"","type":"text","msg":"still first","from":"first"})
+    );
+    let own = recv(&mut ws);
+    assert_eq!(own["response"]["data"]["from"], "first", "{own}");
+    assert_eq!(recv(&mut ws)["seq"], "6");
+    // Whispers by name reach the right sockets.
+    line.send(b"to|first|to the first\n");
+    let v = recv(&mut ws);
+    assert_eq!(
+        v["response"]["data"],
+        json!({"target":"first","type":"text","msg":"to the first","from":l})
+    );
+    line.send(b"to|second|to the second\n");
+    let v = recv(&mut other);
+    assert_eq!(v["response"]["data"]["target"], "second", "{v}");
+    assert_eq!(v["response"]["data"]["msg"], "to the second", "{v}");
     line.expect_silence(Duration::from_millis(200));
 }
