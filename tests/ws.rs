@@ -722,3 +722,178 @@ fn a_second_login_on_a_logged_in_socket_fails_and_changes_nothing() {
     assert_eq!(v["response"]["data"]["msg"], "to the second", "{v}");
     line.expect_silence(Duration::from_millis(200));
 }
+
+#[test]
+fn im_answers_and_pushes_keep_their_key_order_on_the_wire() {
+    let server = web_server(&[]);
+    let mut ws = ws_connect(server.web.unwrap(), "/im");
+    ws.send(Message::text(r#"{"seq":"p","cmd":"ping","data":{}}"#))
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"p","cmd":"ping","response":{"code":200,"codeMsg":"Success","data":"pong"}}"#
+    );
+    ws.send(Message::text(r#"{"seq":"0","cmd":"heartbeat","data":{}}"#))
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"0","cmd":"heartbeat","response":{"code":1000,"codeMsg":"未登录","data":null}}"#
+    );
+    ws.send(Message::text("not json")).unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"","cmd":"","response":{"code":1001,"codeMsg":"数据不合法","data":null}}"#
+    );
+    // The request's own key order does not matter.
+    ws.send(Message::text(
+        r#"{"data":{"appID":101,"userID":"alice"},"cmd":"login","seq":"1"}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"1","cmd":"login","response":{"code":200,"codeMsg":"Success","data":null}}"#
+    );
+    ws.send(Message::text(r#"{"seq":"1","cmd":"heartbeat","data":{}}"#))
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"1","cmd":"heartbeat","response":{"code":200,"codeMsg":"Success","data":null}}"#
+    );
+    // A push has the answer's shape.
+    ws.send(Message::text(
+        r#"{"seq":"2","cmd":"msg","data":{"msg":"hi 你好"}}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"","cmd":"msg","response":{"code":200,"codeMsg":"Success","data":{"target":"","type":"text","msg":"hi 你好","from":"alice"}}}"#
+    );
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"2","cmd":"msg","response":{"code":200,"codeMsg":"Success","data":null}}"#
+    );
+    ws.send(Message::text(
+        r#"{"seq":"3","cmd":"msg","data":{"target":"nobody","msg":"x"}}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"3","cmd":"msg","response":{"code":1009,"codeMsg":"操作失败","data":"不存在该用户"}}"#
+    );
+}
+
+#[test]
+fn http_api_envelopes_keep_their_key_order() {
+    let server = web_server(&[]);
+    let api = server.http.unwrap();
+    let mut ws = ws_connect(server.web.unwrap(), "/im");
+    login(&mut ws, "alice");
+    let get_raw = |path: &str| {
+        http(
+            api,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    assert_eq!(
+        get_raw("/user/list?appID=101"),
+        (
+            200,
+            r#"{"code":200,"msg":"Success","data":{"appID":101,"userCount":1,"userList":["alice"]}}"#
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        get_raw("/user/online?appID=101&userID=alice"),
+        (
+            200,
+            r#"{"code":200,"msg":"Success","data":{"userID":"alice","online":true}}"#.to_owned()
+        )
+    );
+    assert_eq!(
+        common::post_raw(
+            api,
+            "/user/sendMessage",
+            "appID=101&userID=alice&message=hello"
+        ),
+        (
+            200,
+            r#"{"code":200,"msg":"Success","data":{"sendResults":true}}"#.to_owned()
+        )
+    );
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"","cmd":"msg","response":{"code":200,"codeMsg":"Success","data":{"target":"alice","type":"text","msg":"hello","from":"system"}}}"#
+    );
+    assert_eq!(
+        common::post_raw(
+            api,
+            "/user/sendMessage",
+            "appID=101&userID=ghost&message=hello"
+        ),
+        (
+            200,
+            r#"{"code":1009,"msg":"操作失败","data":{"sendResults":false}}"#.to_owned()
+        )
+    );
+    assert_eq!(
+        get_raw("/no/such/path"),
+        (
+            404,
+            r#"{"code":1010,"msg":"路由不存在","data":null}"#.to_owned()
+        )
+    );
+}
+
+#[test]
+fn hub_messages_are_written_with_sorted_keys() {
+    let server = web_server(&[]);
+    let web = server.web.unwrap();
+    let mut h7 = ws_connect(web, "/ws/7");
+    assert_eq!(
+        recv_text(&mut h7),
+        r#"{"content":"已上线","receiver":0,"sender":7,"type":0}"#
+    );
+    let mut bee = ws_connect(web, "/ws/bee");
+    let bee_online = r#"{"content":"已上线","receiver":0,"sender":"bee","type":0}"#;
+    assert_eq!(recv_text(&mut bee), bee_online);
+    assert_eq!(recv_text(&mut h7), bee_online);
+    // The client's key order does not matter; the server writes its own.
+    h7.send(Message::text(
+        r#"{"type":1,"sender":7,"receiver":"bee","content":"hello bee"}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        recv_text(&mut bee),
+        r#"{"content":"hello bee","receiver":"bee","sender":7,"type":1}"#
+    );
+    assert_eq!(
+        recv_text(&mut h7),
+        r#"{"content":"success send","receiver":"bee","sender":0,"type":2}"#
+    );
+    bee.send(Message::text(r#"{"receiver":7,"content":"hi 7","type":1}"#))
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut h7),
+        r#"{"content":"hi 7","receiver":7,"sender":"bee","type":1}"#
+    );
+    assert_eq!(
+        recv_text(&mut bee),
+        r#"{"content":"success send","receiver":7,"sender":0,"type":2}"#
+    );
+    bee.send(Message::text(r#"{"content":"all","type":3}"#))
+        .unwrap();
+    let all = r#"{"content":"all","receiver":0,"sender":"bee","type":3}"#;
+    assert_eq!(recv_text(&mut h7), all);
+    assert_eq!(recv_text(&mut bee), all);
+    h7.send(Message::text(r#"{"type":1,"receiver":9,"content":"x"}"#))
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut h7),
+        r#"{"content":"not online","receiver":9,"sender":0,"type":2}"#
+    );
+    drop(bee);
+    assert_eq!(
+        recv_text(&mut h7),
+        r#"{"content":"已下线","receiver":0,"sender":"bee","type":4}"#
+    );
+}
