@@ -627,6 +627,19 @@ fn web_text_with_newlines_cannot_forge_lines_for_line_users() {
     line.expect_silence(Duration::from_millis(200));
 }
 
+/// A raw WebSocket handshake for `path` (a valid key and version); returns the HTTP status
+/// and body of the answer (`Connection: close` is not asked for: the server must close by
+/// itself after a refusal).
+fn raw_handshake(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+    )
+}
+
 #[test]
 fn a_second_login_on_a_logged_in_socket_fails_and_changes_nothing() {
     let server = web_server(&[]);
@@ -896,4 +909,80 @@ fn hub_messages_are_written_with_sorted_keys() {
         recv_text(&mut h7),
         r#"{"content":"已下线","receiver":0,"sender":"bee","type":4}"#
     );
+}
+
+#[test]
+fn hub_ids_are_percent_decoded_with_plus_kept_and_checked_as_names() {
+    let server = web_server(&[]);
+    let web = server.web.unwrap();
+    let mut line = connect(server.addr);
+    let l = line.addr.clone();
+    let online = |name: &str| {
+        let name = json!(name);
+        format!(r#"{{"content":"已上线","receiver":0,"sender":{name},"type":0}}"#)
+    };
+    // `+` is literal in a path, and `%2B` is `+`; `%20` is a space, allowed inside a name.
+    let mut hubs: Vec<(Ws, &str, String)> = Vec::new();
+    for (path, name) in [
+        ("/ws/a+b", "a+b"),
+        ("/ws/a%2Bc", "a+c"),
+        ("/ws/a%20b", "a b"),
+    ] {
+        let mut h = ws_connect(web, path);
+        let addr = h.get_ref().local_addr().unwrap().to_string();
+        assert_eq!(recv_text(&mut h), online(name), "{path}");
+        for (earlier, _, _) in hubs.iter_mut() {
+            assert_eq!(recv_text(earlier), online(name), "{path}");
+        }
+        line.expect_line(&format!("[{addr}]{name}:已上线\n"));
+        hubs.push((h, name, addr));
+    }
+    line.send(b"who\n");
+    let mut want: Vec<String> = hubs
+        .iter()
+        .map(|(_, name, addr)| format!("[{addr}]{name}:在线...\n"))
+        .collect();
+    want.push(format!("[{l}]{l}:在线...\n"));
+    want.sort();
+    assert_eq!(line.read_lines_sorted(4), want);
+    // Each is reachable by its decoded name.
+    for (h, name, _) in hubs.iter_mut() {
+        line.send(format!("to|{name}|hi {name}\n").as_bytes());
+        assert_eq!(
+            recv_text(h),
+            format!(
+                r#"{{"content":"hi {name}","receiver":{},"sender":{},"type":1}}"#,
+                json!(name),
+                json!(l)
+            )
+        );
+    }
+    line.expect_silence(Duration::from_millis(200));
+    // Names with surrounding spaces, forbidden characters, nothing, or bytes that are not
+    // UTF-8 are refused before the upgrade.
+    for path in [
+        "/ws/%20a",
+        "/ws/a%20",
+        "/ws/",
+        "/ws/a%7Cb",
+        "/ws/a%3Ab",
+        "/ws/a%0Ab",
+        "/ws/%FF",
+    ] {
+        assert_eq!(
+            raw_handshake(web, path),
+            (
+                400,
+                r#"{"code":400,"msg":"Bad Request","data":null}"#.to_owned()
+            ),
+            "{path}"
+        );
+    }
+    line.expect_silence(Duration::from_millis(200));
+    for (h, _, _) in hubs.iter_mut() {
+        h.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(h.read().is_err(), "a hub user heard of a refused id");
+    }
 }
