@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{http, post};
+use common::{http, post, post_raw};
 
 use common::{start, Server, READ_TIMEOUT};
 use serde_json::{json, Value};
@@ -704,6 +704,54 @@ fn a_fresh_rename_is_reachable_from_another_server_at_once() {
     }
     a1.send("to|nobody-anywhere|x\n");
     a1.expect(NO_SUCH_USER);
+}
+
+/// The HTTP API's `sendMessage` routes like `to|`: a name just taken on another server is
+/// found at once (the server asks Redis when its replica does not know the name yet), and
+/// a name nobody has is refused with `sendResults: false`.
+#[test]
+fn the_api_s_send_message_reaches_a_fresh_rename_on_another_server_at_once() {
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &["--http-port", "0"]);
+    let b = node(&redis.url(), "B", &[]);
+    redis.wait_ready(&["A", "B"]);
+    let a_api = a.http.unwrap();
+    let mut b1 = join(&b, "B");
+    for round in 0..20 {
+        let name = format!("fresh{round}");
+        b1.rename(&name);
+        let answer = post_raw(
+            a_api,
+            "/user/sendMessage",
+            &format!("userID={name}&message=hello+{round}&appID=101"),
+        );
+        let delivered = b1.try_line(READ_TIMEOUT);
+        assert_eq!(
+            answer,
+            (
+                200,
+                r#"{"code":200,"msg":"Success","data":{"sendResults":true}}"#.to_owned()
+            ),
+            "round {round}: sendMessage to {name} on A; B's user got {delivered:?}"
+        );
+        assert_eq!(
+            delivered.as_deref(),
+            Some(format!("system对您说hello {round}\n").as_str()),
+            "round {round}"
+        );
+    }
+    assert_eq!(
+        post_raw(
+            a_api,
+            "/user/sendMessage",
+            "userID=nobody-anywhere&message=x&appID=101"
+        ),
+        (
+            200,
+            r#"{"code":1009,"msg":"操作失败","data":{"sendResults":false}}"#.to_owned()
+        )
+    );
+    b1.silence(Duration::from_millis(300));
 }
 
 #[test]

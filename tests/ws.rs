@@ -15,7 +15,7 @@ use std::time::Duration;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
-use common::ws::{connect as ws_connect, recv, send, Ws};
+use common::ws::{connect as ws_connect, recv, recv_text, send, Ws};
 
 fn web_server(extra: &[&str]) -> Server {
     let mut args = vec!["--ws-port", "0", "--http-port", "0"];
@@ -625,4 +625,364 @@ fn web_text_with_newlines_cannot_forge_lines_for_line_users() {
     );
     assert_eq!(v["code"], 1001);
     line.expect_silence(Duration::from_millis(200));
+}
+
+/// A raw WebSocket handshake for `path` (a valid key and version); returns the HTTP status
+/// and body of the answer (`Connection: close` is not asked for: the server must close by
+/// itself after a refusal).
+fn raw_handshake(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+    )
+}
+
+#[test]
+fn a_second_login_on_a_logged_in_socket_fails_and_changes_nothing() {
+    let server = web_server(&[]);
+    let web = server.web.unwrap();
+    let mut line = connect(server.addr);
+    let l = line.addr.clone();
+    let mut ws = ws_connect(web, "/im");
+    login(&mut ws, "first");
+    let ws_addr = ws.get_ref().local_addr().unwrap().to_string();
+    line.expect_line(&format!("[{ws_addr}]first:已上线\n"));
+    // Another name, the same name, another room: each answered 1009, none a new login.
+    for (seq, user, app) in [
+        ("2", "second", 101),
+        ("3", "first", 101),
+        ("4", "second", 102),
+    ] {
+        send(
+            &mut ws,
+            json!({"seq":seq,"cmd":"login","data":{"userID":user,"appID":app}}),
+        );
+        assert_eq!(
+            recv_text(&mut ws),
+            format!(
+                r#"{{"seq":"{seq}","cmd":"login","response":{{"code":1009,"codeMsg":"操作失败","data":null}}}}"#
+            ),
+            "login {seq} as {user} in {app}"
+        );
+    }
+    // Nobody heard of a departure, an arrival or a rename.
+    line.expect_silence(Duration::from_millis(200));
+    // Still logged in, as the first name, in the first room.
+    let r = code_of(&mut ws, json!({"seq":"5","cmd":"heartbeat","data":{}}));
+    assert_eq!(r, json!({"code":200,"codeMsg":"Success","data":null}));
+    line.send(b"who\n");
+    assert_eq!(line.read_lines_sorted(2), {
+        let mut want = vec![
+            format!("[{l}]{l}:在线...\n"),
+            format!("[{ws_addr}]first:在线...\n"),
+        ];
+        want.sort();
+        want
+    });
+    let (status, v) = get(server.http.unwrap(), "/user/list?appID=101");
+    assert_eq!(status, 200);
+    let mut names: Vec<String> = serde_json::from_value(v["data"]["userList"].clone()).unwrap();
+    names.sort();
+    let mut want = vec!["first".to_owned(), l.clone()];
+    want.sort();
+    assert_eq!(names, want, "{v}");
+    let (_, v) = get(server.http.unwrap(), "/user/list?appID=102");
+    assert_eq!(v["data"]["userCount"], 0, "{v}");
+    // The second name is free: another socket logs in with it.
+    let mut other = ws_connect(web, "/im");
+    send(
+        &mut other,
+        json!({"seq":"1","cmd":"login","data":{"userID":"second","appID":101}}),
+    );
+    assert_eq!(
+        recv_text(&mut other),
+        r#"{"seq":"1","cmd":"login","response":{"code":200,"codeMsg":"Success","data":null}}"#
+    );
+    let other_addr = other.get_ref().local_addr().unwrap().to_string();
+    line.expect_line(&format!("[{other_addr}]second:已上线\n"));
+    // The first socket was not kicked: it hears the newcomer enter.
+    let enter = recv(&mut ws);
+    assert_eq!(enter["cmd"], "enter", "{enter}");
+    assert_eq!(enter["response"]["data"]["from"], "second", "{enter}");
+    // A message to the room comes from the first name, to everyone.
+    send(
+        &mut ws,
+        json!({"seq":"6","cmd":"msg","data":{"msg":"still first"}}),
+    );
+    line.expect_line(&format!("[{ws_addr}]first:still first\n"));
+    let v = recv(&mut other);
+    assert_eq!(v["cmd"], "msg", "{v}");
+    assert_eq!(
+        v["response"]["data"],
+        json!({"target":"","type":"text","msg":"still first","from":"first"})
+    );
+    let own = recv(&mut ws);
+    assert_eq!(own["response"]["data"]["from"], "first", "{own}");
+    assert_eq!(recv(&mut ws)["seq"], "6");
+    // Whispers by name reach the right sockets.
+    line.send(b"to|first|to the first\n");
+    let v = recv(&mut ws);
+    assert_eq!(
+        v["response"]["data"],
+        json!({"target":"first","type":"text","msg":"to the first","from":l})
+    );
+    line.send(b"to|second|to the second\n");
+    let v = recv(&mut other);
+    assert_eq!(v["response"]["data"]["target"], "second", "{v}");
+    assert_eq!(v["response"]["data"]["msg"], "to the second", "{v}");
+    line.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn im_answers_and_pushes_keep_their_key_order_on_the_wire() {
+    let server = web_server(&[]);
+    let mut ws = ws_connect(server.web.unwrap(), "/im");
+    ws.send(Message::text(r#"{"seq":"p","cmd":"ping","data":{}}"#))
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"p","cmd":"ping","response":{"code":200,"codeMsg":"Success","data":"pong"}}"#
+    );
+    ws.send(Message::text(r#"{"seq":"0","cmd":"heartbeat","data":{}}"#))
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"0","cmd":"heartbeat","response":{"code":1000,"codeMsg":"未登录","data":null}}"#
+    );
+    ws.send(Message::text("not json")).unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"","cmd":"","response":{"code":1001,"codeMsg":"数据不合法","data":null}}"#
+    );
+    // The request's own key order does not matter.
+    ws.send(Message::text(
+        r#"{"data":{"appID":101,"userID":"alice"},"cmd":"login","seq":"1"}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"1","cmd":"login","response":{"code":200,"codeMsg":"Success","data":null}}"#
+    );
+    ws.send(Message::text(r#"{"seq":"1","cmd":"heartbeat","data":{}}"#))
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"1","cmd":"heartbeat","response":{"code":200,"codeMsg":"Success","data":null}}"#
+    );
+    // A push has the answer's shape.
+    ws.send(Message::text(
+        r#"{"seq":"2","cmd":"msg","data":{"msg":"hi 你好"}}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"","cmd":"msg","response":{"code":200,"codeMsg":"Success","data":{"target":"","type":"text","msg":"hi 你好","from":"alice"}}}"#
+    );
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"2","cmd":"msg","response":{"code":200,"codeMsg":"Success","data":null}}"#
+    );
+    ws.send(Message::text(
+        r#"{"seq":"3","cmd":"msg","data":{"target":"nobody","msg":"x"}}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"3","cmd":"msg","response":{"code":1009,"codeMsg":"操作失败","data":"不存在该用户"}}"#
+    );
+}
+
+#[test]
+fn http_api_envelopes_keep_their_key_order() {
+    let server = web_server(&[]);
+    let api = server.http.unwrap();
+    let mut ws = ws_connect(server.web.unwrap(), "/im");
+    login(&mut ws, "alice");
+    let get_raw = |path: &str| {
+        http(
+            api,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    assert_eq!(
+        get_raw("/user/list?appID=101"),
+        (
+            200,
+            r#"{"code":200,"msg":"Success","data":{"appID":101,"userCount":1,"userList":["alice"]}}"#
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        get_raw("/user/online?appID=101&userID=alice"),
+        (
+            200,
+            r#"{"code":200,"msg":"Success","data":{"userID":"alice","online":true}}"#.to_owned()
+        )
+    );
+    assert_eq!(
+        common::post_raw(
+            api,
+            "/user/sendMessage",
+            "appID=101&userID=alice&message=hello"
+        ),
+        (
+            200,
+            r#"{"code":200,"msg":"Success","data":{"sendResults":true}}"#.to_owned()
+        )
+    );
+    assert_eq!(
+        recv_text(&mut ws),
+        r#"{"seq":"","cmd":"msg","response":{"code":200,"codeMsg":"Success","data":{"target":"alice","type":"text","msg":"hello","from":"system"}}}"#
+    );
+    assert_eq!(
+        common::post_raw(
+            api,
+            "/user/sendMessage",
+            "appID=101&userID=ghost&message=hello"
+        ),
+        (
+            200,
+            r#"{"code":1009,"msg":"操作失败","data":{"sendResults":false}}"#.to_owned()
+        )
+    );
+    assert_eq!(
+        get_raw("/no/such/path"),
+        (
+            404,
+            r#"{"code":1010,"msg":"路由不存在","data":null}"#.to_owned()
+        )
+    );
+}
+
+#[test]
+fn hub_messages_are_written_with_sorted_keys() {
+    let server = web_server(&[]);
+    let web = server.web.unwrap();
+    let mut h7 = ws_connect(web, "/ws/7");
+    assert_eq!(
+        recv_text(&mut h7),
+        r#"{"content":"已上线","receiver":0,"sender":7,"type":0}"#
+    );
+    let mut bee = ws_connect(web, "/ws/bee");
+    let bee_online = r#"{"content":"已上线","receiver":0,"sender":"bee","type":0}"#;
+    assert_eq!(recv_text(&mut bee), bee_online);
+    assert_eq!(recv_text(&mut h7), bee_online);
+    // The client's key order does not matter; the server writes its own.
+    h7.send(Message::text(
+        r#"{"type":1,"sender":7,"receiver":"bee","content":"hello bee"}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        recv_text(&mut bee),
+        r#"{"content":"hello bee","receiver":"bee","sender":7,"type":1}"#
+    );
+    assert_eq!(
+        recv_text(&mut h7),
+        r#"{"content":"success send","receiver":"bee","sender":0,"type":2}"#
+    );
+    bee.send(Message::text(r#"{"receiver":7,"content":"hi 7","type":1}"#))
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut h7),
+        r#"{"content":"hi 7","receiver":7,"sender":"bee","type":1}"#
+    );
+    assert_eq!(
+        recv_text(&mut bee),
+        r#"{"content":"success send","receiver":7,"sender":0,"type":2}"#
+    );
+    bee.send(Message::text(r#"{"content":"all","type":3}"#))
+        .unwrap();
+    let all = r#"{"content":"all","receiver":0,"sender":"bee","type":3}"#;
+    assert_eq!(recv_text(&mut h7), all);
+    assert_eq!(recv_text(&mut bee), all);
+    h7.send(Message::text(r#"{"type":1,"receiver":9,"content":"x"}"#))
+        .unwrap();
+    assert_eq!(
+        recv_text(&mut h7),
+        r#"{"content":"not online","receiver":9,"sender":0,"type":2}"#
+    );
+    drop(bee);
+    assert_eq!(
+        recv_text(&mut h7),
+        r#"{"content":"已下线","receiver":0,"sender":"bee","type":4}"#
+    );
+}
+
+#[test]
+fn hub_ids_are_percent_decoded_with_plus_kept_and_checked_as_names() {
+    let server = web_server(&[]);
+    let web = server.web.unwrap();
+    let mut line = connect(server.addr);
+    let l = line.addr.clone();
+    let online = |name: &str| {
+        let name = json!(name);
+        format!(r#"{{"content":"已上线","receiver":0,"sender":{name},"type":0}}"#)
+    };
+    // `+` is literal in a path, and `%2B` is `+`; `%20` is a space, allowed inside a name.
+    let mut hubs: Vec<(Ws, &str, String)> = Vec::new();
+    for (path, name) in [
+        ("/ws/a+b", "a+b"),
+        ("/ws/a%2Bc", "a+c"),
+        ("/ws/a%20b", "a b"),
+    ] {
+        let mut h = ws_connect(web, path);
+        let addr = h.get_ref().local_addr().unwrap().to_string();
+        assert_eq!(recv_text(&mut h), online(name), "{path}");
+        for (earlier, _, _) in hubs.iter_mut() {
+            assert_eq!(recv_text(earlier), online(name), "{path}");
+        }
+        line.expect_line(&format!("[{addr}]{name}:已上线\n"));
+        hubs.push((h, name, addr));
+    }
+    line.send(b"who\n");
+    let mut want: Vec<String> = hubs
+        .iter()
+        .map(|(_, name, addr)| format!("[{addr}]{name}:在线...\n"))
+        .collect();
+    want.push(format!("[{l}]{l}:在线...\n"));
+    want.sort();
+    assert_eq!(line.read_lines_sorted(4), want);
+    // Each is reachable by its decoded name.
+    for (h, name, _) in hubs.iter_mut() {
+        line.send(format!("to|{name}|hi {name}\n").as_bytes());
+        assert_eq!(
+            recv_text(h),
+            format!(
+                r#"{{"content":"hi {name}","receiver":{},"sender":{},"type":1}}"#,
+                json!(name),
+                json!(l)
+            )
+        );
+    }
+    line.expect_silence(Duration::from_millis(200));
+    // Names with surrounding spaces, forbidden characters, nothing, or bytes that are not
+    // UTF-8 are refused before the upgrade.
+    for path in [
+        "/ws/%20a",
+        "/ws/a%20",
+        "/ws/",
+        "/ws/a%7Cb",
+        "/ws/a%3Ab",
+        "/ws/a%0Ab",
+        "/ws/%FF",
+    ] {
+        assert_eq!(
+            raw_handshake(web, path),
+            (
+                400,
+                r#"{"code":400,"msg":"Bad Request","data":null}"#.to_owned()
+            ),
+            "{path}"
+        );
+    }
+    line.expect_silence(Duration::from_millis(200));
+    for (h, _, _) in hubs.iter_mut() {
+        h.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(h.read().is_err(), "a hub user heard of a refused id");
+    }
 }

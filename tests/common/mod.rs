@@ -243,16 +243,22 @@ pub fn http(addr: SocketAddr, request: &str) -> (u16, String) {
     (status, body)
 }
 
-/// POSTs a form to the HTTP API; the answer must be 200 with a JSON body.
-pub fn post(addr: SocketAddr, path: &str, form: &str) -> serde_json::Value {
-    let (status, body) = http(
+/// POSTs a form to the HTTP API (`Connection: close`) and returns the status and the raw
+/// body, for tests that assert the exact bytes.
+pub fn post_raw(addr: SocketAddr, path: &str, form: &str) -> (u16, String) {
+    http(
         addr,
         &format!(
             "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
             form.len()
         ),
-    );
+    )
+}
+
+/// POSTs a form to the HTTP API; the answer must be 200 with a JSON body.
+pub fn post(addr: SocketAddr, path: &str, form: &str) -> serde_json::Value {
+    let (status, body) = post_raw(addr, path, form);
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body:?}"))
 }

@@ -23,9 +23,16 @@ pub fn send(ws: &mut Ws, v: Value) {
 
 /// The next text message as JSON; pings are answered by tungstenite itself.
 pub fn recv(ws: &mut Ws) -> Value {
+    let text = recv_text(ws);
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"))
+}
+
+/// The next text message exactly as the server wrote it (for assertions on the bytes:
+/// key order, spacing).
+pub fn recv_text(ws: &mut Ws) -> String {
     loop {
         match ws.read().expect("a WebSocket message") {
-            Message::Text(t) => return serde_json::from_str(&t).expect("JSON"),
+            Message::Text(t) => return t.as_str().to_owned(),
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("expected text, got {other:?}"),
         }
