@@ -47,20 +47,20 @@ impl Fanout {
     ) {
         let mut encoded = [false; Kind::COUNT];
         let notice = matches!(event, Event::Online | Event::Offline);
-        for (id, member) in chat.members() {
-            if member.room != room || (except == Some(id) && !proto::greets_self(member.kind)) {
+        for seat in chat.seats(room) {
+            if except == Some(seat.id) && !proto::greets_self(seat.kind) {
                 continue;
             }
-            let token = Token(member.peer.0);
-            if notice && conns.get(token).is_none_or(|c| c.hung_up) {
+            let token = Token(seat.peer.0);
+            if notice && conns.get(token).is_some_and(|c| c.hung_up) {
                 continue;
             }
-            let i = member.kind.index();
+            let i = seat.kind.index();
             let (Some(done), Some(buf)) = (encoded.get_mut(i), self.forms.get_mut(i)) else {
                 continue;
             };
             if !*done {
-                proto::render(member.kind, self.texts, from, member.shown(), event, buf);
+                proto::render(seat.kind, self.texts, from, None, event, buf);
                 *done = true;
             }
             conns.queue(token, buf);
@@ -76,7 +76,7 @@ impl Fanout {
             to.kind,
             self.texts,
             from,
-            to.shown(),
+            Some(to.shown()),
             Event::Whisper(text),
             buf,
         );

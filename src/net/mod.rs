@@ -61,9 +61,8 @@ mod reserved {
     pub const REDIS: [Token; 2] = [Token(usize::MAX - 8), Token(usize::MAX - 9)];
 }
 
-/// Events taken from the kernel per `poll`: enough that a mass departure is seen in one
-/// batch, so its offline notices are not queued to peers that are themselves gone.
-const EVENTS_CAPACITY: usize = 16 * 1024;
+/// Events taken from the kernel per `poll`.
+const EVENTS_CAPACITY: usize = 1024;
 /// Size of the one read buffer shared by every connection.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes read from one connection per turn before the others get their turn.

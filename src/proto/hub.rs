@@ -86,7 +86,13 @@ fn system<H: Host>(host: &mut H, receiver: &str, content: &str) {
 }
 
 /// A hub message in a text frame: presence (types 0 and 4), the room (3), one user (1).
-pub fn render(texts: &Texts, from: User<'_>, to: User<'_>, event: Event<'_>, out: &mut Vec<u8>) {
+pub fn render(
+    texts: &Texts,
+    from: User<'_>,
+    to: Option<User<'_>>,
+    event: Event<'_>,
+    out: &mut Vec<u8>,
+) {
     let mut sender = String::new();
     from.push_name_str(&mut sender);
     let mut receiver = String::new();
@@ -95,7 +101,9 @@ pub fn render(texts: &Texts, from: User<'_>, to: User<'_>, event: Event<'_>, out
         Event::Offline => (hub::CLOSE, texts.line.offline.into()),
         Event::Say(text) => (hub::BROADCAST, String::from_utf8_lossy(text)),
         Event::Whisper(text) => {
-            to.push_name_str(&mut receiver);
+            if let Some(to) = to {
+                to.push_name_str(&mut receiver);
+            }
             (hub::SEND, String::from_utf8_lossy(text))
         }
     };

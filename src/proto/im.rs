@@ -130,7 +130,13 @@ pub fn answer_routed<H: Host>(seq: &str, cmd: &str, outcome: Routed, host: &mut 
 }
 
 /// A push in a text frame: `enter`/`exit` notices, and `msg` to the room or to `to`.
-pub fn render(texts: &Texts, from: User<'_>, to: User<'_>, event: Event<'_>, out: &mut Vec<u8>) {
+pub fn render(
+    texts: &Texts,
+    from: User<'_>,
+    to: Option<User<'_>>,
+    event: Event<'_>,
+    out: &mut Vec<u8>,
+) {
     let mut name = String::new();
     from.push_name_str(&mut name);
     let mut target = String::new();
@@ -139,7 +145,9 @@ pub fn render(texts: &Texts, from: User<'_>, to: User<'_>, event: Event<'_>, out
         Event::Offline => ("exit", texts.web.exit.into()),
         Event::Say(text) => ("msg", String::from_utf8_lossy(text)),
         Event::Whisper(text) => {
-            to.push_name_str(&mut target);
+            if let Some(to) = to {
+                to.push_name_str(&mut target);
+            }
             ("msg", String::from_utf8_lossy(text))
         }
     };

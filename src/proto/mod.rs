@@ -234,14 +234,14 @@ impl Session {
     }
 }
 
-/// Appends `event` from `from` as a user of `kind` receives it; `to` is the recipient
-/// (named in the JSON protocols' private messages). A fan-out calls this once per kind
+/// Appends `event` from `from` as a user of `kind` receives it; `to` is the recipient of
+/// a private message (the JSON protocols name it), `None` for what a room is told. A fan-out calls this once per kind
 /// present and copies the bytes to every recipient of that kind.
 pub fn render(
     kind: Kind,
     texts: &Texts,
     from: User<'_>,
-    to: User<'_>,
+    to: Option<User<'_>>,
     event: Event<'_>,
     out: &mut Vec<u8>,
 ) {
