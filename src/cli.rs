@@ -2,10 +2,11 @@
 //! take the same flags. Parsing happens in each binary's `main`; this only describes.
 
 use crate::config::RedisUrl;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Limits, TlsSettings};
 use crate::text::Lang;
 use clap::builder::TypedValueParser;
 use clap::Parser;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// imserver-mio: a chat server on one mio event loop. It speaks the line protocol of the Go
@@ -65,6 +66,44 @@ pub struct ServerArgs {
     /// Seconds after which the others declare a silent server dead (its users offline).
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_node_timeout)]
     pub node_timeout: Duration,
+    /// PEM file of the TLS certificate chain (for --tls-port and --wss-port).
+    #[arg(long, value_name = "PEM", env = "IMSERVER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the TLS private key.
+    #[arg(long, value_name = "PEM", env = "IMSERVER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Also serve the line protocol over TLS on this port (like IRC's 6697).
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true, value_parser = parse_port, env = "IMSERVER_TLS_PORT")]
+    pub tls_port: Option<u16>,
+    /// Also serve HTTP and WebSocket over TLS on this port (https:// and wss://).
+    #[arg(long, value_name = "PORT", allow_negative_numbers = true, value_parser = parse_port, env = "IMSERVER_WSS_PORT")]
+    pub wss_port: Option<u16>,
+    /// Commands a connection may send in a burst before flood control slows it down.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_FLOOD_BURST,
+          value_parser = clap::value_parser!(u32).range(1..), env = "IMSERVER_FLOOD_BURST")]
+    pub flood_burst: u32,
+    /// Commands per second a connection may send, sustained; 0 turns flood control off.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_FLOOD_RATE, env = "IMSERVER_FLOOD_RATE")]
+    pub flood_rate: u32,
+    /// Seconds a sender may stay over the flood limit before it is disconnected.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs, env = "IMSERVER_FLOOD_KICK")]
+    pub flood_kick: Duration,
+    /// Connections one address (IPv4, IPv6 /64) may hold at once; loopback is exempt.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNS_PER_IP,
+          value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize), env = "IMSERVER_MAX_CONNS_PER_IP")]
+    pub max_conns_per_ip: usize,
+    /// New connections one address may open per minute; loopback is exempt.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_CONN_RATE_PER_IP,
+          value_parser = clap::value_parser!(u32).range(1..), env = "IMSERVER_CONN_RATE_PER_IP")]
+    pub conn_rate_per_ip: u32,
+    /// Apply the per-address and flood limits to loopback clients too.
+    #[arg(long, env = "IMSERVER_LIMIT_LOOPBACK")]
+    pub limit_loopback: bool,
+    /// Unsent output of all connections together, in bytes; past it the largest backlogs
+    /// are disconnected first.
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_OUTBUF_TOTAL_BYTES,
+          value_parser = clap::value_parser!(u64).range(1024..).map(|v| v as usize), env = "IMSERVER_MAX_OUTBUF_TOTAL")]
+    pub max_outbuf_total: usize,
 }
 
 impl ServerArgs {
@@ -86,6 +125,21 @@ impl ServerArgs {
             redis: self.redis.clone(),
             node_id: self.node_id.clone(),
             node_timeout: self.node_timeout,
+            tls: TlsSettings {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                port: self.tls_port,
+                wss_port: self.wss_port,
+            },
+            limits: Limits {
+                flood_burst: self.flood_burst,
+                flood_rate: self.flood_rate,
+                flood_kick: self.flood_kick,
+                max_conns_per_ip: self.max_conns_per_ip,
+                conn_rate_per_ip: self.conn_rate_per_ip,
+                limit_loopback: self.limit_loopback,
+                max_outbuf_total_bytes: self.max_outbuf_total,
+            },
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::text::Lang;
 use std::fmt;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default TCP port, the seeds' 8888.
@@ -66,6 +67,69 @@ pub struct Config {
     pub node_id: Option<String>,
     /// How soon the others notice that a server died.
     pub node_timeout: Duration,
+    /// TLS listeners and their certificate.
+    pub tls: TlsSettings,
+    /// What one client may take: commands per second, connections per address, output.
+    pub limits: Limits,
+}
+
+/// TLS: the certificate and key, and the listeners that speak it.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// PEM file of the certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM file of the private key.
+    pub key: Option<PathBuf>,
+    /// Port of a line-protocol listener over TLS.
+    pub port: Option<u16>,
+    /// Port of an HTTP + WebSocket listener over TLS.
+    pub wss_port: Option<u16>,
+}
+
+/// Commands a connection may send in a burst.
+pub const DEFAULT_FLOOD_BURST: u32 = 20;
+/// Commands a connection may send per second, sustained.
+pub const DEFAULT_FLOOD_RATE: u32 = 10;
+/// A sender held back by flood control this long is disconnected.
+pub const DEFAULT_FLOOD_KICK: Duration = Duration::from_secs(30);
+/// Connections one address may hold at once.
+pub const DEFAULT_MAX_CONNS_PER_IP: usize = 16;
+/// New connections one address may open per minute.
+pub const DEFAULT_CONN_RATE_PER_IP: u32 = 60;
+/// Unsent output of all connections together past which the largest backlogs are cut.
+pub const DEFAULT_MAX_OUTBUF_TOTAL_BYTES: usize = 1 << 30;
+
+/// What one client may take from the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Commands a connection may send at once before it is slowed down.
+    pub flood_burst: u32,
+    /// Commands per second a connection may send, sustained; 0 turns flood control off.
+    pub flood_rate: u32,
+    /// How long a sender may stay over the limit before it is disconnected.
+    pub flood_kick: Duration,
+    /// Connections one address (IPv4, or IPv6 /64) may hold at once.
+    pub max_conns_per_ip: usize,
+    /// New connections one address may open per minute.
+    pub conn_rate_per_ip: u32,
+    /// Whether loopback clients are limited too (they are exempt by default).
+    pub limit_loopback: bool,
+    /// Unsent output of all connections together.
+    pub max_outbuf_total_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            flood_burst: DEFAULT_FLOOD_BURST,
+            flood_rate: DEFAULT_FLOOD_RATE,
+            flood_kick: DEFAULT_FLOOD_KICK,
+            max_conns_per_ip: DEFAULT_MAX_CONNS_PER_IP,
+            conn_rate_per_ip: DEFAULT_CONN_RATE_PER_IP,
+            limit_loopback: false,
+            max_outbuf_total_bytes: DEFAULT_MAX_OUTBUF_TOTAL_BYTES,
+        }
+    }
 }
 
 impl Default for Config {
@@ -86,6 +150,8 @@ impl Default for Config {
             redis: None,
             node_id: None,
             node_timeout: DEFAULT_NODE_TIMEOUT,
+            tls: TlsSettings::default(),
+            limits: Limits::default(),
         }
     }
 }

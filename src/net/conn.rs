@@ -1,6 +1,12 @@
 //! One client socket with its buffers and lifecycle state. It knows nothing of other
 //! connections or of chat commands: the server decides what to queue and when to close.
 //!
+//! The transport sits here, below every protocol: plain TCP, or TLS (a rustls
+//! `ServerConnection` between the socket and the plaintext buffers, driven the way rustls's
+//! `tlsserver-mio` example drives it: `read_tls`, `process_new_packets`, read plaintext;
+//! plaintext into `writer()`, `write_tls` while it `wants_write`). Sessions see plaintext
+//! only.
+//!
 //! Buffers are sized on demand and released when empty, so an idle connection holds no
 //! buffer memory at all: `inbuf` exists only while a partial line waits for its newline, and
 //! `outbuf` only while output waits for the socket.
@@ -8,6 +14,7 @@
 use crate::chat::UserId;
 use crate::proto::Session;
 use mio::net::TcpStream;
+use rustls::ServerConnection;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -78,6 +85,8 @@ pub struct Conn {
     pub dirty: bool,
     /// Whether WRITABLE interest is registered.
     pub write_armed: bool,
+    /// The TLS session between the socket and the plaintext buffers, on TLS listeners.
+    tls: Option<Box<ServerConnection>>,
     outbuf: Vec<u8>,
     /// Bytes of `outbuf` already written.
     out_pos: usize,
@@ -85,7 +94,13 @@ pub struct Conn {
 
 impl Conn {
     /// A new open connection.
-    pub fn new(socket: TcpStream, generation: u32, session: Session, now: Instant) -> Self {
+    pub fn new(
+        socket: TcpStream,
+        generation: u32,
+        session: Session,
+        tls: Option<Box<ServerConnection>>,
+        now: Instant,
+    ) -> Self {
         Conn {
             socket,
             generation,
@@ -97,6 +112,7 @@ impl Conn {
             inbuf: Vec::new(),
             dirty: false,
             write_armed: false,
+            tls,
             outbuf: Vec::new(),
             out_pos: 0,
         }
@@ -131,16 +147,44 @@ impl Conn {
         self.out_pos = 0;
     }
 
-    /// One `read` into `buf`, retrying on `Interrupted`.
+    /// Whether the transport is ready for the protocol: always for plain TCP, once the
+    /// handshake is done for TLS.
+    pub fn established(&self) -> bool {
+        self.tls.as_ref().is_none_or(|t| !t.is_handshaking())
+    }
+
+    /// Whether the transport has bytes of its own to send (a TLS handshake or alert).
+    pub fn transport_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Reads plaintext into `buf`: straight from the socket, or through TLS (reading
+    /// records until one yields plaintext, the socket would block, or the peer closes).
     pub fn read_some(&mut self, buf: &mut [u8]) -> ReadOutcome {
+        let Some(tls) = self.tls.as_mut() else {
+            return read_plain(&mut self.socket, buf);
+        };
         loop {
-            return match self.socket.read(buf) {
-                Ok(0) => ReadOutcome::Eof,
-                Ok(n) => ReadOutcome::Data(n),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
+            match tls.reader().read(buf) {
+                Ok(0) => return ReadOutcome::Eof, // close_notify
+                Ok(n) => return ReadOutcome::Data(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return ReadOutcome::Eof,
+                Err(e) => return ReadOutcome::Failed(e),
+            }
+            match tls.read_tls(&mut self.socket) {
+                Ok(0) => return ReadOutcome::Eof,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadOutcome::WouldBlock,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => ReadOutcome::Failed(e),
-            };
+                Err(e) => return ReadOutcome::Failed(e),
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // Garbage or a failed handshake: tell the peer with an alert if the socket
+                // takes it, and end this connection only.
+                let _ = tls.write_tls(&mut self.socket);
+                return ReadOutcome::Failed(io::Error::new(ErrorKind::InvalidData, e));
+            }
         }
     }
 
@@ -148,11 +192,38 @@ impl Conn {
     /// gone out this turn. A drained buffer is released, so idle connections hold none.
     pub fn flush(&mut self, budget: usize) -> Flush {
         let mut written = 0;
-        while self.out_pos < self.outbuf.len() {
+        loop {
+            if let Some(tls) = self.tls.as_mut() {
+                // Plaintext into TLS records (rustls takes up to its buffer limit), then
+                // the records out.
+                if let Some(rest) = self.outbuf.get(self.out_pos..).filter(|r| !r.is_empty()) {
+                    match tls.writer().write(rest) {
+                        Ok(n) => self.out_pos += n,
+                        Err(e) => return Flush::Failed(e),
+                    }
+                }
+                if !tls.wants_write() && self.out_pos >= self.outbuf.len() {
+                    break;
+                }
+                if written >= budget {
+                    return Flush::OverBudget;
+                }
+                match tls.write_tls(&mut self.socket) {
+                    Ok(0) => return Flush::Failed(ErrorKind::WriteZero.into()),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Flush::WouldBlock,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Flush::Failed(e),
+                }
+                continue;
+            }
+            let Some(rest) = self.outbuf.get(self.out_pos..).filter(|r| !r.is_empty()) else {
+                break;
+            };
             if written >= budget {
                 return Flush::OverBudget;
             }
-            match self.socket.write(&self.outbuf[self.out_pos..]) {
+            match self.socket.write(rest) {
                 Ok(0) => return Flush::Failed(ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out_pos += n;
@@ -165,6 +236,19 @@ impl Conn {
         }
         self.discard_output();
         Flush::Drained
+    }
+}
+
+/// One plain `read`, retrying on `Interrupted`.
+fn read_plain(socket: &mut TcpStream, buf: &mut [u8]) -> ReadOutcome {
+    loop {
+        return match socket.read(buf) {
+            Ok(0) => ReadOutcome::Eof,
+            Ok(n) => ReadOutcome::Data(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => ReadOutcome::Failed(e),
+        };
     }
 }
 

@@ -11,6 +11,7 @@ use crate::proto::{Family, Session};
 use log::debug;
 use mio::net::TcpStream;
 use mio::Token;
+use rustls::ServerConnection;
 use slab::Slab;
 use std::time::Instant;
 
@@ -80,13 +81,19 @@ impl Conns {
     }
 
     /// Holds a new connection under [`Conns::next_token`].
-    pub fn insert(&mut self, socket: TcpStream, session: Session, now: Instant) -> Token {
+    pub fn insert(
+        &mut self,
+        socket: TcpStream,
+        session: Session,
+        tls: Option<Box<ServerConnection>>,
+        now: Instant,
+    ) -> Token {
         let token = self.next_token();
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         self.count(session.family(), true);
         self.slab
-            .insert(Conn::new(socket, generation, session, now));
+            .insert(Conn::new(socket, generation, session, tls, now));
         token
     }
 

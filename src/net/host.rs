@@ -216,6 +216,9 @@ impl State {
         match conn.state {
             ConnState::CloseAfterFlush => Some(conn.last_active + self.config.shutdown_grace),
             ConnState::Closing => None,
+            ConnState::Open if !conn.established() => {
+                Some(conn.last_active + super::tls::HANDSHAKE_TIMEOUT)
+            }
             ConnState::Open => conn.session.deadline(conn.last_active, &self.config),
         }
     }

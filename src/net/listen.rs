@@ -36,6 +36,8 @@ pub enum StartError {
     },
     /// The poll or the signal handlers could not be set up.
     Setup(io::Error),
+    /// The TLS certificate or key could not be used.
+    Tls(String),
 }
 
 impl fmt::Display for StartError {
@@ -50,6 +52,7 @@ impl fmt::Display for StartError {
             }
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
+            StartError::Tls(why) => f.write_str(why),
         }
     }
 }
@@ -64,31 +67,42 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// HTTP (with WebSocket upgrades) rather than the line protocol.
     pub web: bool,
+    /// Whether its connections speak TLS.
+    pub tls: bool,
 }
 
 /// Binds the configured listeners: the line protocol's, then the WebSocket one's, then
-/// the HTTP one's (the same non-zero port for both means one listener serving both).
+/// the HTTP one's (the same non-zero port for both means one listener serving both), then
+/// the line protocol's over TLS, then HTTP and WebSocket over TLS.
 pub fn bind_all(config: &Config, poll: &Poll) -> Result<Vec<Listener>, StartError> {
-    let mut ports = vec![(config.port, false)];
-    ports.extend(config.ws_port.map(|p| (p, true)));
+    let mut ports = vec![(config.port, false, false)];
+    ports.extend(config.ws_port.map(|p| (p, true, false)));
     let shared = config.http_port.is_some() && config.http_port == config.ws_port;
     if !(shared && config.http_port != Some(0)) {
-        ports.extend(config.http_port.map(|p| (p, true)));
+        ports.extend(config.http_port.map(|p| (p, true, false)));
     }
+    ports.extend(config.tls.port.map(|p| (p, false, true)));
+    ports.extend(config.tls.wss_port.map(|p| (p, true, true)));
     let mut listeners = Vec::new();
-    for (i, (port, web)) in ports.into_iter().enumerate() {
+    for (i, (port, web, tls)) in ports.into_iter().enumerate() {
         let mut socket = bind_listener(&config.host, port)?;
         let addr = socket.local_addr().map_err(StartError::Setup)?;
         poll.registry()
             .register(&mut socket, Token(LISTENER_TOP - i), Interest::READABLE)
             .map_err(StartError::Setup)?;
-        let what = if web {
-            "HTTP and WebSocket"
-        } else {
-            "line protocol"
+        let what = match (web, tls) {
+            (true, false) => "HTTP and WebSocket",
+            (false, false) => "line protocol",
+            (true, true) => "HTTPS and WebSocket over TLS",
+            (false, true) => "line protocol over TLS",
         };
         info!("listening on {addr} ({what})");
-        listeners.push(Listener { socket, addr, web });
+        listeners.push(Listener {
+            socket,
+            addr,
+            web,
+            tls,
+        });
     }
     Ok(listeners)
 }

@@ -27,13 +27,14 @@ mod fanout;
 mod host;
 mod listen;
 mod storm;
+mod tls;
 
 use crate::chat::{Chat, Kind, DEFAULT_ROOM};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::heap;
 use crate::metrics::Metrics;
-use crate::proto::{api::Web, Session};
+use crate::proto::{self, api::Web, Session};
 use crate::timer::Wheel;
 use conn::{ConnState, Flush, ReadOutcome};
 use conns::Conns;
@@ -47,6 +48,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The reserved tokens, at the top of the range, far above any connection token (slab
@@ -55,7 +57,7 @@ mod reserved {
     use mio::Token;
     /// The signal pipe.
     pub const SIGNALS: Token = Token(usize::MAX);
-    /// Listener `i` has token `LISTENER_TOP - i` (at most three listeners).
+    /// Listener `i` has token `LISTENER_TOP - i` (at most five listeners).
     pub const LISTENER_TOP: usize = usize::MAX - 1;
     /// The Redis command and subscriber links.
     pub const REDIS: [Token; 2] = [Token(usize::MAX - 8), Token(usize::MAX - 9)];
@@ -89,6 +91,8 @@ pub struct Server {
     scratch: Vec<u8>,
     /// Bytes written since the heap was last trimmed, and when that was.
     trim: (u64, Instant),
+    /// The TLS configuration every TLS connection shares, with TLS listeners.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -99,6 +103,13 @@ impl Server {
     /// handlers cannot be created.
     pub fn bind(config: Config) -> Result<Server, StartError> {
         let poll = Poll::new().map_err(StartError::Setup)?;
+        let t = &config.tls;
+        let tls = if t.cert.is_some() || t.key.is_some() || t.port.is_some() || t.wss_port.is_some()
+        {
+            Some(tls::server_config(t).map_err(StartError::Tls)?)
+        } else {
+            None
+        };
         let listeners = listen::bind_all(&config, &poll)?;
         let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(StartError::Setup)?;
         poll.registry()
@@ -148,6 +159,7 @@ impl Server {
             shutdown_deadline: None,
             scratch: vec![0; READ_CHUNK_BYTES],
             trim: (0, Instant::now()),
+            tls,
         })
     }
 
@@ -325,31 +337,36 @@ impl Server {
     /// of descriptors).
     fn on_listener(&mut self, i: usize, now: Instant) {
         while let Some(listener) = self.listeners.get(i) {
-            let web = listener.web;
+            let (web, tls) = (listener.web, listener.tls);
             let Some((socket, peer)) = self.accept.next(listener, now) else {
                 return;
             };
-            self.admit(socket, peer, web, now);
+            self.admit(socket, peer, (web, tls), now);
         }
     }
 
     /// Takes a new connection in, or refuses it when the server is full. A line user is
-    /// online at once; a web connection first speaks HTTP.
+    /// online as soon as its transport is established; a web connection first speaks
+    /// HTTP.
     fn admit(
         &mut self,
         mut socket: mio::net::TcpStream,
         peer: SocketAddr,
-        web: bool,
+        (web, tls): (bool, bool),
         now: Instant,
     ) {
         if self.st.conns.len() >= self.st.config.max_conns {
             self.st.metrics.refused_full += 1;
             self.accept.refused.hit();
             debug!("{peer} refused: the server is full");
-            if !web {
-                // Best effort, as Redis does: a fresh socket has room for one short line.
-                let full = self.st.texts().line.server_full.as_bytes();
-                let _ = io::Write::write(&mut socket, full);
+            // Best effort, as Redis does: a fresh socket has room for one short answer.
+            // (A TLS client cannot be told anything before its handshake.)
+            let answer = match web {
+                false => self.st.texts().line.server_full.as_bytes().to_vec(),
+                true => proto::api::refusal(503),
+            };
+            if !tls {
+                let _ = io::Write::write(&mut socket, &answer);
             }
             return;
         }
@@ -370,11 +387,35 @@ impl Server {
         } else {
             Session::default()
         };
-        let token = self.st.conns.insert(socket, session, now);
+        let transport = match (&self.tls, tls) {
+            (Some(config), true) => match rustls::ServerConnection::new(config.clone()) {
+                Ok(t) => Some(Box::new(t)),
+                Err(e) => {
+                    debug!("{peer} dropped: TLS: {e}");
+                    let _ = self.poll.registry().deregister(&mut socket);
+                    return;
+                }
+            },
+            _ => None,
+        };
+        let token = self.st.conns.insert(socket, session, transport, now);
         self.st.metrics.accepted += 1;
         debug!("{peer} connected as {token:?}");
         self.st.schedule(token);
-        if !web
+        self.enter_line_user(token, now);
+    }
+
+    /// Puts a line connection's user online once its transport is established (at once
+    /// over TCP, after the handshake over TLS, so a failed handshake disturbs nobody).
+    fn enter_line_user(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.st.conns.get(token) else {
+            return;
+        };
+        let waiting = conn.state == ConnState::Open
+            && conn.user.is_none()
+            && matches!(conn.session, Session::Line(_))
+            && conn.established();
+        if waiting
             && self
                 .st
                 .enter(token, Kind::Line, None, DEFAULT_ROOM, now)
@@ -402,6 +443,8 @@ impl Server {
                     self.st.metrics.bytes_in += n as u64;
                     if conn.state == ConnState::Open {
                         conn.last_active = now;
+                        // The first plaintext may come with the end of a TLS handshake.
+                        self.enter_line_user(token, now);
                         if let Some(chunk) = scratch.get_mut(..n) {
                             self.take_input(token, chunk, now);
                         }
@@ -426,6 +469,16 @@ impl Server {
             }
         }
         self.scratch = scratch;
+        // A TLS handshake answers from inside the read, and completes there.
+        if self
+            .st
+            .conns
+            .get(token)
+            .is_some_and(|c| c.transport_wants_write())
+        {
+            self.st.conns.mark_dirty(token);
+        }
+        self.enter_line_user(token, now);
     }
 
     /// Feeds `chunk` to the session after any partial command kept from earlier reads;
@@ -465,7 +518,8 @@ impl Server {
 
     /// Notes that a blocked connection can take output again.
     fn on_writable(&mut self, token: Token) {
-        if self.st.conns.get(token).is_some_and(|c| c.pending() > 0) {
+        let waiting = |c: &conn::Conn| c.pending() > 0 || c.transport_wants_write();
+        if self.st.conns.get(token).is_some_and(waiting) {
             self.st.conns.mark_dirty(token);
         }
     }
@@ -483,8 +537,12 @@ impl Server {
                 self.st.wheel.schedule(deadline, token);
                 continue;
             }
-            match self.st.conns.get(token).map(|c| c.state) {
-                Some(ConnState::Open) => {
+            match self.st.conns.get(token).map(|c| (c.state, c.established())) {
+                Some((ConnState::Open, false)) => {
+                    debug!("{token:?} did not finish its TLS handshake in time");
+                    self.st.conns.close_now(token);
+                }
+                Some((ConnState::Open, true)) => {
                     self.st.with_session(token, now, |s, ctx| s.on_timeout(ctx));
                 }
                 Some(_) => {

@@ -273,6 +273,15 @@ fn respond<H: Host>(host: &mut H, answer: &Answer, keep_alive: bool) {
     }
 }
 
+/// The whole response that refuses a connection before it is taken in (503 when the
+/// server is full), with a JSON body.
+pub fn refusal(status: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    let page = error_page(status);
+    http::response(&mut out, page.status, page.content_type, &page.body, false);
+    out
+}
+
 /// Answers with `status` and a JSON error, then closes.
 pub fn fail<H: Host>(host: &mut H, status: u16) {
     respond(host, &error_page(status), false);
