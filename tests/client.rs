@@ -445,8 +445,7 @@ fn raw_mode_is_a_line_pipe() {
 const HOSTILE: &[u8] =
     b"ok\r[127.0.0.1:5]admin:forged \x1b[2J\x1b[6n\x07\tx\x7f \xc2\x9b31m \xff\n";
 /// How imclient shows [`HOSTILE`] in menu mode.
-const HOSTILE_SHOWN: &str =
-    "ok^M[127.0.0.1:5]admin:forged ^[[2J^[[6n^G\tx^? \\u{9b}31m \u{fffd}\n";
+const HOSTILE_SHOWN: &str = "ok^M[127.0.0.1:5]admin:forged ^[[2J^[[6n^G\tx^? \\u{9b}31m \u{fffd}\n";
 
 /// A one-connection server that sends `bytes`, then waits (bounded) for the client to close.
 fn fake_server(bytes: &'static [u8]) -> (u16, JoinHandle<()>) {
