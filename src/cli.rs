@@ -66,7 +66,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SECS", default_value = "360", value_parser = parse_secs)]
     #[arg(env = "IMSERVER_HEARTBEAT_TIMEOUT")]
     pub heartbeat_timeout: Duration,
-    /// Join a cluster of servers through this Redis: redis://HOST[:PORT][/DB] (port 6379, db 0 if left out).
+    /// Join a cluster of servers through this Redis: redis://[user:password@]HOST[:PORT][/DB] (port 6379, db 0 if left out; AUTH on every connect if given).
     // The text is also --help's, so it keeps its brackets rather than rustdoc's escapes.
     #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "URL")]

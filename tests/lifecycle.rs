@@ -174,7 +174,7 @@ fn help_lists_the_flags() {
         "--ws-port",
         "--http-port",
         "--redis",
-        "redis://HOST[:PORT][/DB]",
+        "redis://[user:password@]HOST[:PORT][/DB]",
         "--node-id",
         "--node-timeout",
     ] {
