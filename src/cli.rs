@@ -16,55 +16,70 @@ use std::time::Duration;
 pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, default_value = config::DEFAULT_HOST)]
+    #[arg(env = "IMSERVER_HOST")]
     pub host: String,
     /// TCP port for the line protocol; 0 picks a free port (printed first on stdout).
     #[arg(long, value_name = "PORT", default_value_t = config::DEFAULT_PORT,
           allow_negative_numbers = true, value_parser = parse_port)]
+    #[arg(env = "IMSERVER_PORT")]
     pub port: u16,
     /// Seconds a user may stay silent before being kicked; 0 = never.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    #[arg(env = "IMSERVER_IDLE_TIMEOUT")]
     pub idle_timeout: Duration,
     /// Longest accepted line in bytes (newline excluded); longer lines are discarded.
     #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_LINE_BYTES,
           value_parser = clap::value_parser!(u64).range(1..=(1 << 24)).map(|v| v as usize))]
+    #[arg(env = "IMSERVER_MAX_LINE")]
     pub max_line: usize,
     /// Unsent output in bytes past which a slow reader is disconnected.
     #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_OUTBUF_BYTES,
           value_parser = clap::value_parser!(u64).range(1..=(1 << 40)).map(|v| v as usize))]
+    #[arg(env = "IMSERVER_MAX_OUTBUF")]
     pub max_outbuf: usize,
     /// Most connections held at once; newcomers beyond it are refused.
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONNS,
           value_parser = clap::value_parser!(u64).range(1..=(1 << 24)).map(|v| v as usize))]
+    #[arg(env = "IMSERVER_MAX_CONNS")]
     pub max_conns: usize,
     /// Seconds to flush goodbyes on SIGINT/SIGTERM before exiting.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    #[arg(env = "IMSERVER_SHUTDOWN_GRACE")]
     pub shutdown_grace: Duration,
     /// Language of the server's texts: zh (the Chinese texts of the Go chat server it follows) or en.
     #[arg(long, default_value = "zh")]
+    #[arg(env = "IMSERVER_LANG")]
     pub lang: Lang,
     /// Port for WebSocket clients (/im, /acc, /ws/{id}); off unless given; 0 picks one.
     #[arg(long, value_name = "PORT", allow_negative_numbers = true, value_parser = parse_port)]
+    #[arg(env = "IMSERVER_WS_PORT")]
     pub ws_port: Option<u16>,
     /// Port for the HTTP API and the chat page; off unless given; may equal --ws-port.
     #[arg(long, value_name = "PORT", allow_negative_numbers = true, value_parser = parse_port)]
+    #[arg(env = "IMSERVER_HTTP_PORT")]
     pub http_port: Option<u16>,
     /// Largest WebSocket message in bytes; bigger ones are closed with 1009.
     #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_WS_MAX_MESSAGE_BYTES,
           value_parser = clap::value_parser!(u64).range(1..=(1 << 30)).map(|v| v as usize))]
+    #[arg(env = "IMSERVER_WS_MAX_MESSAGE")]
     pub ws_max_message: usize,
     /// Seconds a WebSocket user may send nothing (no heartbeat) before being closed; 0 = never.
     #[arg(long, value_name = "SECS", default_value = "360", value_parser = parse_secs)]
+    #[arg(env = "IMSERVER_HEARTBEAT_TIMEOUT")]
     pub heartbeat_timeout: Duration,
-    /// Join a cluster of servers through this Redis: redis://HOST[:PORT][/DB] (port 6379, db 0 if left out).
+    /// Join a cluster of servers through this Redis: redis://[user:password@]HOST[:PORT][/DB] (port 6379, db 0 if left out; AUTH on every connect if given).
     // The text is also --help's, so it keeps its brackets rather than rustdoc's escapes.
     #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "URL")]
+    #[arg(env = "IMSERVER_REDIS", hide_env_values = true)] // it may hold a password
     pub redis: Option<RedisUrl>,
     /// This server's id in the cluster (letters, digits, '-', '_'); default: random.
     #[arg(long, value_name = "ID", value_parser = parse_node_id)]
+    #[arg(env = "IMSERVER_NODE_ID")]
     pub node_id: Option<String>,
     /// Seconds after which the others declare a silent server dead (its users offline).
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_node_timeout)]
+    #[arg(env = "IMSERVER_NODE_TIMEOUT")]
     pub node_timeout: Duration,
     /// PEM file of the TLS certificate chain (for --tls-port and --wss-port).
     #[arg(long, value_name = "PEM", env = "IMSERVER_TLS_CERT")]

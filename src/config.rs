@@ -156,7 +156,9 @@ impl Default for Config {
     }
 }
 
-/// Where Redis is, from `redis://HOST[:PORT][/DB]`.
+/// Where Redis is, and who to log in as, from `redis://[user:password@]HOST[:PORT][/DB]`.
+///
+/// Its `Debug` and `Display` never show the password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisUrl {
     /// Host name or IP.
@@ -165,15 +167,58 @@ pub struct RedisUrl {
     pub port: u16,
     /// Database number for `SELECT` (0 when not given).
     pub db: u32,
+    /// The credentials sent with `AUTH` on every connect, if any.
+    pub auth: Option<RedisAuth>,
 }
 
-/// A `--redis` value that is not `redis://HOST[:PORT][/DB]`.
+/// Credentials for Redis's `AUTH [user] password`: a password alone (`requirepass`, or the
+/// `default` user), or an ACL user and its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisAuth {
+    /// The ACL user; `None` sends `AUTH password`.
+    pub user: Option<String>,
+    /// The password, kept out of `Debug` and `Display` so it never reaches a log.
+    pub password: String,
+}
+
+/// What logs and `Debug` show instead of a password.
+const REDACTED: &str = "***";
+
+impl fmt::Debug for RedisAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisAuth")
+            .field("user", &self.user)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    /// The URL with the password replaced by `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("redis://")?;
+        if let Some(auth) = &self.auth {
+            write!(f, "{}:{REDACTED}@", auth.user.as_deref().unwrap_or(""))?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}/{}", self.host, self.port, self.db)
+        } else {
+            write!(f, "{}:{}/{}", self.host, self.port, self.db)
+        }
+    }
+}
+
+/// A `--redis` value that is not `redis://[user:password@]HOST[:PORT][/DB]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadUrl(pub String);
 
 impl fmt::Display for BadUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} is not redis://HOST[:PORT][/DB]", self.0)
+        write!(
+            f,
+            "{:?} is not redis://[user:password@]HOST[:PORT][/DB]",
+            self.0
+        )
     }
 }
 
@@ -184,18 +229,31 @@ impl std::str::FromStr for RedisUrl {
     fn from_str(s: &str) -> Result<Self, BadUrl> {
         let bad = || BadUrl(s.to_owned());
         let rest = s.strip_prefix("redis://").ok_or_else(bad)?;
+        // The last '@': a password may hold an unencoded '@' or '/', a host never does.
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (parse_userinfo(userinfo).ok_or_else(bad)?, rest),
+            None => (None, rest),
+        };
         let (hostport, db) = match rest.split_once('/') {
             Some((hp, "")) => (hp, 0),
             Some((hp, db)) => (hp, db.parse().map_err(|_| bad())?),
             None => (rest, 0),
         };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                (h, p.parse().map_err(|_| bad())?)
-            }
-            _ => (hostport, 6379),
+        // `[IPv6]` or `[IPv6]:PORT`, else `HOST` or `HOST:PORT`.
+        let (host, port) = match hostport.strip_prefix('[') {
+            Some(bracketed) => match bracketed.split_once(']').ok_or_else(bad)? {
+                (h, "") => (h, None),
+                (h, p) => (h, Some(p.strip_prefix(':').ok_or_else(bad)?)),
+            },
+            None => match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            },
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None => 6379,
+        };
         if host.is_empty() {
             return Err(bad());
         }
@@ -203,8 +261,29 @@ impl std::str::FromStr for RedisUrl {
             host: host.to_owned(),
             port,
             db,
+            auth,
         })
     }
+}
+
+/// `user:password` (either may be empty, both percent-decoded): `Some(None)` when both are
+/// empty, `None` when there is no ':' (a lone word could be either) or bad UTF-8.
+fn parse_userinfo(userinfo: &str) -> Option<Option<RedisAuth>> {
+    let (user, password) = userinfo.split_once(':')?;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|s| s.into_owned())
+    };
+    let (user, password) = (decode(user)?, decode(password)?);
+    if user.is_empty() && password.is_empty() {
+        return Some(None);
+    }
+    Some(Some(RedisAuth {
+        user: (!user.is_empty()).then_some(user),
+        password,
+    }))
 }
 
 impl RedisUrl {
@@ -232,7 +311,8 @@ mod tests {
             RedisUrl {
                 host: "127.0.0.1".into(),
                 port: 6380,
-                db: 2
+                db: 2,
+                auth: None,
             }
         );
         let u: RedisUrl = "redis://localhost".parse().unwrap();
@@ -243,5 +323,41 @@ mod tests {
         assert!("redis://:70".parse::<RedisUrl>().is_err());
         assert!("redis://h:notaport".parse::<RedisUrl>().is_err());
         assert!("redis://h:1/x".parse::<RedisUrl>().is_err());
+        assert!("redis://[::1".parse::<RedisUrl>().is_err());
+        assert!("redis://[::1]x".parse::<RedisUrl>().is_err());
+    }
+    #[test]
+    fn urls_with_a_password() {
+        let u: RedisUrl = "redis://:secret@127.0.0.1:6380/2".parse().unwrap();
+        let auth = u.auth.clone().unwrap();
+        assert_eq!((auth.user, auth.password.as_str()), (None, "secret"));
+        assert_eq!((u.host.as_str(), u.port, u.db), ("127.0.0.1", 6380, 2));
+        let u: RedisUrl = "redis://alice:p%40ss:w/rd@[::1]".parse().unwrap();
+        let auth = u.auth.clone().unwrap();
+        assert_eq!(auth.user.as_deref(), Some("alice"));
+        assert_eq!(auth.password, "p@ss:w/rd");
+        assert_eq!((u.host.as_str(), u.port, u.db), ("::1", 6379, 0));
+        // An unencoded '@' in the password: the last '@' ends it.
+        let u: RedisUrl = "redis://:a@b@h".parse().unwrap();
+        assert_eq!(u.auth.unwrap().password, "a@b");
+        let u: RedisUrl = "redis://:@h".parse().unwrap();
+        assert_eq!(u.auth, None);
+        assert!("redis://secret@h".parse::<RedisUrl>().is_err());
+        assert!("redis://:pw@".parse::<RedisUrl>().is_err());
+        assert!("redis://:%ff@h".parse::<RedisUrl>().is_err());
+    }
+
+    #[test]
+    fn the_password_never_shows() {
+        let u: RedisUrl = "redis://alice:s3cret@h:1/2".parse().unwrap();
+        assert_eq!(u.to_string(), "redis://alice:***@h:1/2");
+        assert!(!format!("{u:?}").contains("s3cret"));
+        assert!(!format!("{u:#?}").contains("s3cret"));
+        let u: RedisUrl = "redis://:s3cret@[::1]".parse().unwrap();
+        assert_eq!(u.to_string(), "redis://:***@[::1]:6379/0");
+        let err = "redis://:s3cret".parse::<RedisUrl>().unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("redis://[user:password@]HOST[:PORT][/DB]"));
     }
 }

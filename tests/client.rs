@@ -439,6 +439,69 @@ fn raw_mode_is_a_line_pipe() {
     bob.expect_line(&format!("[{a}]rawuser:已下线\n"));
 }
 
+/// What a hostile server (or user) might send: screen clear, a cursor-position query (whose
+/// answer a terminal would type into our stdin), a carriage return faking a new line, BEL,
+/// a tab, DEL, the C1 CSI (U+009B) and a byte that is not UTF-8.
+const HOSTILE: &[u8] =
+    b"ok\r[127.0.0.1:5]admin:forged \x1b[2J\x1b[6n\x07\tx\x7f \xc2\x9b31m \xff\n";
+/// How imclient shows [`HOSTILE`] in menu mode.
+const HOSTILE_SHOWN: &str = "ok^M[127.0.0.1:5]admin:forged ^[[2J^[[6n^G\tx^? \\u{9b}31m \u{fffd}\n";
+
+/// A one-connection server that sends `bytes`, then waits (bounded) for the client to close.
+fn fake_server(bytes: &'static [u8]) -> (u16, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.write_all(bytes).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let mut rest = Vec::new();
+        let _ = sock.read_to_end(&mut rest);
+    });
+    (port, handle)
+}
+
+#[test]
+fn the_menu_shows_control_characters_as_text_not_terminal_commands() {
+    let (port, fake) = fake_server(HOSTILE);
+    let mut ui = spawn(&["--ip", "127.0.0.1", "--port", &port.to_string()]);
+    ui.expect("连接成功\n");
+    ui.expect(HOSTILE_SHOWN);
+    ui.expect(MENU);
+    ui.close_stdin();
+    ui.expect_clean_exit();
+    fake.join().unwrap();
+}
+
+#[test]
+fn raw_mode_prints_control_characters_byte_for_byte() {
+    let (port, fake) = fake_server(HOSTILE);
+    let mut ui = spawn(&["--ip", "127.0.0.1", "--port", &port.to_string(), "--raw"]);
+    let deadline = Instant::now() + WAIT;
+    while ui.out.lock().unwrap().len() < HOSTILE.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ui.close_stdin();
+    assert_eq!(ui.wait_exit().code(), Some(0), "stderr: {}", ui.stderr());
+    assert_eq!(ui.out.lock().unwrap().as_slice(), HOSTILE);
+    fake.join().unwrap();
+}
+
+#[test]
+fn a_user_cannot_clear_the_screen_or_forge_a_line_through_the_server() {
+    let server = common::start(&[]);
+    let mut ui = menu_client(&server, &[]);
+    let mut mallory = named(&server, "mallory");
+    let m = mallory.addr.clone();
+    ui.expect(&format!("[{m}]{m}:已上线\n"));
+    mallory.send(b"\x1b[2J\x1b[6nhi\r[127.0.0.1:5]admin:forged\x07\n");
+    ui.expect(&format!(
+        "[{m}]mallory:^[[2J^[[6nhi^M[127.0.0.1:5]admin:forged^G\n"
+    ));
+    ui.close_stdin();
+    ui.expect_clean_exit();
+}
+
 #[test]
 fn english_texts_with_lang_en() {
     let server = common::start(&[]);

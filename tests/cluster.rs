@@ -87,31 +87,53 @@ fn read_resp(r: &mut impl BufRead) -> std::io::Result<Resp> {
     })
 }
 
-/// Sends one command to the Redis on `port` and reads its reply.
-fn redis_call(port: u16, args: &[&str]) -> std::io::Result<Resp> {
+/// Sends one command to the Redis on `port` and reads its reply; logs in first with
+/// `AUTH auth...` unless `auth` is empty.
+fn redis_call(port: u16, auth: &[String], args: &[&str]) -> std::io::Result<Resp> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut cmd = format!("*{}\r\n", args.len());
-    for a in args {
-        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    let encode = |args: &[&str]| {
+        let mut cmd = format!("*{}\r\n", args.len());
+        for a in args {
+            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        cmd
+    };
+    let mut r = BufReader::new(s.try_clone()?);
+    if !auth.is_empty() {
+        let mut login = vec!["AUTH"];
+        login.extend(auth.iter().map(String::as_str));
+        s.write_all(encode(&login).as_bytes())?;
+        let answer = read_resp(&mut r)?;
+        if answer != Resp::Simple("OK".into()) {
+            return Err(std::io::Error::other(format!("AUTH: {answer:?}")));
+        }
     }
-    s.write_all(cmd.as_bytes())?;
-    read_resp(&mut BufReader::new(s))
+    s.write_all(encode(args).as_bytes())?;
+    read_resp(&mut r)
 }
 
 /// A `redis-server` child process on 127.0.0.1; killed (SIGKILL) and reaped on drop.
 struct Redis {
     port: u16,
+    /// What the tests' own questions log in with (`AUTH auth...`); empty: no `AUTH`.
+    auth: Vec<String>,
     child: Option<Child>,
 }
 
 impl Redis {
     /// Starts a Redis on a free port.
     fn start() -> Redis {
+        Redis::start_with(&[], &[])
+    }
+
+    /// Starts a Redis on a free port with `extra` arguments (`--requirepass secret`), whose
+    /// tests' questions log in with `AUTH auth...`.
+    fn start_with(extra: &[&str], auth: &[&str]) -> Redis {
         // Another process may take the port between our probe and Redis's bind: retry.
         for _ in 0..3 {
-            if let Some(r) = Redis::try_start_on(free_port()) {
+            if let Some(r) = Redis::try_start_on(free_port(), extra, auth) {
                 return r;
             }
         }
@@ -120,13 +142,15 @@ impl Redis {
 
     /// Starts a Redis on `port` (for a restart on the same port).
     fn start_on(port: u16) -> Redis {
-        Redis::try_start_on(port).unwrap_or_else(|| panic!("redis-server did not start on {port}"))
+        Redis::try_start_on(port, &[], &[])
+            .unwrap_or_else(|| panic!("redis-server did not start on {port}"))
     }
 
-    fn try_start_on(port: u16) -> Option<Redis> {
+    fn try_start_on(port: u16, extra: &[&str], auth: &[&str]) -> Option<Redis> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -134,6 +158,7 @@ impl Redis {
             .unwrap_or_else(|e| panic!("cannot run redis-server (is it installed?): {e}"));
         let mut redis = Redis {
             port,
+            auth: auth.iter().map(|a| a.to_string()).collect(),
             child: Some(child),
         };
         let pid = redis.child.as_ref().map(|c| c.id().to_string());
@@ -141,7 +166,7 @@ impl Redis {
         while Instant::now() < deadline {
             if redis.pings() {
                 // Ours, not some other Redis that holds the port.
-                let info = redis_call(port, &["INFO", "server"]);
+                let info = redis_call(port, &redis.auth, &["INFO", "server"]);
                 let ours = match (&info, &pid) {
                     (Ok(Resp::Bulk(Some(text))), Some(pid)) => String::from_utf8_lossy(text)
                         .lines()
@@ -162,16 +187,7 @@ impl Redis {
 
     /// Whether something on the port answers PING with +PONG.
     fn pings(&self) -> bool {
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 7];
-        s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        matches!(redis_call(self.port, &self.auth, &["PING"]), Ok(Resp::Simple(p)) if p == "PONG")
     }
 
     fn url(&self) -> String {
@@ -179,7 +195,7 @@ impl Redis {
     }
 
     fn call(&self, args: &[&str]) -> Resp {
-        redis_call(self.port, args).unwrap_or_else(|e| panic!("Redis {args:?}: {e}"))
+        redis_call(self.port, &self.auth, args).unwrap_or_else(|e| panic!("Redis {args:?}: {e}"))
     }
 
     /// Waits until every node in `nodes` has joined the cluster: its heartbeat key is set
@@ -1325,4 +1341,178 @@ fn whispers_find_users_by_their_default_cluster_names() {
     for u in [&mut a1, &mut a2, &mut b1] {
         u.silence(Duration::from_millis(300));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// A Redis with a password.
+// ---------------------------------------------------------------------------------------
+
+/// A Redis with `requirepass secret`, and an ACL user `chat` whose password needs
+/// percent-encoding in a URL.
+fn redis_with_passwords() -> Redis {
+    Redis::start_with(&["--requirepass", "secret"], &["secret"]).with_user("chat", "p@ss:w/rd")
+}
+
+impl Redis {
+    /// Adds an ACL user with every right and `password`.
+    fn with_user(self, user: &str, password: &str) -> Redis {
+        let pass = format!(">{password}");
+        let answer = self.call(&["ACL", "SETUSER", user, "on", &pass, "~*", "&*", "+@all"]);
+        assert_eq!(answer, Resp::Simple("OK".into()));
+        self
+    }
+}
+
+/// How many `AUTH`s Redis refused, from its `ACL LOG` (entries of reason `auth`, each with a
+/// `count` of the like failures it stands for).
+fn failed_auths(redis: &Redis) -> i64 {
+    let Resp::Array(entries) = redis.call(&["ACL", "LOG"]) else {
+        panic!("ACL LOG is not an array");
+    };
+    let field = |entry: &[Resp], name: &str| {
+        entry
+            .chunks(2)
+            .find(|kv| kv[0] == Resp::Bulk(Some(name.as_bytes().to_vec())))
+            .map(|kv| kv[1].clone())
+    };
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Resp::Array(entry) => Some(entry.as_slice()),
+            _ => None,
+        })
+        .filter(|e| field(e, "reason") == Some(Resp::Bulk(Some(b"auth".to_vec()))))
+        .map(|e| match field(e, "count") {
+            Some(Resp::Int(n)) => n,
+            other => panic!("ACL LOG count: {other:?}"),
+        })
+        .sum()
+}
+
+/// A server in the cluster behind `redis_url` whose stderr (at `RUST_LOG=warn`) is
+/// collected rather than shown.
+fn node_logged(redis_url: &str, id: &str) -> (Server, Arc<Mutex<Vec<u8>>>) {
+    let mut child = common::server_cmd()
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(["--redis", redis_url, "--node-id", id])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&log);
+    let mut stderr = child.stderr.take().unwrap();
+    // Ends when the server exits (killed on drop) and its stderr closes.
+    thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    let server = Server {
+        addr: first.trim().parse().unwrap_or_else(|_| panic!("{first:?}")),
+        web: None,
+        http: None,
+        child,
+    };
+    (server, log)
+}
+
+/// Waits at most 5 s for a line of `log` containing `want`, and returns the whole log.
+fn wait_log(log: &Mutex<Vec<u8>>, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+        if text.contains(want) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {want:?} in 5 s; stderr: {text}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn servers_chat_across_a_redis_with_a_password_or_an_acl_user() {
+    let redis = redis_with_passwords();
+    let port = redis.port;
+    // A logs in with the password alone, B as the ACL user (percent-encoded password).
+    let a = node(&format!("redis://:secret@127.0.0.1:{port}"), "A", &[]);
+    let b = node(
+        &format!("redis://chat:p%40ss%3Aw%2Frd@127.0.0.1:{port}/0"),
+        "B",
+        &[],
+    );
+    redis.wait_ready(&["A", "B"]);
+    let mut a1 = join(&a, "A");
+    let mut b1 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b1.online());
+    b1.rename("bee");
+    a1.rename("ay");
+    a1.send("hello over a password\n");
+    let said = a1.said("hello over a password");
+    a1.expect(&said);
+    b1.expect(&said);
+    whisper(&mut b1, &mut a1, "psst");
+    whisper(&mut a1, &mut b1, "psst back");
+    a1.send("rename|bee\n");
+    a1.expect(TAKEN);
+    a1.silence(Duration::from_millis(300));
+    b1.silence(Duration::from_millis(300));
+}
+
+#[test]
+fn a_wrong_password_is_one_clear_line_and_local_chat_goes_on() {
+    let redis = redis_with_passwords();
+    let port = redis.port;
+    let (server, log) = node_logged(&format!("redis://:hunter2@127.0.0.1:{port}"), "W");
+    let refused = "Redis refused the password: WRONGPASS";
+    wait_log(&log, refused);
+    // Local chat works meanwhile; what needs Redis answers as when Redis is down.
+    let mut u1 = join(&server, "W");
+    let mut u2 = join(&server, "W");
+    u1.expect(&u2.online());
+    u1.send("local only\n");
+    let said = u1.said("local only");
+    u1.expect(&said);
+    u2.expect(&said);
+    u2.send(&format!("to|{}|still here\n", u1.name));
+    u1.expect(&format!("{}对您说still here\n", u2.name));
+    u1.send("rename|newname\n");
+    u1.expect(UNAVAILABLE);
+    u1.send("to|somebody-elsewhere|hi\n");
+    u1.expect(UNAVAILABLE);
+    // Retried with the backoff (several tries in 3 s), logged once, never the password.
+    thread::sleep(Duration::from_secs(3));
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert_eq!(text.matches(refused).count(), 1, "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    // Retried, each time on both links: Redis logged several refused AUTHs.
+    let tries = failed_auths(&redis);
+    assert!(tries >= 4, "{tries} failed AUTHs in 3 s");
+    u1.silence(Duration::from_millis(300));
+    u2.silence(Duration::from_millis(300));
+}
+
+#[test]
+fn no_password_for_a_redis_that_wants_one_is_one_clear_line() {
+    let redis = redis_with_passwords();
+    let (server, log) = node_logged(&redis.url(), "N");
+    let text = wait_log(&log, "Redis wants a password");
+    assert!(text.contains("NOAUTH"), "{text}");
+    let mut u1 = join(&server, "N");
+    u1.send("rename|newname\n");
+    u1.expect(UNAVAILABLE);
+    thread::sleep(Duration::from_millis(2500));
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert_eq!(text.matches("Redis wants a password").count(), 1, "{text}");
 }

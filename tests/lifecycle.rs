@@ -5,8 +5,10 @@
 
 mod common;
 
-use common::{connect, connect_raw, server_bin, start};
-use std::process::{Command, Stdio};
+use common::{connect, connect_raw, server_cmd, start, start_with_env};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -99,7 +101,7 @@ fn sigint_stops_the_server_too_even_with_a_reader_that_never_reads() {
 fn a_port_in_use_is_one_clear_line_and_a_nonzero_exit() {
     let server = start(&[]);
     let port = server.addr.port().to_string();
-    let out = Command::new(server_bin())
+    let out = server_cmd()
         .args(["--host", "127.0.0.1", "--port", &port])
         .stdin(Stdio::null())
         .output()
@@ -121,7 +123,7 @@ fn bad_flags_are_refused_without_a_panic() {
         &["--max-line", "0"],
         &["--no-such-flag"],
     ] {
-        let out = Command::new(server_bin())
+        let out = server_cmd()
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -136,7 +138,7 @@ fn bad_flags_are_refused_without_a_panic() {
 #[test]
 fn a_negative_port_is_refused_as_not_a_port() {
     for flag in ["--port", "--ws-port", "--http-port"] {
-        let out = Command::new(server_bin())
+        let out = server_cmd()
             .args([flag, "-1"])
             .stdin(Stdio::null())
             .output()
@@ -157,7 +159,7 @@ fn a_negative_port_is_refused_as_not_a_port() {
 
 #[test]
 fn help_lists_the_flags() {
-    let out = Command::new(server_bin()).arg("-h").output().unwrap();
+    let out = server_cmd().arg("-h").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
@@ -172,10 +174,137 @@ fn help_lists_the_flags() {
         "--ws-port",
         "--http-port",
         "--redis",
-        "redis://HOST[:PORT][/DB]",
+        "redis://[user:password@]HOST[:PORT][/DB]",
         "--node-id",
         "--node-timeout",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port().to_string()
+}
+
+#[test]
+fn every_flag_can_come_from_an_imserver_variable() {
+    let port = free_port();
+    let mut child = server_cmd()
+        .env("IMSERVER_HOST", "127.0.0.1")
+        .env("IMSERVER_PORT", &port)
+        .env("IMSERVER_LANG", "en")
+        .env("IMSERVER_MAX_CONNS", "1")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let server = common::Server {
+        addr: first.trim().parse().unwrap(),
+        web: None,
+        http: None,
+        child,
+    };
+    assert_eq!(first, format!("127.0.0.1:{port}\n"));
+    let mut alice = connect_raw(server.addr);
+    let a = alice.addr.clone();
+    alice.expect_line(&format!("[{a}]{a}:online\n"));
+    // IMSERVER_MAX_CONNS=1: a second connection is refused.
+    let mut bob = connect_raw(server.addr);
+    assert_eq!(bob.read_to_close(), "server is full\n");
+}
+
+#[test]
+fn a_flag_beats_its_variable() {
+    let port = free_port();
+    // start_with_env passes --host 127.0.0.1 --port 0; a bad value the flag overrides is
+    // never looked at.
+    let server = start_with_env(
+        &[
+            ("IMSERVER_PORT", "http"),
+            ("IMSERVER_HOST", "not an address"),
+            ("IMSERVER_LANG", "en"),
+            ("IMSERVER_IDLE_TIMEOUT", "1"),
+        ],
+        &["--lang", "zh", "--idle-timeout", "0"],
+    );
+    assert_ne!(server.addr.port().to_string(), port);
+    let mut alice = connect(server.addr); // expects the Chinese online notice
+    alice.expect_silence(Duration::from_millis(1500)); // not kicked after 1 s
+}
+
+#[test]
+fn a_bad_value_in_a_variable_is_one_clear_line_and_a_nonzero_exit() {
+    for (var, value) in [
+        ("IMSERVER_PORT", "http"),
+        ("IMSERVER_LANG", "fr"),
+        ("IMSERVER_MAX_CONNS", "0"),
+        ("IMSERVER_IDLE_TIMEOUT", "-3"),
+        ("IMSERVER_REDIS", "localhost:6379"),
+    ] {
+        let out = server_cmd()
+            .env(var, value)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{var}: {err}");
+        assert!(
+            err.starts_with(&format!("error: invalid value '{value}' in {var} (for --")),
+            "{var}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(out.stdout.is_empty(), "{var}");
+    }
+    let out = server_cmd()
+        .env("IMSERVER_PORT", "70000")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: invalid value '70000' in IMSERVER_PORT (for --port): \
+         the port must be a number 0-65535\n"
+    );
+}
+
+#[test]
+fn help_names_each_variable_and_hides_the_redis_password() {
+    let out = server_cmd()
+        .arg("--help")
+        .env("IMSERVER_REDIS", "redis://me:s3cret@127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "IMSERVER_HOST",
+        "IMSERVER_PORT",
+        "IMSERVER_IDLE_TIMEOUT",
+        "IMSERVER_MAX_LINE",
+        "IMSERVER_MAX_OUTBUF",
+        "IMSERVER_MAX_CONNS",
+        "IMSERVER_SHUTDOWN_GRACE",
+        "IMSERVER_LANG",
+        "IMSERVER_WS_PORT",
+        "IMSERVER_HTTP_PORT",
+        "IMSERVER_WS_MAX_MESSAGE",
+        "IMSERVER_HEARTBEAT_TIMEOUT",
+        "IMSERVER_REDIS",
+        "IMSERVER_NODE_ID",
+        "IMSERVER_NODE_TIMEOUT",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {var}")),
+            "{var} missing from:\n{help}"
+        );
+    }
+    assert!(!help.contains("s3cret"), "{help}");
 }

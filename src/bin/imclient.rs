@@ -4,6 +4,10 @@
 //! Blocking std sockets and one reader thread that copies what the server says to stdout
 //! while the main thread reads the user's lines from stdin. `--raw` turns it into a plain
 //! line pipe, like `nc`.
+//!
+//! What the server relays is other people's text, so in menu mode it is shown as text and
+//! never obeyed by the terminal (see [`visible`]): control characters and escape sequences
+//! are printed in caret notation, `ESC [ 2 J` as `^[[2J`. `--raw` stays byte-exact.
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -93,6 +97,40 @@ impl Texts {
 /// Prints one line to stdout in a single locked write. Errors (stdout gone) are ignored.
 fn say(text: &str) {
     out(format!("{text}\n").as_bytes());
+}
+
+/// What the server said, made safe to show on a terminal: text, never terminal commands.
+///
+/// Invalid UTF-8 becomes U+FFFD. `\n` ends a line and `\t` stays a tab; every other C0
+/// control is shown in caret notation (`^@` for NUL .. `^_` for 0x1F: ESC as `^[`, BEL as
+/// `^G`, and `\r` as `^M`, so a carriage return cannot fake the start of a new line), DEL
+/// as `^?`, and the C1 controls U+0080..U+009F in Rust's escape form (`\u{9b}`), which
+/// cannot be confused with the ESC sequence a C1 control stands for.
+fn visible(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => shown.push(c),
+            '\0'..='\x1f' => {
+                shown.push('^');
+                shown.push(char::from(c as u8 + b'@'));
+            }
+            '\x7f' => shown.push_str("^?"),
+            '\u{80}'..='\u{9f}' => shown.extend(c.escape_unicode()),
+            _ => shown.push(c),
+        }
+    }
+    shown
+}
+
+/// Prints what the server sent: byte-exact with `--raw`, else as [`visible`] text.
+fn show(bytes: &[u8], raw: bool) {
+    if raw {
+        out(bytes);
+    } else {
+        out(visible(bytes).as_bytes());
+    }
 }
 
 fn out(bytes: &[u8]) {
@@ -262,12 +300,12 @@ fn reader(mut sock: TcpStream, raw: bool, texts: &Texts, closing: &AtomicBool, t
                 .map_or(0, |i| i + 1)
         };
         if end > 0 {
-            out(&pending[..end]);
+            show(&pending[..end], raw);
             pending.drain(..end);
             let _ = tx.send(());
         }
     }
-    out(&pending);
+    show(&pending, raw);
     if !closing.load(Ordering::SeqCst) {
         if !raw {
             if !pending.is_empty() {
@@ -331,4 +369,23 @@ fn main() {
     }
     client.await_answer(); // the server's greeting (our own online notice)
     client.menu();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+
+    #[test]
+    fn controls_are_shown_in_caret_notation() {
+        assert_eq!(visible(b"a\x1b[2J\x1b[6n\x07b\n"), "a^[[2J^[[6n^Gb\n");
+        assert_eq!(visible(b"ok\r[x]admin:forged\n"), "ok^M[x]admin:forged\n");
+        assert_eq!(visible(b"\0\x1f\x7f\t"), "^@^_^?\t");
+    }
+
+    #[test]
+    fn c1_controls_are_escaped_and_bad_utf8_is_replaced() {
+        assert_eq!(visible("\u{9b}1m\u{85}".as_bytes()), "\\u{9b}1m\\u{85}");
+        assert_eq!(visible(b"\xff\x9b"), "\u{fffd}\u{fffd}");
+        assert_eq!(visible("你好 é".as_bytes()), "你好 é");
+    }
 }

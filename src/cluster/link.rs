@@ -13,7 +13,14 @@
 //! later than [`REPLY_TIMEOUT`], both links are dropped, every pending ask is handed back as
 //! [`Event::Failed`], and a reconnect is tried after an exponential backoff. The outage is
 //! logged once at warn, the recovery once at info.
+//!
+//! With credentials (`redis://user:password@...`), every (re)connect starts both links with
+//! `AUTH [user] password`, before `SELECT` and `SUBSCRIBE`. Redis refusing it (or asking for
+//! a password none was given for) is a fault like any other, retried with the same backoff,
+//! and logged at warn as `Redis refused the password: WRONGPASS ...` once per outage, even
+//! if the outage was first logged for another reason.
 
+use crate::config::RedisAuth;
 use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -60,6 +67,8 @@ pub enum Event<A> {
 struct Link {
     socket: Option<TcpStream>,
     connected: bool,
+    /// `AUTH` was sent first: the first reply on this socket is its answer.
+    awaiting_auth: bool,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
 }
@@ -128,6 +137,14 @@ impl Link {
     }
 }
 
+/// Why decoding what Redis sent ended the link.
+enum Fault {
+    /// Not RESP, or a reply nobody asked for.
+    Garbled(&'static str),
+    /// Redis refused the password, wants one, or refused `SUBSCRIBE`.
+    Refused(String),
+}
+
 /// Counters for the metrics page.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LinkStats {
@@ -144,6 +161,8 @@ pub struct LinkStats {
 pub struct Backplane<A> {
     addr: SocketAddr,
     db: u32,
+    /// Sent with `AUTH` first on both links on every connect.
+    auth: Option<RedisAuth>,
     cmd_token: Token,
     sub_token: Token,
     cmd: Link,
@@ -159,16 +178,19 @@ pub struct Backplane<A> {
     retry: (Option<Instant>, Duration),
     /// Whether the current outage has been logged.
     outage_logged: bool,
+    /// Whether a refusal (of the password, say) has been logged in the current outage.
+    refusal_logged: bool,
     ever_up: bool,
     stats: LinkStats,
 }
 
 impl<A> Backplane<A> {
-    /// A link to Redis at `addr` (database `db`) using two reserved tokens; it connects on
-    /// the first [`Backplane::tick`].
+    /// A link to Redis at `addr` (database `db`, logging in with `auth` if any) using two
+    /// reserved tokens; it connects on the first [`Backplane::tick`].
     pub fn new(
         addr: SocketAddr,
         db: u32,
+        auth: Option<RedisAuth>,
         cmd_token: Token,
         sub_token: Token,
         channels: Vec<Vec<u8>>,
@@ -176,6 +198,7 @@ impl<A> Backplane<A> {
         Backplane {
             addr,
             db,
+            auth,
             cmd_token,
             sub_token,
             cmd: Link::default(),
@@ -186,6 +209,7 @@ impl<A> Backplane<A> {
             subscribed: 0,
             retry: (Some(Instant::now()), MIN_BACKOFF),
             outage_logged: false,
+            refusal_logged: false,
             ever_up: false,
             stats: LinkStats::default(),
         }
@@ -261,8 +285,10 @@ impl<A> Backplane<A> {
         if !link.fill(scratch) {
             return self.fail(registry, now, "Redis closed the connection", out);
         }
-        if let Err(why) = self.decode(is_cmd, out) {
-            return self.fail(registry, now, why, out);
+        match self.decode(is_cmd, out) {
+            Ok(()) => {}
+            Err(Fault::Garbled(why)) => return self.fail(registry, now, why, out),
+            Err(Fault::Refused(why)) => return self.refused(registry, now, &why, out),
         }
         // Up only once every SUBSCRIBE is confirmed: what the caller reads from Redis
         // after `Up` is then never older than the first event it will receive.
@@ -277,6 +303,7 @@ impl<A> Backplane<A> {
             }
             self.ever_up = true;
             self.outage_logged = false;
+            self.refusal_logged = false;
             out.push(Event::Up);
         }
         if !self.cmd.flush() || !self.sub.flush() {
@@ -300,7 +327,7 @@ impl<A> Backplane<A> {
         }
     }
 
-    fn decode(&mut self, is_cmd: bool, out: &mut Vec<Event<A>>) -> Result<(), &'static str> {
+    fn decode(&mut self, is_cmd: bool, out: &mut Vec<Event<A>>) -> Result<(), Fault> {
         let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
         let mut used = 0;
         loop {
@@ -308,17 +335,38 @@ impl<A> Backplane<A> {
             let (frame, n) = match decode(rest) {
                 Ok(Some(done)) => done,
                 Ok(None) => break,
-                Err(_) => return Err("Redis sent something that is not RESP"),
+                Err(_) => return Err(Fault::Garbled("Redis sent something that is not RESP")),
             };
             used += n;
             self.stats.messages_in += 1;
+            if std::mem::take(&mut link.awaiting_auth) {
+                if is_cmd {
+                    self.pending.pop_front(); // AUTH's own entry
+                }
+                match frame {
+                    OwnedFrame::Error(msg) => {
+                        return Err(Fault::Refused(format!("Redis refused the password: {msg}")))
+                    }
+                    _ => continue,
+                }
+            }
             if is_cmd {
                 let Some((ask, _)) = self.pending.pop_front() else {
-                    return Err("Redis sent a reply nobody asked for");
+                    return Err(Fault::Garbled("Redis sent a reply nobody asked for"));
                 };
                 if let Some(ask) = ask {
                     out.push(Event::Reply(ask, frame));
                 }
+            } else if let OwnedFrame::Error(msg) = frame {
+                // The only command on this link is SUBSCRIBE: it was refused.
+                return Err(Fault::Refused(if msg.starts_with("NOAUTH") {
+                    format!(
+                        "Redis wants a password, and --redis gives none \
+                         (redis://[user:password@]HOST[:PORT][/DB]): {msg}"
+                    )
+                } else {
+                    format!("Redis refused SUBSCRIBE: {msg}")
+                }));
             } else if let OwnedFrame::Array(mut parts) = frame {
                 // ["message", channel, payload], or ["subscribe", channel, count].
                 let kind = match parts.first() {
@@ -367,7 +415,18 @@ impl<A> Backplane<A> {
                 Err(_) => return self.fail(registry, now, "cannot connect to Redis", out),
             }
         }
-        // Queued before the link is up, so they go first whatever the caller sends.
+        // Queued before the link is up, so they go first whatever the caller sends; AUTH
+        // goes before anything else on both links.
+        if let Some(auth) = &self.auth {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            args.extend(auth.user.as_deref().map(str::as_bytes));
+            args.push(auth.password.as_bytes());
+            for link in [&mut self.cmd, &mut self.sub] {
+                push_command(&mut link.outbuf, &args);
+                link.awaiting_auth = true;
+            }
+            self.pending.push_back((None, now));
+        }
         if self.db != 0 {
             let db = self.db.to_string();
             push_command(&mut self.cmd.outbuf, &[b"SELECT", db.as_bytes()]);
@@ -376,6 +435,17 @@ impl<A> Backplane<A> {
         let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
         args.extend(self.channels.iter().map(|c| c.as_slice()));
         push_command(&mut self.sub.outbuf, &args);
+    }
+
+    /// Like [`Backplane::fail`] for Redis refusing us (a wrong password, say): logged at
+    /// warn once per outage even if the outage was logged already for another reason
+    /// (Redis not up yet when this server started), since the operator must act on it.
+    fn refused(&mut self, registry: &Registry, now: Instant, why: &str, out: &mut Vec<Event<A>>) {
+        if !self.refusal_logged {
+            self.refusal_logged = true;
+            self.outage_logged = false;
+        }
+        self.fail(registry, now, why, out);
     }
 
     /// Drops both links, hands back every pending ask, and schedules a reconnect.

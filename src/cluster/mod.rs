@@ -20,6 +20,7 @@ pub mod link;
 pub mod wire;
 
 use crate::chat::{Chat, Remote};
+use crate::config::RedisUrl;
 use link::{Backplane, Event as Link};
 use log::{debug, info};
 use mio::{Registry, Token};
@@ -132,11 +133,11 @@ pub struct Cluster<C> {
 }
 
 impl<C> Cluster<C> {
-    /// The cluster state for node `node`, talking to Redis at `addr`, under two reserved
-    /// tokens of the loop's poll.
+    /// The cluster state for node `node`, talking to the Redis of `url` at `addr` (`url`
+    /// resolved), under two reserved tokens of the loop's poll.
     pub fn new(
         addr: SocketAddr,
-        db: u32,
+        url: &RedisUrl,
         node: &str,
         timeout: Duration,
         tokens: [Token; 2],
@@ -144,7 +145,7 @@ impl<C> Cluster<C> {
         let channels = vec![wire::ROOM_CHANNEL.to_vec(), wire::node_channel(node)];
         let [cmd, sub] = tokens;
         Cluster {
-            link: Backplane::new(addr, db, cmd, sub, channels),
+            link: Backplane::new(addr, url.db, url.auth.clone(), cmd, sub, channels),
             node: node.into(),
             left_before_snapshot: None,
             timeout,

@@ -128,8 +128,7 @@ impl Server {
                     .clone()
                     .unwrap_or_else(listen::random_node_id);
                 info!("cluster node id {node}, Redis at {addr}");
-                let cluster =
-                    Cluster::new(addr, url.db, &node, config.node_timeout, reserved::REDIS);
+                let cluster = Cluster::new(addr, url, &node, config.node_timeout, reserved::REDIS);
                 (Some(cluster), Some(node))
             }
         };

@@ -38,15 +38,44 @@ pub struct Server {
     pub child: Child,
 }
 
+/// Every flag of the server can come from an `IMSERVER_*` variable, so a stray one in the
+/// test runner's environment would change every server the tests start: the server's
+/// commands get none of them but those a test sets itself.
+pub fn clear_server_env(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("IMSERVER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// The server under test as a command, with no `IMSERVER_*` variable (see
+/// [`clear_server_env`]).
+pub fn server_cmd() -> Command {
+    let mut cmd = Command::new(server_bin());
+    clear_server_env(&mut cmd);
+    cmd
+}
+
 /// Starts the server under test on 127.0.0.1 port 0 with extra `args`, and reads the bound
 /// address from the first line of its stdout.
 pub fn start(args: &[&str]) -> Server {
     start_bin(&server_bin(), args)
 }
 
+/// Like [`start`], with the environment variables `vars` set for the server.
+pub fn start_with_env(vars: &[(&str, &str)], args: &[&str]) -> Server {
+    let mut cmd = server_cmd();
+    cmd.envs(vars.iter().copied());
+    start_cmd(cmd, args)
+}
+
 /// Like [`start`], for any binary that prints its bound address first on stdout.
 pub fn start_bin(bin: &std::path::Path, args: &[&str]) -> Server {
-    start_cmd(Command::new(bin), args)
+    let mut cmd = Command::new(bin);
+    clear_server_env(&mut cmd);
+    start_cmd(cmd, args)
 }
 
 /// Like [`start`], with the server run through `sh -c 'ulimit -n FDS; exec server ...'`, so
@@ -56,6 +85,7 @@ pub fn start_with_fd_limit(fds: u32, args: &[&str]) -> Server {
     cmd.arg("-c")
         .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
         .arg(server_bin());
+    clear_server_env(&mut cmd);
     start_cmd(cmd, args)
 }
 
