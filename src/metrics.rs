@@ -36,6 +36,23 @@ pub struct Metrics {
     pub loop_buckets: [u64; LOOP_BUCKETS_US.len() + 1],
     /// Sum of loop iteration times, microseconds.
     pub loop_sum_us: u64,
+    /// What the limits on clients did.
+    pub guard: Guard,
+}
+
+/// What the limits on clients did: flood control, per-address limits, the output bound.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Guard {
+    /// Times a connection was slowed down by flood control.
+    pub throttled: u64,
+    /// Connections disconnected for flooding past `--flood-kick`.
+    pub flood_kicks: u64,
+    /// Connections refused at `--max-conns-per-ip`.
+    pub refused_per_ip: u64,
+    /// Connections refused at `--conn-rate-per-ip`.
+    pub refused_rate: u64,
+    /// Connections cut because all unsent output passed `--max-outbuf-total`.
+    pub output_cut: u64,
 }
 
 /// Point-in-time values counted at scrape time.
@@ -153,6 +170,31 @@ impl Metrics {
                 "imserver_http_requests_total",
                 "HTTP requests answered.",
                 self.http_requests,
+            ),
+            (
+                "imserver_flood_throttled_total",
+                "Times a connection was slowed down by flood control.",
+                self.guard.throttled,
+            ),
+            (
+                "imserver_flood_kicks_total",
+                "Connections disconnected for flooding past --flood-kick.",
+                self.guard.flood_kicks,
+            ),
+            (
+                "imserver_refused_per_ip_total",
+                "Connections refused at --max-conns-per-ip.",
+                self.guard.refused_per_ip,
+            ),
+            (
+                "imserver_refused_rate_total",
+                "Connections refused at --conn-rate-per-ip.",
+                self.guard.refused_rate,
+            ),
+            (
+                "imserver_output_cut_total",
+                "Connections cut because all unsent output passed --max-outbuf-total.",
+                self.guard.output_cut,
             ),
         ] {
             metric(name, "counter", help, &one(v));

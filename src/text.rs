@@ -21,6 +21,18 @@ pub struct Texts {
     pub codes: CodeTexts,
     /// The WebSocket protocols' and the HTTP API's own texts.
     pub web: WebTexts,
+    /// What a client hears when a limit on clients stops it.
+    pub limits: LimitTexts,
+}
+
+/// What a client hears when a limit on clients stops it (a line for line users; the text
+/// of a close frame or a JSON error for the others).
+#[derive(Debug)]
+pub struct LimitTexts {
+    /// A sender over the flood limit for too long, disconnected.
+    pub flooding: &'static str,
+    /// A connection refused because its address holds or opened too many.
+    pub too_many_conns: &'static str,
 }
 
 /// The line protocol's lines, and the notices every protocol shows.
@@ -142,6 +154,10 @@ pub const ZH: Texts = Texts {
         name_in_use: "name in use",
         system_sender: "system",
     },
+    limits: LimitTexts {
+        flooding: "发送过快，已断开\n",
+        too_many_conns: "连接过多\n",
+    },
 };
 
 /// English equivalents, selected with `--lang en`.
@@ -183,6 +199,10 @@ pub const EN: Texts = Texts {
         heartbeat_timeout: "heartbeat timeout",
         name_in_use: "name in use",
         system_sender: "system",
+    },
+    limits: LimitTexts {
+        flooding: "flooding, disconnected\n",
+        too_many_conns: "too many connections from your address\n",
     },
 };
 

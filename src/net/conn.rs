@@ -11,6 +11,7 @@
 //! buffer memory at all: `inbuf` exists only while a partial line waits for its newline, and
 //! `outbuf` only while output waits for the socket.
 
+use super::flood::Bucket;
 use crate::chat::UserId;
 use crate::proto::Session;
 use mio::net::TcpStream;
@@ -85,6 +86,8 @@ pub struct Conn {
     pub dirty: bool,
     /// Whether WRITABLE interest is registered.
     pub write_armed: bool,
+    /// The command allowance (flood control), and whether reading waits for it.
+    pub flood: Bucket,
     /// The TLS session between the socket and the plaintext buffers, on TLS listeners.
     tls: Option<Box<ServerConnection>>,
     outbuf: Vec<u8>,
@@ -98,7 +101,7 @@ impl Conn {
         socket: TcpStream,
         generation: u32,
         session: Session,
-        tls: Option<Box<ServerConnection>>,
+        (tls, flood): (Option<Box<ServerConnection>>, Bucket),
         now: Instant,
     ) -> Self {
         Conn {
@@ -112,6 +115,7 @@ impl Conn {
             inbuf: Vec::new(),
             dirty: false,
             write_armed: false,
+            flood,
             tls,
             outbuf: Vec::new(),
             out_pos: 0,

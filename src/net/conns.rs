@@ -6,6 +6,7 @@
 //! the loop's close phase, never during dispatch.
 
 use super::conn::{Conn, ConnState, OverLimit};
+use super::flood::Bucket;
 use super::storm::Storm;
 use crate::proto::{Family, Session};
 use log::debug;
@@ -24,6 +25,14 @@ fn token_key(token: Token) -> usize {
     token.0 & 0xFFFF_FFFF
 }
 
+/// The live connection `token` names in `slab` (a free function, so the caller may go on
+/// using the other fields of [`Conns`] meanwhile).
+fn slot(slab: &mut Slab<Conn>, token: Token) -> Option<&mut Conn> {
+    let generation = token_generation(token);
+    slab.get_mut(token_key(token))
+        .filter(|c| c.generation == generation)
+}
+
 fn conn_token(key: usize, generation: u32) -> Token {
     Token(((generation as usize) << 32) | key)
 }
@@ -37,8 +46,11 @@ pub struct Conns {
     pub dirty: Vec<Token>,
     /// Connections to free in the close phase.
     pub closing: Vec<Token>,
-    /// The per-connection output limit, `--max-outbuf`.
-    max_outbuf_bytes: usize,
+    /// The per-connection output limit, `--max-outbuf`, and the limit on all of it
+    /// together, `--max-outbuf-total`.
+    max_outbuf_bytes: (usize, usize),
+    /// Unsent output of every connection together.
+    pub pending_total: usize,
     /// Messages queued to recipients.
     pub messages_out: u64,
     /// Slow readers disconnected at the limit.
@@ -50,14 +62,16 @@ pub struct Conns {
 }
 
 impl Conns {
-    /// No connections yet; each may have `max_outbuf_bytes` waiting.
-    pub fn new(max_outbuf_bytes: usize) -> Self {
+    /// No connections yet; each may have `max_outbuf_bytes.0` waiting, all together
+    /// `max_outbuf_bytes.1`.
+    pub fn new(max_outbuf_bytes: (usize, usize)) -> Self {
         Conns {
             slab: Slab::new(),
             next_generation: 0,
             dirty: Vec::new(),
             closing: Vec::new(),
             max_outbuf_bytes,
+            pending_total: 0,
             messages_out: 0,
             slow_consumer_kicks: 0,
             slow: Storm::default(),
@@ -85,7 +99,7 @@ impl Conns {
         &mut self,
         socket: TcpStream,
         session: Session,
-        tls: Option<Box<ServerConnection>>,
+        transport: (Option<Box<ServerConnection>>, Bucket),
         now: Instant,
     ) -> Token {
         let token = self.next_token();
@@ -93,7 +107,7 @@ impl Conns {
         self.next_generation = self.next_generation.wrapping_add(1);
         self.count(session.family(), true);
         self.slab
-            .insert(Conn::new(socket, generation, session, tls, now));
+            .insert(Conn::new(socket, generation, session, transport, now));
         token
     }
 
@@ -135,10 +149,7 @@ impl Conns {
 
     /// The live connection `token` names, mutably.
     pub fn get_mut(&mut self, token: Token) -> Option<&mut Conn> {
-        let generation = token_generation(token);
-        self.slab
-            .get_mut(token_key(token))
-            .filter(|c| c.generation == generation)
+        slot(&mut self.slab, token)
     }
 
     /// Every connection's token, for shutdown and the Redis re-announce.
@@ -153,13 +164,8 @@ impl Conns {
     /// for closing. Output for a connection already on its way out is dropped: what it is
     /// owed was queued before it began to close.
     pub fn queue(&mut self, token: Token, bytes: &[u8]) {
-        let limit = self.max_outbuf_bytes;
-        let generation = token_generation(token);
-        let Some(conn) = self
-            .slab
-            .get_mut(token_key(token))
-            .filter(|c| c.generation == generation)
-        else {
+        let limit = self.max_outbuf_bytes.0;
+        let Some(conn) = slot(&mut self.slab, token) else {
             return;
         };
         if conn.state != ConnState::Open {
@@ -168,6 +174,7 @@ impl Conns {
         match conn.queue(bytes, limit) {
             Ok(()) => {
                 self.messages_out += 1;
+                self.pending_total += bytes.len();
                 if !conn.dirty {
                     conn.dirty = true;
                     self.dirty.push(token);
@@ -195,13 +202,44 @@ impl Conns {
         }
     }
 
+    /// Notes `written` bytes of some connection's output gone to its socket.
+    pub fn wrote(&mut self, written: usize) {
+        self.pending_total = self.pending_total.saturating_sub(written);
+    }
+
+    /// When all unsent output together passes `--max-outbuf-total`, disconnects the
+    /// largest backlogs (slow consumers) first until it fits; returns how many.
+    pub fn cut_largest_backlogs(&mut self) -> usize {
+        let max_total = self.max_outbuf_bytes.1;
+        if self.pending_total <= max_total {
+            return 0;
+        }
+        let mut backlogs: Vec<(usize, Token)> = self
+            .slab
+            .iter()
+            .filter(|(_, c)| c.state != ConnState::Closing && c.pending() > 0)
+            .map(|(key, c)| (c.pending(), conn_token(key, c.generation)))
+            .collect();
+        backlogs.sort_unstable_by_key(|b| std::cmp::Reverse(b.0));
+        let mut cut = 0;
+        for (_, token) in backlogs {
+            if self.pending_total <= max_total {
+                break;
+            }
+            self.close_now(token);
+            cut += 1;
+        }
+        cut
+    }
+
     /// Marks a connection to be freed this turn, dropping its output.
     pub fn close_now(&mut self, token: Token) {
-        let Some(conn) = self.get_mut(token) else {
+        let Some(conn) = slot(&mut self.slab, token) else {
             return;
         };
         if conn.state != ConnState::Closing {
             conn.state = ConnState::Closing;
+            self.pending_total = self.pending_total.saturating_sub(conn.pending());
             conn.discard_output();
             self.closing.push(token);
         }

@@ -1,16 +1,17 @@
 //! [`Ctx`]: the chat service bound to one connection, as its protocol adapter sees it
 //! ([`Host`]). The flows behind it live on [`State`].
 
+use super::flood::{millis, Verdict};
 use super::host::{Purpose, Speaker, State, Waiting};
 use crate::chat::{Chat, Event, Kind, Member, NameTaken, Peer, Place};
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
-use crate::proto::{self, api::Web, Claim, Host, Reply, Routed, Voice};
+use crate::proto::{self, api::Web, Claim, Host, Pace, Reply, Routed, Voice};
 use crate::text::Texts;
 use log::debug;
 use mio::Token;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The state bound to one connection: what its protocol adapter works through.
 pub struct Ctx<'a> {
@@ -57,6 +58,40 @@ impl Host for Ctx<'_> {
 
     fn is_open(&self) -> bool {
         self.st.is_open(self.token)
+    }
+
+    fn pace(&mut self) -> Pace {
+        let rule = self.st.flood_rule();
+        let now_ms = millis(self.st.epoch, self.now);
+        let kick_after = self.st.config.limits.flood_kick;
+        let Some(conn) = self.st.conns.get_mut(self.token) else {
+            return Pace::Wait;
+        };
+        let was_throttled = conn.flood.throttled;
+        match conn.flood.take(rule, now_ms) {
+            Verdict::Go => Pace::Go,
+            Verdict::Wait(backlog) if backlog >= kick_after => {
+                self.st.metrics.guard.flood_kicks += 1;
+                Pace::Kick
+            }
+            Verdict::Wait(_) => {
+                if !was_throttled {
+                    self.st.metrics.guard.throttled += 1;
+                    debug!("{:?} over the flood limit: reading paused", self.token);
+                }
+                let wait = conn.flood.refill_in(rule, now_ms).max(1);
+                let at = self.now + Duration::from_millis(wait);
+                self.st.wheel.schedule(at, self.token);
+                Pace::Wait
+            }
+        }
+    }
+
+    fn unpace(&mut self) {
+        let rule = self.st.flood_rule();
+        if let Some(conn) = self.st.conns.get_mut(self.token) {
+            conn.flood.refund(rule);
+        }
     }
 
     fn addr(&self) -> SocketAddr {

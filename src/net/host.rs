@@ -14,6 +14,7 @@ use super::conn::ConnState;
 use super::conns::Conns;
 use super::ctx::Ctx;
 use super::fanout::{Departures, Fanout};
+use super::flood::Rule;
 use crate::chat::{Chat, Event, Kind, NameTaken, Peer, Remote, UserId};
 use crate::cluster::{Cluster, News};
 use crate::config::Config;
@@ -76,6 +77,8 @@ pub struct State {
     pub departures: Departures,
     /// Set once shutdown began: nobody is told about departures any more.
     pub shutting_down: bool,
+    /// When the server started: flood buckets count milliseconds from here.
+    pub epoch: Instant,
 }
 
 impl State {
@@ -442,6 +445,15 @@ impl State {
                     remote_users: self.chat.remote_count(),
                 }
             }),
+        }
+    }
+
+    /// The flood rule every limited connection follows.
+    pub fn flood_rule(&self) -> Rule {
+        let l = &self.config.limits;
+        Rule {
+            rate: l.flood_rate,
+            burst: l.flood_burst,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Listening sockets: binding them at start (with the backlog a connect storm needs), and
 //! accepting without spinning when the process runs out of descriptors.
 
+use super::per_ip::PerIp;
 use super::reserved::LISTENER_TOP;
 use super::storm::Storm;
 use crate::config::Config;
@@ -152,6 +153,10 @@ pub struct Accept {
     failing: bool,
     /// Connections refused at `--max-conns`.
     pub refused: Storm,
+    /// Connections refused by the per-address limits.
+    pub refused_ip: Storm,
+    /// The per-address limits' memory.
+    pub per_ip: PerIp,
 }
 
 impl Accept {

@@ -24,8 +24,10 @@ mod conn;
 mod conns;
 mod ctx;
 mod fanout;
+mod flood;
 mod host;
 mod listen;
+mod per_ip;
 mod storm;
 mod tls;
 
@@ -39,11 +41,13 @@ use crate::timer::Wheel;
 use conn::{ConnState, Flush, ReadOutcome};
 use conns::Conns;
 use fanout::{Departures, Fanout};
+use flood::{millis, Bucket};
 use host::State;
 pub use listen::StartError;
 use listen::{Accept, Listener};
 use log::{debug, info, trace, warn};
 use mio::{Events, Interest, Poll, Token};
+use per_ip::Refused;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::io::{self, ErrorKind};
@@ -93,6 +97,8 @@ pub struct Server {
     trim: (u64, Instant),
     /// The TLS configuration every TLS connection shares, with TLS listeners.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Connections cut at `--max-outbuf-total`, for the log.
+    output_cut: storm::Storm,
 }
 
 impl Server {
@@ -142,7 +148,10 @@ impl Server {
             accept: Accept::default(),
             signals,
             st: State {
-                conns: Conns::new(config.max_outbuf_bytes),
+                conns: Conns::new((
+                    config.max_outbuf_bytes,
+                    config.limits.max_outbuf_total_bytes,
+                )),
                 chat: Chat::new(node.as_deref()),
                 cluster,
                 news: Vec::new(),
@@ -152,6 +161,7 @@ impl Server {
                 fanout: Fanout::new(texts),
                 departures: Departures::default(),
                 shutting_down: false,
+                epoch: Instant::now(),
                 config,
             },
             again: Vec::new(),
@@ -159,6 +169,7 @@ impl Server {
             scratch: vec![0; READ_CHUNK_BYTES],
             trim: (0, Instant::now()),
             tls,
+            output_cut: storm::Storm::default(),
         })
     }
 
@@ -197,6 +208,7 @@ impl Server {
             self.expire(now);
             self.close_pending(now);
             self.st.announce_departures(now);
+            self.cut_backlogs();
             self.flush_dirty();
             // Free what the flush just finished, so its slot counts as free for the next
             // accept; offline notices queued here are flushed next turn.
@@ -264,8 +276,10 @@ impl Server {
             self.shutdown_deadline,
             self.st.cluster.as_ref().and_then(|c| c.next_deadline()),
             self.accept.refused.next_deadline(),
+            self.accept.refused_ip.next_deadline(),
             self.st.departures.next_deadline(),
             conns.slow.next_deadline(),
+            self.output_cut.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -370,12 +384,34 @@ impl Server {
             return;
         }
         let token = self.st.conns.next_token();
+        let limits = &self.st.config.limits;
+        let limited = limits.limit_loopback || !peer.ip().to_canonical().is_loopback();
+        let caps = (limits.max_conns_per_ip, limits.conn_rate_per_ip);
+        if limited {
+            if let Err(why) = self.accept.per_ip.admit(peer.ip(), token, caps, now) {
+                match why {
+                    Refused::TooMany => self.st.metrics.guard.refused_per_ip += 1,
+                    Refused::TooFast => self.st.metrics.guard.refused_rate += 1,
+                }
+                self.accept.refused_ip.hit();
+                debug!("{peer} refused: {why:?}");
+                let answer = match web {
+                    false => self.st.texts().limits.too_many_conns.as_bytes().to_vec(),
+                    true => proto::api::refusal(429),
+                };
+                if !tls {
+                    let _ = io::Write::write(&mut socket, &answer);
+                }
+                return;
+            }
+        }
         if let Err(e) = self
             .poll
             .registry()
             .register(&mut socket, token, Interest::READABLE)
         {
             debug!("{peer} dropped: cannot register: {e}");
+            self.accept.per_ip.release(token, now, caps.1);
             return;
         }
         // Chat messages are small and latency matters more than packet count; the loop
@@ -397,7 +433,11 @@ impl Server {
             },
             _ => None,
         };
-        let token = self.st.conns.insert(socket, session, transport, now);
+        let flood = Bucket::new(self.st.flood_rule(), limited, millis(self.st.epoch, now));
+        let token = self
+            .st
+            .conns
+            .insert(socket, session, (transport, flood), now);
         self.st.metrics.accepted += 1;
         debug!("{peer} connected as {token:?}");
         self.st.schedule(token);
@@ -433,7 +473,8 @@ impl Server {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut budget = READ_BUDGET_BYTES;
         while let Some(conn) = self.st.conns.get_mut(token) {
-            if conn.state == ConnState::Closing {
+            // A throttled flooder is not read: its own window fills (see `flood`).
+            if conn.state == ConnState::Closing || conn.flood.throttled {
                 break;
             }
             match conn.read_some(&mut scratch) {
@@ -506,6 +547,9 @@ impl Server {
             buf
         };
         if let Some(conn) = self.st.conns.get_mut(token) {
+            if !conn.flood.throttled {
+                conn.flood.caught_up();
+            }
             // An idle connection holds no buffer.
             conn.inbuf = if rest.is_empty() || conn.state != ConnState::Open {
                 Vec::new()
@@ -529,6 +573,9 @@ impl Server {
         let mut fired = Vec::new();
         self.st.wheel.poll(now, &mut fired);
         for token in fired {
+            if self.resume_if_refilled(token, now) {
+                continue;
+            }
             let Some(deadline) = self.st.deadline(token) else {
                 continue;
             };
@@ -553,6 +600,35 @@ impl Server {
         }
     }
 
+    /// A throttled connection's timer: once a command's allowance is back, runs what it
+    /// sent meanwhile and reads on; until then, waits again. False for any other
+    /// connection.
+    fn resume_if_refilled(&mut self, token: Token, now: Instant) -> bool {
+        let rule = self.st.flood_rule();
+        let now_ms = millis(self.st.epoch, now);
+        let Some(conn) = self.st.conns.get_mut(token) else {
+            return false;
+        };
+        if !conn.flood.throttled || conn.state != ConnState::Open {
+            return false;
+        }
+        let wait = conn.flood.refill_in(rule, now_ms);
+        if wait > 0 {
+            self.st
+                .wheel
+                .schedule(now + Duration::from_millis(wait), token);
+            return true;
+        }
+        conn.flood.throttled = false;
+        self.take_input(token, &mut [], now);
+        if self.st.conns.get(token).is_some_and(|c| !c.flood.throttled) {
+            // What waited in the socket meanwhile: its edge will not fire again.
+            self.again.push(token);
+            self.st.schedule(token);
+        }
+        true
+    }
+
     /// Frees every connection marked for closing. Offline notices queued here may push a
     /// slow reader over its limit, which adds it to the list; the loop takes it too.
     fn close_pending(&mut self, now: Instant) {
@@ -560,6 +636,8 @@ impl Server {
             self.st.leave(token, now);
             if let Some(mut conn) = self.st.conns.remove(token) {
                 let _ = self.poll.registry().deregister(&mut conn.socket);
+                let per_minute = self.st.config.limits.conn_rate_per_ip;
+                self.accept.per_ip.release(token, now, per_minute);
                 debug!("{conn} closed");
             }
         }
@@ -579,9 +657,13 @@ impl Server {
             }
             let pending = conn.pending();
             let outcome = conn.flush(WRITE_BUDGET_BYTES);
-            let written = (pending - conn.pending().min(pending)) as u64;
-            self.st.metrics.bytes_out += written;
-            self.trim.0 += written;
+            let written = pending - conn.pending().min(pending);
+            self.st.metrics.bytes_out += written as u64;
+            self.trim.0 += written as u64;
+            self.st.conns.wrote(written);
+            let Some(conn) = self.st.conns.get_mut(token) else {
+                continue;
+            };
             let want_write = match outcome {
                 Flush::Drained if conn.state == ConnState::CloseAfterFlush => {
                     self.st.conns.close_now(token);
@@ -649,11 +731,28 @@ impl Server {
         st.apply_news(now);
     }
 
+    /// Keeps all unsent output within `--max-outbuf-total` (see
+    /// [`Conns::cut_largest_backlogs`]).
+    fn cut_backlogs(&mut self) {
+        let cut = self.st.conns.cut_largest_backlogs();
+        if cut > 0 {
+            self.st.metrics.guard.output_cut += cut as u64;
+            self.output_cut.hit_n(cut as u64);
+        }
+    }
+
     /// One warning per episode of refused connections or slow readers cut off.
     fn report_storms(&mut self, now: Instant) {
         if let Some(n) = self.accept.refused.tick(now) {
             let max = self.st.config.max_conns;
             warn!("refused {n} connections: max-conns {max} reached");
+        }
+        if let Some(n) = self.accept.refused_ip.tick(now) {
+            warn!("refused {n} connections: too many from one address (--max-conns-per-ip, --conn-rate-per-ip)");
+        }
+        if let Some(n) = self.output_cut.tick(now) {
+            let max = self.st.config.limits.max_outbuf_total_bytes;
+            warn!("disconnected {n} slow readers: all unsent output passed {max} bytes");
         }
         if let Some(n) = self.st.conns.slow.tick(now) {
             let max = self.st.config.max_outbuf_bytes;

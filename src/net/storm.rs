@@ -27,6 +27,11 @@ impl Storm {
         self.count += 1;
     }
 
+    /// `n` more occurrences.
+    pub fn hit_n(&mut self, n: u64) {
+        self.count += n;
+    }
+
     /// Once per turn: the count to report when an episode has ended (a quiet second) or has
     /// gone on for [`REPORT_EVERY`]; the count starts again after a report.
     pub fn tick(&mut self, now: Instant) -> Option<u64> {

@@ -7,7 +7,7 @@
 //! fed straight to it.
 
 use super::ws::{App, WsSession};
-use super::{hub, im, Host, Reply, Routed, Voice};
+use super::{hub, im, Host, Pace, Reply, Routed, Voice};
 use crate::chat::DEFAULT_ROOM;
 use crate::codec::http::{self, Head, Method, Request};
 use crate::codec::im::{Code, APP_IDS, MAX_USER_ID_BYTES};
@@ -129,6 +129,14 @@ impl HttpSession {
             let Some(body) = rest.get(used..end) else {
                 return Fed::Used(pos); // the body is still arriving (bounded)
             };
+            match host.pace() {
+                Pace::Go => {}
+                Pace::Wait => return Fed::Used(pos),
+                Pace::Kick => {
+                    fail(host, 429);
+                    return Fed::Used(data.len());
+                }
+            }
             host.metrics().messages_in += 1;
             host.metrics().http_requests += 1;
             match &request.websocket {

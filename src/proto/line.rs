@@ -2,7 +2,7 @@
 //! `rename|NEW`, `to|NAME|TEXT`, anything else is said to the room), answered with the
 //! lines of the text table.
 
-use super::{Claim, Host, Reply, Routed, Voice};
+use super::{Claim, Host, Pace, Reply, Routed, Voice};
 use crate::chat::Event;
 use crate::codec::line::{next_line, parse, Command, Line, ProtocolError};
 use crate::text::{self, Texts, User};
@@ -45,10 +45,17 @@ impl LineSession {
                 continue;
             }
             match next_line(rest, max) {
-                Line::Complete { text, used } => {
-                    pos += used;
-                    execute(text, host);
-                }
+                Line::Complete { text, used } => match host.pace() {
+                    Pace::Go => {
+                        pos += used;
+                        execute(text, host);
+                    }
+                    Pace::Wait => return pos,
+                    Pace::Kick => {
+                        flooded(host);
+                        return data.len();
+                    }
+                },
                 Line::Incomplete => break,
                 Line::TooLong => {
                     debug!("{} sent a line over {max} bytes", host.addr());
@@ -130,6 +137,13 @@ pub fn kick_idle<H: Host>(host: &mut H) {
     debug!("{} idle: kicked", host.addr());
     host.metrics().idle_kicks += 1;
     host.send(host.texts().line.kicked.as_bytes());
+    host.finish();
+}
+
+/// A flooder's last line.
+fn flooded<H: Host>(host: &mut H) {
+    debug!("{} flooded: disconnected", host.addr());
+    host.send(host.texts().limits.flooding.as_bytes());
     host.finish();
 }
 

@@ -67,6 +67,17 @@ pub enum Claim {
     Pending,
 }
 
+/// Whether a connection may run its next command now (flood control).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Go ahead.
+    Go,
+    /// Not yet: stop, keep the rest of the input; the loop calls again when it may go on.
+    Wait,
+    /// It has flooded too long: say so (in the protocol's way) and end the connection.
+    Kick,
+}
+
 /// What an answer that waits for the cluster needs to be rendered.
 #[derive(Debug)]
 pub enum Reply {
@@ -109,6 +120,10 @@ pub trait Host {
     fn web(&mut self) -> &mut api::Web;
     /// Whether this connection still takes commands.
     fn is_open(&self) -> bool;
+    /// Counts one command against this connection's flood allowance.
+    fn pace(&mut self) -> Pace;
+    /// Gives back the allowance of a command that turned out not to be there yet.
+    fn unpace(&mut self);
     /// The peer address of this connection.
     fn addr(&self) -> SocketAddr;
     /// Queues bytes to this connection.

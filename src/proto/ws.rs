@@ -2,7 +2,7 @@
 //! the connection's own buffer), pings answered, closes echoed, binary refused, and each
 //! text message handed to its application, `/im` or the hub.
 
-use super::{hub, im, Host};
+use super::{hub, im, Host, Pace};
 use crate::codec::ws::{self, close, Msg, Next, WsReader};
 use log::debug;
 
@@ -39,11 +39,24 @@ impl WsSession {
             if !host.is_open() {
                 return data.len();
             }
-            let Some(rest) = data.get_mut(pos..) else {
-                return data.len();
+            let Some(rest) = data.get_mut(pos..).filter(|r| !r.is_empty()) else {
+                return pos.min(data.len());
             };
+            match host.pace() {
+                Pace::Go => {}
+                Pace::Wait => return pos,
+                Pace::Kick => {
+                    debug!("{} flooded: closed", host.addr());
+                    let reason = host.texts().limits.flooding.trim_end();
+                    close_with(host, close::POLICY, reason);
+                    return data.len();
+                }
+            }
             match self.reader.next(rest) {
-                Ok(Next::Incomplete) => return pos,
+                Ok(Next::Incomplete) => {
+                    host.unpace();
+                    return pos;
+                }
                 Ok(Next::Frame { used, msg }) => {
                     pos += used;
                     if let Some(msg) = msg {
