@@ -9,7 +9,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args = ServerArgs::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut server = match Server::bind(args.config()) {
+    let config = args.config();
+    if let Err(e) = config.check() {
+        eprintln!("imserver-mio: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("imserver-mio: {e}");
