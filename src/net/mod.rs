@@ -105,7 +105,11 @@ impl Server {
         poll.registry()
             .register(&mut signals, reserved::SIGNALS, Interest::READABLE)
             .map_err(StartError::Setup)?;
-        let web_port = listeners.iter().find(|l| l.web).map(|l| l.addr.port());
+        let web_ports: Vec<u16> = listeners
+            .iter()
+            .filter(|l| l.web)
+            .map(|l| l.addr.port())
+            .collect();
         let (cluster, node) = match &config.redis {
             None => (None, None),
             Some(url) => {
@@ -137,7 +141,7 @@ impl Server {
                 chat: Chat::new(node.as_deref()),
                 cluster,
                 news: Vec::new(),
-                web: Web::new(web_port),
+                web: Web::new(&web_ports),
                 metrics: Metrics::default(),
                 wheel: Wheel::new(Instant::now()),
                 fanout: Fanout::new(texts),

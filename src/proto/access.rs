@@ -41,24 +41,49 @@ fn bearer(authorization: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
 }
 
+/// `host[:port]` (an IPv6 host in brackets) split into host and port.
+fn split_port(authority: &str) -> (&str, Option<u16>) {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+            (host, port.parse().ok())
+        }
+        _ => (authority, None),
+    }
+}
+
 fn digest(text: &str) -> [u8; 20] {
     Sha1::digest(text.as_bytes()).into()
 }
 
 /// Whether a request with this `Origin` (and this `Host`) may go on. No `Origin`: not a
-/// browser page, so yes. Otherwise the origin must be the server's own (`http://` or
-/// `https://` followed by the `Host` the browser sent, as the page served from here has)
-/// or one of `--allowed-origins`, scheme and host compared ignoring case.
-pub fn origin_allowed(config: &Config, host: Option<&str>, origin: Option<&str>) -> bool {
+/// browser page, so yes. Otherwise the origin must be the server's own or one of
+/// `--allowed-origins`, scheme and host compared ignoring case. The server's own origin
+/// is `http://` or `https://` followed by the `Host` the browser sent (as the page served
+/// from here has), or by that host on another of the server's web `ports` (the page
+/// served by `--http-port` connects to `--ws-port`).
+pub fn origin_allowed(
+    config: &Config,
+    ports: &[u16],
+    host: Option<&str>,
+    origin: Option<&str>,
+) -> bool {
     let Some(origin) = origin else {
         return true;
     };
     let own = host.is_some_and(|host| {
         let lower = origin.to_ascii_lowercase();
-        lower
+        let Some(rest) = lower
             .strip_prefix("http://")
             .or_else(|| lower.strip_prefix("https://"))
-            .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+        else {
+            return false;
+        };
+        if rest.eq_ignore_ascii_case(host) {
+            return true;
+        }
+        let (origin_host, origin_port) = split_port(rest);
+        let (host, _) = split_port(host);
+        origin_host.eq_ignore_ascii_case(host) && origin_port.is_some_and(|p| ports.contains(&p))
     });
     own || config
         .allowed_origins
@@ -122,27 +147,21 @@ mod tests {
             allowed_origins: vec!["https://Chat.Example".into()],
             ..Config::default()
         };
+        let ports = [8080, 8081];
         let host = Some("127.0.0.1:8080");
-        assert!(origin_allowed(&config, host, None));
-        assert!(origin_allowed(&config, host, Some("http://127.0.0.1:8080")));
-        assert!(origin_allowed(
-            &config,
-            host,
-            Some("HTTPS://127.0.0.1:8080")
-        ));
-        assert!(origin_allowed(&config, host, Some("https://chat.example")));
-        assert!(!origin_allowed(&config, host, Some("http://evil.example")));
-        assert!(!origin_allowed(
-            &config,
-            host,
-            Some("http://127.0.0.1:8081")
-        ));
-        assert!(!origin_allowed(&config, host, Some("null")));
-        assert!(!origin_allowed(
-            &config,
-            None,
-            Some("http://127.0.0.1:8080")
-        ));
+        let allowed = |host, origin| origin_allowed(&config, &ports, host, origin);
+        assert!(allowed(host, None));
+        assert!(allowed(host, Some("http://127.0.0.1:8080")));
+        assert!(allowed(host, Some("HTTPS://127.0.0.1:8080")));
+        assert!(allowed(host, Some("https://chat.example")));
+        assert!(allowed(host, Some("http://127.0.0.1:8081"))); // the other listener
+        assert!(!allowed(host, Some("http://127.0.0.1:8082")));
+        assert!(!allowed(host, Some("http://localhost:8081")));
+        assert!(!allowed(host, Some("http://evil.example")));
+        assert!(!allowed(host, Some("null")));
+        assert!(!allowed(None, Some("http://127.0.0.1:8080")));
+        assert!(allowed(Some("[::1]:8080"), Some("http://[::1]:8081")));
+        assert!(allowed(Some("chat.example"), Some("https://chat.example")));
     }
 
     #[test]

@@ -41,6 +41,9 @@ const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Web {
     /// The page with its WebSocket port filled in, rendered once at start.
     page: Vec<u8>,
+    /// The ports of the web listeners: a page served from one may connect to another,
+    /// and its origin is still the server's own.
+    ports: Vec<u16>,
     /// Recent `msgID`s with the API token they came with, as a set and in arrival order
     /// (to forget the oldest): each token has its own ids.
     msg_ids: HashSet<MsgKey>,
@@ -51,11 +54,13 @@ pub struct Web {
 type MsgKey = (usize, Box<str>);
 
 impl Web {
-    /// The state for a server whose first web listener is on `port`.
-    pub fn new(port: Option<u16>) -> Self {
-        let port = port.map(|p| p.to_string()).unwrap_or_default();
+    /// The state for a server whose web listeners are on `ports` (the page connects to
+    /// the first).
+    pub fn new(ports: &[u16]) -> Self {
+        let port = ports.first().map(|p| p.to_string()).unwrap_or_default();
         Web {
             page: PAGE_HTML.replace("__WS_PORT__", &port).into_bytes(),
+            ports: ports.to_vec(),
             msg_ids: HashSet::new(),
             msg_id_order: VecDeque::new(),
         }
@@ -251,8 +256,17 @@ impl Answer {
 }
 
 /// Whether the request's `Origin`, if any, may use the API or open a WebSocket.
-fn origin_allowed<H: Host>(req: &Request, host: &H) -> bool {
-    access::origin_allowed(host.config(), req.host.as_deref(), req.origin.as_deref())
+fn origin_allowed<H: Host>(req: &Request, host: &mut H) -> bool {
+    if req.origin.is_none() {
+        return true;
+    }
+    let ports = host.web().ports.clone(); // two or three numbers
+    access::origin_allowed(
+        host.config(),
+        &ports,
+        req.host.as_deref(),
+        req.origin.as_deref(),
+    )
 }
 
 /// A refusal in the API's envelope: 401 (with `WWW-Authenticate: Bearer`) for a write
