@@ -187,6 +187,22 @@ mod tests {
         assert_eq!(c.max_outbuf_bytes, d.max_outbuf_bytes);
         assert_eq!(c.max_conns, d.max_conns);
         assert_eq!(c.shutdown_grace, d.shutdown_grace);
+        assert_eq!(c.login_timeout, d.login_timeout);
+    }
+
+    #[test]
+    fn access_flags_split_their_lists() {
+        let c = ServerArgs::parse_from([
+            "x",
+            "--api-token",
+            "a,b",
+            "--allowed-origins",
+            "https://x.example",
+        ])
+        .config();
+        assert_eq!(c.api_tokens, ["a", "b"]);
+        assert_eq!(c.allowed_origins, ["https://x.example"]);
+        assert!(ServerArgs::try_parse_from(["x", "--login-timeout", "0"]).is_err());
     }
 
     #[test]
