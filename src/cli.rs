@@ -67,6 +67,36 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SECS", default_value = "360", value_parser = parse_secs)]
     #[arg(env = "IMSERVER_HEARTBEAT_TIMEOUT")]
     pub heartbeat_timeout: Duration,
+    /// Seconds a WebSocket may take to log in (/im login, /ws/{id} claim) and an HTTP request to arrive; then 1008 / 408.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_login_timeout,
+          env = "IMSERVER_LOGIN_TIMEOUT")]
+    pub login_timeout: Duration,
+    /// Bearer token(s) that HTTP API writes (sendMessage, sendMessageAll) require; comma-separated for rotation.
+    #[arg(
+        long,
+        value_name = "TOKEN[,TOKEN...]",
+        env = "IMSERVER_API_TOKEN",
+        hide_env_values = true
+    )]
+    pub api_token: Option<String>,
+    /// Serve HTTP API writes without a token on a non-loopback --host (refused otherwise).
+    #[arg(long, env = "IMSERVER_API_OPEN", value_parser = clap::builder::BoolishValueParser::new())]
+    pub api_open: bool,
+    /// Secret of the HS256 JWTs that WebSocket logins must then carry (/im login "token", /ws/{id}?token=).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "IMSERVER_AUTH_SECRET",
+        hide_env_values = true
+    )]
+    pub auth_secret: Option<String>,
+    /// Browser origins accepted besides the server's own (comma-separated, e.g. https://chat.example.com).
+    #[arg(
+        long,
+        value_name = "ORIGIN[,ORIGIN...]",
+        env = "IMSERVER_ALLOWED_ORIGINS"
+    )]
+    pub allowed_origins: Option<String>,
     /// Join a cluster of servers through this Redis: redis://[user:password@]HOST[:PORT][/DB] (port 6379, db 0 if left out; AUTH on every connect if given).
     // The text is also --help's, so it keeps its brackets rather than rustdoc's escapes.
     #[allow(rustdoc::broken_intra_doc_links)]
@@ -137,6 +167,11 @@ impl ServerArgs {
             http_port: self.http_port,
             ws_max_message_bytes: self.ws_max_message,
             heartbeat_timeout: self.heartbeat_timeout,
+            login_timeout: self.login_timeout,
+            api_tokens: config::comma_list(self.api_token.as_deref()),
+            api_open: self.api_open,
+            auth_secret: self.auth_secret.clone(),
+            allowed_origins: config::comma_list(self.allowed_origins.as_deref()),
             redis: self.redis.clone(),
             node_id: self.node_id.clone(),
             node_timeout: self.node_timeout,
@@ -188,6 +223,17 @@ fn parse_node_timeout(s: &str) -> Result<Duration, String> {
     Ok(timeout)
 }
 
+/// The login timeout: more than zero, since every HTTP request must end some time.
+fn parse_login_timeout(s: &str) -> Result<Duration, String> {
+    let timeout = parse_secs(s)?;
+    if timeout.is_zero() {
+        return Err(format!(
+            "{s:?}: the login timeout must be more than 0 seconds"
+        ));
+    }
+    Ok(timeout)
+}
+
 /// Seconds as a non-negative decimal number (`1`, `0.5`).
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
@@ -210,6 +256,22 @@ mod tests {
         assert_eq!(c.max_outbuf_bytes, d.max_outbuf_bytes);
         assert_eq!(c.max_conns, d.max_conns);
         assert_eq!(c.shutdown_grace, d.shutdown_grace);
+        assert_eq!(c.login_timeout, d.login_timeout);
+    }
+
+    #[test]
+    fn access_flags_split_their_lists() {
+        let c = ServerArgs::parse_from([
+            "x",
+            "--api-token",
+            "a,b",
+            "--allowed-origins",
+            "https://x.example",
+        ])
+        .config();
+        assert_eq!(c.api_tokens, ["a", "b"]);
+        assert_eq!(c.allowed_origins, ["https://x.example"]);
+        assert!(ServerArgs::try_parse_from(["x", "--login-timeout", "0"]).is_err());
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(360);
 /// Largest WebSocket message accepted (sum of its fragments).
 pub const DEFAULT_WS_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// A WebSocket must log in, and an HTTP request arrive, within this (the old fixed HTTP
+/// request timeout).
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A server whose heartbeat key is this old is declared dead, its users offline.
 pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,6 +65,18 @@ pub struct Config {
     pub ws_max_message_bytes: usize,
     /// WebSocket users silent this long are closed.
     pub heartbeat_timeout: Duration,
+    /// A WebSocket not logged in this long after its upgrade is closed (1008), and an HTTP
+    /// request not complete this long after it began is answered 408.
+    pub login_timeout: Duration,
+    /// Bearer tokens the HTTP API's writes require (any one of them: several allow a
+    /// rotation); empty: the writes are open.
+    pub api_tokens: Vec<String>,
+    /// Whether open API writes are meant, on a host that is not loopback.
+    pub api_open: bool,
+    /// The HS256 secret WebSocket logins must be signed with; `None`: logins are unsigned.
+    pub auth_secret: Option<String>,
+    /// Browser origins accepted besides the server's own, as given (compared ignoring case).
+    pub allowed_origins: Vec<String>,
     /// The Redis that joins several servers into one chat; `None` runs alone.
     pub redis: Option<RedisUrl>,
     /// This server's id in the cluster; `None` picks a random one.
@@ -147,6 +163,11 @@ impl Default for Config {
             http_port: None,
             ws_max_message_bytes: DEFAULT_WS_MAX_MESSAGE_BYTES,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
+            api_tokens: Vec::new(),
+            api_open: false,
+            auth_secret: None,
+            allowed_origins: Vec::new(),
             redis: None,
             node_id: None,
             node_timeout: DEFAULT_NODE_TIMEOUT,
@@ -155,6 +176,93 @@ impl Default for Config {
         }
     }
 }
+
+impl Config {
+    /// Checks the access settings before anything is bound: no empty token or secret, every
+    /// allowed origin an origin, and no API open to the network by accident.
+    ///
+    /// # Errors
+    /// [`AccessError`], whose `Display` is the one line the server prints before exiting.
+    pub fn check(&self) -> Result<(), AccessError> {
+        if self.api_tokens.iter().any(String::is_empty) {
+            return Err(AccessError::EmptyToken);
+        }
+        if self.auth_secret.as_deref() == Some("") {
+            return Err(AccessError::EmptySecret);
+        }
+        if let Some(bad) = self.allowed_origins.iter().find(|o| !is_origin(o)) {
+            return Err(AccessError::BadOrigin(bad.clone()));
+        }
+        let web = self.ws_port.is_some() || self.http_port.is_some();
+        if web && self.api_tokens.is_empty() && !self.api_open && !is_loopback(&self.host) {
+            return Err(AccessError::OpenApi(self.host.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// The items of a comma-separated flag, trimmed (an empty item is kept, for
+/// [`Config::check`] to refuse).
+pub fn comma_list(list: Option<&str>) -> Vec<String> {
+    list.map(|l| l.split(',').map(|item| item.trim().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `host` is a loopback address, or `localhost`: nobody else can connect there.
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `o` is a browser origin: `http://` or `https://`, then a host (and maybe a
+/// port), nothing after.
+fn is_origin(o: &str) -> bool {
+    let lower = o.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.contains(['/', '?', '#', ' ', '@']))
+}
+
+/// Access settings that refuse to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessError {
+    /// `--api-token ""`, or an empty item in its list.
+    EmptyToken,
+    /// `--auth-secret ""`.
+    EmptySecret,
+    /// An `--allowed-origins` item that is not `scheme://host[:port]`.
+    BadOrigin(String),
+    /// A web listener on this non-loopback host with open API writes, not asked for.
+    OpenApi(String),
+}
+
+impl fmt::Display for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessError::EmptyToken => f.write_str(
+                "--api-token (IMSERVER_API_TOKEN) holds an empty token: give one or more tokens, comma-separated",
+            ),
+            AccessError::EmptySecret => {
+                f.write_str("--auth-secret (IMSERVER_AUTH_SECRET) is empty: give a secret")
+            }
+            AccessError::BadOrigin(o) => write!(
+                f,
+                "--allowed-origins: {o:?} is not an origin such as https://chat.example.com"
+            ),
+            AccessError::OpenApi(host) => write!(
+                f,
+                "refusing to start: --host {host} is not loopback, so anyone could send through \
+                 the HTTP API; set --api-token (or IMSERVER_API_TOKEN), or --api-open to allow it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AccessError {}
 
 /// Where Redis is, and who to log in as, from `redis://[user:password@]HOST[:PORT][/DB]`.
 ///
@@ -302,6 +410,53 @@ impl RedisUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_settings_are_checked() {
+        let ok = Config::default();
+        assert_eq!(ok.check(), Ok(()));
+        let open = Config {
+            host: "0.0.0.0".into(),
+            http_port: Some(0),
+            ..Config::default()
+        };
+        assert!(matches!(open.check(), Err(AccessError::OpenApi(_))));
+        let line_only = Config {
+            host: "0.0.0.0".into(),
+            ..Config::default()
+        };
+        assert_eq!(line_only.check(), Ok(()));
+        let tokens = Config {
+            api_tokens: comma_list(Some("a, b")),
+            ..open.clone()
+        };
+        assert_eq!(tokens.api_tokens, ["a", "b"]);
+        assert_eq!(tokens.check(), Ok(()));
+        let on_purpose = Config {
+            api_open: true,
+            ..open
+        };
+        assert_eq!(on_purpose.check(), Ok(()));
+        let empty = Config {
+            api_tokens: comma_list(Some("")),
+            ..Config::default()
+        };
+        assert_eq!(empty.check(), Err(AccessError::EmptyToken));
+        let origins = Config {
+            allowed_origins: comma_list(Some("https://a.example, http://b:8080, ftp://c")),
+            ..Config::default()
+        };
+        assert_eq!(
+            origins.check(),
+            Err(AccessError::BadOrigin("ftp://c".into()))
+        );
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.1.2.3"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "example.com", "10.0.0.1"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
 
     #[test]
     fn urls() {

@@ -19,7 +19,12 @@ fn main() -> ExitCode {
         },
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut server = match Server::bind(args.config()) {
+    let config = args.config();
+    if let Err(e) = config.check() {
+        eprintln!("imserver-mio: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("imserver-mio: {e}");

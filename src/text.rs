@@ -112,6 +112,18 @@ pub struct WebTexts {
     pub name_in_use: &'static str,
     /// The sender name of messages sent through the HTTP API.
     pub system_sender: &'static str,
+    /// Close reason for a WebSocket not logged in within `--login-timeout`.
+    pub login_timeout: &'static str,
+    /// Close reason for a signed-in WebSocket user whose token expired.
+    pub token_expired: &'static str,
+    /// `msg` of a 401: an HTTP API write without a valid `Authorization: Bearer` token.
+    pub api_unauthorized: &'static str,
+    /// `msg` of a 401: a `/ws/{id}` upgrade without a valid `?token=`.
+    pub login_unauthorized: &'static str,
+    /// `msg` of a 403: a request from a browser page of another origin.
+    pub origin_forbidden: &'static str,
+    /// `msg` of `/readyz` while the server cannot serve (cluster down, shutting down).
+    pub not_ready: &'static str,
 }
 
 /// The seeds' texts, byte for byte.
@@ -153,6 +165,12 @@ pub const ZH: Texts = Texts {
         heartbeat_timeout: "heartbeat timeout",
         name_in_use: "name in use",
         system_sender: "system",
+        login_timeout: "登录超时",
+        token_expired: "登录令牌已过期",
+        api_unauthorized: "未授权：需要正确的 Authorization: Bearer 令牌",
+        login_unauthorized: "未授权：需要有效的登录令牌",
+        origin_forbidden: "不允许的来源",
+        not_ready: "服务暂不可用",
     },
     limits: LimitTexts {
         flooding: "发送过快，已断开\n",
@@ -199,6 +217,12 @@ pub const EN: Texts = Texts {
         heartbeat_timeout: "heartbeat timeout",
         name_in_use: "name in use",
         system_sender: "system",
+        login_timeout: "login timeout",
+        token_expired: "login token expired",
+        api_unauthorized: "unauthorized: a valid Authorization: Bearer token is required",
+        login_unauthorized: "unauthorized: a valid login token is required",
+        origin_forbidden: "origin not allowed",
+        not_ready: "not ready",
     },
     limits: LimitTexts {
         flooding: "flooding, disconnected\n",

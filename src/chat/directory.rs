@@ -4,11 +4,25 @@
 //! `ip:port`, unique by construction; a chosen name never contains `:`, so the two kinds can
 //! never collide, and they are kept in two maps: default names by `SocketAddr` (no string
 //! per connection), chosen names by string. The directory only records; it sends nothing.
+//!
+//! Chosen names are also unique by how they *look*: two names with the same confusable
+//! skeleton (Unicode TR39 §4, as the Ergo IRC server does for nicks: `аlice` with a
+//! Cyrillic `а` looks like `alice`) cannot both be held, whenever either of them has a
+//! character beyond ASCII. Two ASCII names never clash this way, so `Tom` and `Torn` (whose
+//! skeletons agree) can both exist, as people who type in ASCII expect. Every chosen name's
+//! skeleton is indexed with whether that name is ASCII; a claim looks up its own skeleton.
+//! The API's sender name (`system`, exactly, case-sensitive) and its look-alikes are
+//! reserved: nobody holds them, and nobody may take them.
 
 use super::UserId;
+use crate::text;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use unicode_security::confusable_detection::skeleton;
+
+/// Names no user may take: the sender of the HTTP API's messages, in every language.
+const RESERVED: [&str; 2] = [text::ZH.web.system_sender, text::EN.web.system_sender];
 
 /// Why a name could not be taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +33,14 @@ pub struct NameTaken;
 pub struct Directory {
     by_addr: HashMap<SocketAddr, UserId>,
     by_name: HashMap<Box<str>, UserId>,
+    /// The skeleton of every chosen name: who holds a name that looks like it, and whether
+    /// that name is ASCII (several ASCII names may share one skeleton).
+    by_skeleton: HashMap<Box<str>, Vec<(UserId, bool)>>,
+}
+
+/// A name's confusable skeleton (TR39): what it looks like, as a string.
+fn skeleton_of(name: &str) -> Box<str> {
+    skeleton(name).collect::<String>().into()
 }
 
 impl Directory {
@@ -45,8 +67,60 @@ impl Directory {
             Some(&holder) if holder != id => Err(NameTaken),
             Some(_) => Ok(()),
             None => {
-                self.by_name.insert(name.into(), id);
+                let skeleton = self.check_looks(name, id)?;
+                self.insert(name, skeleton, id);
                 Ok(())
+            }
+        }
+    }
+
+    /// Whether `id` may take `name` as far as reservations and look-alikes go (not whether
+    /// the exact name is free): for a fast refusal before asking the cluster.
+    pub fn may_take(&self, name: &str, id: Option<UserId>) -> bool {
+        // No user has this id: only the reservations and other users' names count.
+        let id = id.unwrap_or(UserId(u32::MAX));
+        self.check_looks(name, id).is_ok()
+    }
+
+    /// Refuses a reserved name, and a name that looks like one held by someone else when
+    /// either has a non-ASCII character; returns `name`'s skeleton otherwise.
+    fn check_looks(&self, name: &str, id: UserId) -> Result<Box<str>, NameTaken> {
+        if RESERVED.contains(&name) {
+            return Err(NameTaken);
+        }
+        let skeleton = skeleton_of(name);
+        let ascii = name.is_ascii();
+        if !ascii && RESERVED.iter().any(|r| skeleton_of(r) == skeleton) {
+            return Err(NameTaken);
+        }
+        let clash = self.by_skeleton.get(&skeleton).is_some_and(|holders| {
+            holders
+                .iter()
+                .any(|&(holder, holder_ascii)| holder != id && !(ascii && holder_ascii))
+        });
+        if clash {
+            return Err(NameTaken);
+        }
+        Ok(skeleton)
+    }
+
+    /// Records `name`, whose skeleton is `skeleton`, as `id`'s.
+    fn insert(&mut self, name: &str, skeleton: Box<str>, id: UserId) {
+        self.by_name.insert(name.into(), id);
+        self.by_skeleton
+            .entry(skeleton)
+            .or_default()
+            .push((id, name.is_ascii()));
+    }
+
+    /// Forgets `name` as `id`'s, skeleton included.
+    fn remove(&mut self, name: &str, id: UserId) {
+        self.by_name.remove(name);
+        let skeleton = skeleton_of(name);
+        if let Some(holders) = self.by_skeleton.get_mut(&skeleton) {
+            holders.retain(|&(holder, _)| holder != id);
+            if holders.is_empty() {
+                self.by_skeleton.remove(&skeleton);
             }
         }
     }
@@ -68,17 +142,17 @@ impl Directory {
             Some(_) => return Ok(()),
             None => {}
         }
+        // The user's own current name never clashes with its new one.
+        let skeleton = self.check_looks(new, id)?;
         self.leave(addr, chosen, id);
-        self.by_name.insert(new.into(), id);
+        self.insert(new, skeleton, id);
         Ok(())
     }
 
     /// Forgets `id`'s current name (a stale call is harmless).
     pub fn leave(&mut self, addr: SocketAddr, chosen: Option<&str>, id: UserId) {
         match chosen {
-            Some(name) if self.by_name.get(name) == Some(&id) => {
-                self.by_name.remove(name);
-            }
+            Some(name) if self.by_name.get(name) == Some(&id) => self.remove(name, id),
             None if self.by_addr.get(&addr) == Some(&id) => {
                 self.by_addr.remove(&addr);
             }
@@ -186,6 +260,37 @@ mod tests {
         d.claim("127.0.0.1:5000@a", UserId(4)).unwrap();
         assert_eq!(d.lookup(b"127.0.0.1:5000@a"), Some(UserId(4)));
         assert_eq!(d.lookup(b"127.0.0.1:5000"), None);
+    }
+
+    #[test]
+    fn look_alikes_clash_when_either_name_is_not_ascii() {
+        let mut d = Directory::default();
+        d.claim("alice", UserId(1)).unwrap();
+        assert_eq!(d.claim("аlice", UserId(2)), Err(NameTaken)); // Cyrillic а
+        assert!(!d.may_take("аlice", None));
+        d.claim("Tom", UserId(3)).unwrap();
+        d.claim("Torn", UserId(4)).unwrap(); // both ASCII: no clash
+        d.claim("张三", UserId(5)).unwrap();
+        d.join(addr(6), UserId(6)).unwrap();
+        assert_eq!(d.rename(addr(6), None, "аlice", UserId(6)), Err(NameTaken));
+        assert_eq!(d.lookup(b"127.0.0.1:6"), Some(UserId(6)));
+        // Alice may switch to the look-alike herself; then the ASCII name clashes.
+        d.rename(addr(1), Some("alice"), "аlice", UserId(1))
+            .unwrap();
+        assert_eq!(d.claim("alice", UserId(2)), Err(NameTaken));
+        d.leave(addr(1), Some("аlice"), UserId(1));
+        d.claim("alice", UserId(2)).unwrap();
+        assert!(d.by_skeleton.values().all(|h| !h.is_empty()));
+    }
+
+    #[test]
+    fn the_api_sender_is_reserved() {
+        let mut d = Directory::default();
+        assert_eq!(d.claim("system", UserId(1)), Err(NameTaken));
+        assert_eq!(d.claim("ѕystem", UserId(1)), Err(NameTaken)); // Cyrillic ѕ
+        assert!(!d.may_take("system", None));
+        d.claim("System", UserId(1)).unwrap(); // case-sensitive
+        d.claim("systems", UserId(2)).unwrap();
     }
 
     #[test]

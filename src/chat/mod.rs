@@ -262,6 +262,13 @@ impl Chat {
         self.dir.lookup(name)
     }
 
+    /// Whether `id` (`None`: a newcomer) may take `name` as far as reserved names and
+    /// look-alikes of other users' names go (see `directory`); the exact name may still be
+    /// held. A fast answer before a claim goes to the cluster.
+    pub fn may_take(&self, name: &str, id: Option<UserId>) -> bool {
+        self.dir.may_take(name, id)
+    }
+
     /// Where the user called `name` is: the one routing rule.
     pub fn locate(&self, name: &[u8]) -> Place {
         if let Some(id) = self.dir.lookup(name) {

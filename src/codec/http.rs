@@ -73,6 +73,12 @@ pub struct Request {
     /// handshake (answer with [`switching_protocols`]), or why the handshake is refused
     /// (answer with [`HttpError::status`]).
     pub websocket: Option<Result<String, HttpError>>,
+    /// The `Host` header, if any (the server's own origin is `http(s)://` and this).
+    pub host: Option<String>,
+    /// The `Origin` header, if any (browsers send it; other clients mostly do not).
+    pub origin: Option<String>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 /// What the front of an input buffer holds.
@@ -190,7 +196,17 @@ fn to_request(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
         content_length: content_length(headers)?,
         keep_alive,
         websocket,
+        host: header_text(headers, "host"),
+        origin: header_text(headers, "origin"),
+        authorization: header_text(headers, "authorization"),
     })
+}
+
+/// The first header called `name`, trimmed. Bytes that are not UTF-8 become U+FFFD rather
+/// than dropping the header: an `Origin` nobody can read still counts as a foreign one.
+fn header_text(headers: &[httparse::Header<'_>], name: &str) -> Option<String> {
+    let value = header(headers, name)?.trim_ascii();
+    Some(String::from_utf8_lossy(value).into_owned())
 }
 
 /// The body length from `Content-Length`, 0 without one. Several `Content-Length` headers
@@ -287,6 +303,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -305,9 +323,25 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// (`Upgrade: websocket`, `Sec-WebSocket-Version: 13`), as RFC 7231 §6.5.15 and RFC 6455
 /// §4.4 ask.
 pub fn response(out: &mut Vec<u8>, status: u16, content_type: &str, body: &[u8], keep_alive: bool) {
+    response_with(out, status, content_type, &[], body, keep_alive);
+}
+
+/// [`response`] with more headers (`name`, `value`) after `Content-Type`, such as the
+/// `WWW-Authenticate` of a 401.
+pub fn response_with(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    keep_alive: bool,
+) {
     let connection = if keep_alive { "keep-alive" } else { "close" };
     push_status_line(out, status);
     push_header(out, "Content-Type", content_type);
+    for (name, value) in headers {
+        push_header(out, name, value);
+    }
     push_header(out, "Content-Length", &body.len().to_string());
     if status == 426 {
         push_header(out, "Upgrade", "websocket");
@@ -431,7 +465,38 @@ mod tests {
                 content_length: 0,
                 keep_alive: true,
                 websocket: None,
+                host: Some("x".into()),
+                origin: None,
+                authorization: None,
             }
+        );
+    }
+
+    #[test]
+    fn access_headers_are_kept() {
+        let buf = b"POST /user/sendMessage HTTP/1.1\r\nHOST: Chat.Example:80\r\n\
+            origin:  https://chat.example \r\nAuthorization: Bearer s3cret\r\n\r\n";
+        let (req, _) = complete(buf);
+        assert_eq!(req.host.as_deref(), Some("Chat.Example:80"));
+        assert_eq!(req.origin.as_deref(), Some("https://chat.example"));
+        assert_eq!(req.authorization.as_deref(), Some("Bearer s3cret"));
+    }
+
+    #[test]
+    fn extra_headers_follow_the_content_type() {
+        let mut out = Vec::new();
+        response_with(
+            &mut out,
+            401,
+            "text/plain",
+            &[("WWW-Authenticate", "Bearer")],
+            b"no",
+            true,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nWWW-Authenticate: Bearer\r\n\
+             Content-Length: 2\r\nConnection: keep-alive\r\n\r\nno"
         );
     }
 

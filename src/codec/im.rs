@@ -58,6 +58,8 @@ pub enum Command {
         user_id: String,
         /// The room, when given (one of [`APP_IDS`]).
         app_id: Option<u16>,
+        /// `data.token`, a signed login (with `--auth-secret`), when it is a string.
+        token: Option<String>,
     },
     /// `heartbeat`.
     Heartbeat,
@@ -149,7 +151,12 @@ fn parse_login(data: &Value) -> Result<Command, Refusal> {
             },
         },
     };
-    Ok(Command::Login { user_id, app_id })
+    let token = data.get("token").and_then(Value::as_str).map(str::to_owned);
+    Ok(Command::Login {
+        user_id,
+        app_id,
+        token,
+    })
 }
 
 fn parse_msg(data: &Value) -> Result<Command, Refusal> {
@@ -202,6 +209,7 @@ mod tests {
         let want = Ok(Command::Login {
             user_id: "alice".into(),
             app_id: Some(102),
+            token: None,
         });
         assert_eq!(
             cmd(r#"{"seq":"1","cmd":"login","data":{"userID":"alice","appID":102}}"#),
@@ -219,7 +227,20 @@ mod tests {
             cmd(r#"{"cmd":"login","data":{"userID":"bob"}}"#),
             Ok(Command::Login {
                 user_id: "bob".into(),
-                app_id: None
+                app_id: None,
+                token: None,
+            })
+        );
+    }
+
+    #[test]
+    fn login_carries_its_token() {
+        assert_eq!(
+            cmd(r#"{"cmd":"login","data":{"userID":"bob","token":"a.b.c"}}"#),
+            Ok(Command::Login {
+                user_id: "bob".into(),
+                app_id: None,
+                token: Some("a.b.c".into()),
             })
         );
     }

@@ -9,6 +9,7 @@
 //! chat text is passed through as bytes, never re-encoded.
 
 use std::fmt;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// What the front of an input buffer holds.
 #[derive(Debug, PartialEq, Eq)]
@@ -120,15 +121,19 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
 }
 
 /// Checks a name a user chose: 1–32 characters of UTF-8, no `|` (it would break `to|`), no
-/// `:` (so it can never collide with a default `ip:port` name), no control characters and
-/// no surrounding white space.
+/// `:` (so it can never collide with a default `ip:port` name), no control characters, no
+/// format characters (general category Cf: zero-width spaces and joiners, bidi controls,
+/// the BOM: invisible, they would make two names that look alike, or reorder what a
+/// reader sees) and no surrounding white space. Every protocol checks names here.
 ///
 /// # Errors
 /// [`ProtocolError::InvalidName`] when any rule is broken.
 pub fn check_name(name: &[u8]) -> Result<&str, ProtocolError> {
     let name = std::str::from_utf8(name).map_err(|_| ProtocolError::InvalidName)?;
     let chars = name.chars().count();
-    let bad_char = name.chars().any(|c| c == '|' || c == ':' || c.is_control());
+    let bad_char = name.chars().any(|c| {
+        c == '|' || c == ':' || c.is_control() || c.general_category() == GeneralCategory::Format
+    });
     let padded = name.trim() != name;
     if chars == 0 || chars > MAX_NAME_CHARS || bad_char || padded {
         return Err(ProtocolError::InvalidName);
@@ -248,6 +253,19 @@ mod tests {
         assert!(check_name(b"b\x7fob").is_err());
         assert!(check_name(b"\xff\xfe").is_err());
         assert!(check_name(b"bob smith").is_ok());
+    }
+
+    #[test]
+    fn format_characters_are_refused() {
+        for c in [
+            '\u{200B}', '\u{200C}', '\u{200D}', '\u{200E}', '\u{202E}', '\u{2066}', '\u{FEFF}',
+            '\u{AD}',
+        ] {
+            let name = format!("al{c}ice");
+            assert!(check_name(name.as_bytes()).is_err(), "{c:?}");
+        }
+        assert!(check_name("аlice".as_bytes()).is_ok()); // Cyrillic а: visible, kept
+        assert!(check_name("张三".as_bytes()).is_ok());
     }
 
     #[test]

@@ -56,6 +56,11 @@ impl Host for Ctx<'_> {
         &mut self.st.web
     }
 
+    /// Ready for traffic: the cluster (if any) reachable, and not shutting down.
+    fn ready(&self) -> bool {
+        !self.st.shutting_down && self.st.cluster.as_ref().is_none_or(|c| c.is_up())
+    }
+
     fn is_open(&self) -> bool {
         self.st.is_open(self.token)
     }
@@ -198,7 +203,11 @@ impl Host for Ctx<'_> {
         };
         let same = self.st.chat.find(new.as_bytes()) == Some(id);
         if let (Some(cluster), false) = (self.st.cluster.as_mut(), same) {
-            if self.st.chat.find(new.as_bytes()).is_some() || self.st.chat.held_remotely(new) {
+            let chat = &self.st.chat;
+            if chat.find(new.as_bytes()).is_some()
+                || chat.held_remotely(new)
+                || !chat.may_take(new, Some(id))
+            {
                 return Claim::Taken;
             }
             let waiting = Waiting {
@@ -237,7 +246,7 @@ impl Host for Ctx<'_> {
             self.st.finish(older, self.now);
             // The name stays this server's in the cluster: no claim needed.
         } else if let Some(cluster) = self.st.cluster.as_mut() {
-            if self.st.chat.held_remotely(name) {
+            if self.st.chat.held_remotely(name) || !self.st.chat.may_take(name, None) {
                 return Claim::Taken;
             }
             let waiting = Waiting {

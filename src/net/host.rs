@@ -220,9 +220,13 @@ impl State {
             ConnState::CloseAfterFlush => Some(conn.last_active + self.config.shutdown_grace),
             ConnState::Closing => None,
             ConnState::Open if !conn.established() => {
-                Some(conn.last_active + super::tls::HANDSHAKE_TIMEOUT)
+                Some(conn.last_active + self.config.login_timeout)
             }
-            ConnState::Open => conn.session.deadline(conn.last_active, &self.config),
+            ConnState::Open => {
+                let logged_in = conn.user.is_some();
+                conn.session
+                    .deadline(conn.last_active, logged_in, &self.config)
+            }
         }
     }
 
@@ -347,6 +351,9 @@ impl State {
                     self.release(name, now);
                     Claim::Taken
                 } else {
+                    // Logged in: a signed login's expiry may come before the login
+                    // deadline on the wheel.
+                    self.schedule(token);
                     Claim::Granted
                 }
             }
@@ -465,6 +472,7 @@ impl State {
         now: Instant,
         f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
+        let before = self.deadline(token);
         let conn = self.conns.get_mut(token)?;
         let mut session = std::mem::take(&mut conn.session);
         let family = session.family();
@@ -473,7 +481,14 @@ impl State {
         if let Some(conn) = self.conns.get_mut(token) {
             conn.session = session;
             self.conns.recount(family, now_family);
-            if family != now_family {
+            // The wheel only learns of later deadlines lazily, when the old one fires; an
+            // earlier one (a login whose token expires soon) must be put on it now.
+            let earlier = match (before, self.deadline(token)) {
+                (Some(old), Some(new)) => new < old,
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+            if family != now_family || earlier {
                 self.schedule(token);
             }
         }

@@ -121,7 +121,11 @@ impl Server {
         poll.registry()
             .register(&mut signals, reserved::SIGNALS, Interest::READABLE)
             .map_err(StartError::Setup)?;
-        let web_port = listeners.iter().find(|l| l.web).map(|l| l.addr.port());
+        let web_ports: Vec<u16> = listeners
+            .iter()
+            .filter(|l| l.web)
+            .map(|l| l.addr.port())
+            .collect();
         let (cluster, node) = match &config.redis {
             None => (None, None),
             Some(url) => {
@@ -155,7 +159,7 @@ impl Server {
                 chat: Chat::new(node.as_deref()),
                 cluster,
                 news: Vec::new(),
-                web: Web::new(web_port),
+                web: Web::new(&web_ports),
                 metrics: Metrics::default(),
                 wheel: Wheel::new(Instant::now()),
                 fanout: Fanout::new(texts),
@@ -376,7 +380,7 @@ impl Server {
             // (A TLS client cannot be told anything before its handshake.)
             let answer = match web {
                 false => self.st.texts().line.server_full.as_bytes().to_vec(),
-                true => proto::api::refusal(503),
+                true => proto::api::turned_away(503),
             };
             if !tls {
                 let _ = io::Write::write(&mut socket, &answer);
@@ -397,7 +401,7 @@ impl Server {
                 debug!("{peer} refused: {why:?}");
                 let answer = match web {
                     false => self.st.texts().limits.too_many_conns.as_bytes().to_vec(),
-                    true => proto::api::refusal(429),
+                    true => proto::api::turned_away(429),
                 };
                 if !tls {
                     let _ = io::Write::write(&mut socket, &answer);

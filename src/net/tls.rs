@@ -1,7 +1,8 @@
 //! TLS under every protocol: the server's certificate and key, loaded once at start into a
 //! rustls configuration that each TLS connection shares. The per-connection work (the
 //! rustls `ServerConnection` between the socket and the plaintext buffers) lives in
-//! `conn.rs`, so no protocol session knows whether it runs over TLS.
+//! `conn.rs`, so no protocol session knows whether it runs over TLS. A handshake must be
+//! done within `--login-timeout` (10 s by default) of connecting.
 
 use crate::config::TlsSettings;
 use rustls::pki_types::pem::PemObject;
@@ -9,10 +10,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// A TLS client must finish its handshake within this long of connecting.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the shared server configuration from the certificate chain and key files.
 ///

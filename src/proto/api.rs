@@ -1,5 +1,12 @@
 //! HTTP on the loop: the chat page, the HTTP API of the gowebsocket tutorial, `/metrics`,
-//! and the upgrade of a request to one of the WebSocket protocols.
+//! the health checks (`/healthz`, `/readyz`), and the upgrade of a request to one of the
+//! WebSocket protocols.
+//!
+//! Access (see [`access`]): API requests (`/user/...`, `/system/...`) and upgrades that
+//! carry an `Origin` must come from the server's own origin or `--allowed-origins` (403
+//! otherwise); the API's writes need a bearer token when `--api-token` is set (401); with
+//! `--auth-secret`, `/ws/{id}` needs `?token=`, a JWT for that id (401 before the
+//! upgrade). The page, `/metrics` and the health checks stay open to everyone.
 //!
 //! A request head is parsed by the codec, its body waits in the connection's input buffer
 //! (both bounded), and the answer is queued like any chat message. An upgrade hands back
@@ -7,20 +14,19 @@
 //! fed straight to it.
 
 use super::ws::{App, WsSession};
-use super::{hub, im, Host, Pace, Reply, Routed, Voice};
+use super::{access, hub, im, Host, Pace, Reply, Routed, Voice};
 use crate::chat::DEFAULT_ROOM;
 use crate::codec::http::{self, Head, Method, Request};
 use crate::codec::im::{Code, APP_IDS, MAX_USER_ID_BYTES};
 use crate::codec::line::check_name;
+use crate::config::Config;
 use log::debug;
 use serde_json::{json, Value};
 use std::collections::{HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The chat page, served at `GET /` with `__WS_PORT__` replaced by the WebSocket port.
 const PAGE_HTML: &str = include_str!("page.html");
-/// How long an HTTP request may take to arrive, and a kept-alive connection may wait.
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest `msgID` the HTTP API accepts.
 const MAX_MSG_ID_BYTES: usize = 64;
 /// How many recent `msgID`s the HTTP API remembers to refuse repeats.
@@ -35,35 +41,47 @@ const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Web {
     /// The page with its WebSocket port filled in, rendered once at start.
     page: Vec<u8>,
-    /// Recent `msgID`s, as a set and in arrival order (to forget the oldest).
-    msg_ids: HashSet<Box<str>>,
-    msg_id_order: VecDeque<Box<str>>,
+    /// The ports of the web listeners: a page served from one may connect to another,
+    /// and its origin is still the server's own.
+    ports: Vec<u16>,
+    /// Recent `msgID`s with the API token they came with, as a set and in arrival order
+    /// (to forget the oldest): each token has its own ids.
+    msg_ids: HashSet<MsgKey>,
+    msg_id_order: VecDeque<MsgKey>,
 }
 
+/// A `msgID` under an API token (its index in `--api-token`; 0 when the API is open).
+type MsgKey = (usize, Box<str>);
+
 impl Web {
-    /// The state for a server whose first web listener is on `port`.
-    pub fn new(port: Option<u16>) -> Self {
-        let port = port.map(|p| p.to_string()).unwrap_or_default();
+    /// The state for a server whose web listeners are on `ports` (the page connects to
+    /// the first).
+    pub fn new(ports: &[u16]) -> Self {
+        let port = ports.first().map(|p| p.to_string()).unwrap_or_default();
         Web {
             page: PAGE_HTML.replace("__WS_PORT__", &port).into_bytes(),
+            ports: ports.to_vec(),
             msg_ids: HashSet::new(),
             msg_id_order: VecDeque::new(),
         }
     }
 
-    /// Forgets `id` again (a message that could not be sent may be retried).
-    fn forget(&mut self, id: &str) {
-        if self.msg_ids.remove(id) {
-            self.msg_id_order.retain(|old| &**old != id);
+    /// Forgets `id` of `token` again (a message that could not be sent may be retried).
+    fn forget(&mut self, token: usize, id: &str) {
+        let key = (token, Box::from(id));
+        if self.msg_ids.remove(&key) {
+            self.msg_id_order.retain(|old| *old != key);
         }
     }
 
-    /// Records `id`; true if it was seen before (an empty id is never a repeat).
-    fn repeated(&mut self, id: &str) -> bool {
+    /// Records `id` of `token`; true if that token sent it before (an empty id is never
+    /// a repeat).
+    fn repeated(&mut self, token: usize, id: &str) -> bool {
         if id.is_empty() {
             return false;
         }
-        if self.msg_ids.contains(id) {
+        let key = (token, Box::from(id));
+        if self.msg_ids.contains(&key) {
             return true;
         }
         if self.msg_id_order.len() >= MAX_REMEMBERED_MSG_IDS {
@@ -71,8 +89,8 @@ impl Web {
                 self.msg_ids.remove(&old);
             }
         }
-        self.msg_ids.insert(id.into());
-        self.msg_id_order.push_back(id.into());
+        self.msg_ids.insert(key.clone());
+        self.msg_id_order.push_back(key);
         false
     }
 }
@@ -81,7 +99,7 @@ impl Web {
 #[derive(Debug)]
 pub struct HttpSession {
     /// When the request in progress (or the keep-alive wait) began: a request must be
-    /// complete within [`HTTP_TIMEOUT`] of it, however slowly its bytes trickle in.
+    /// complete within `--login-timeout` of it, however slowly its bytes trickle in.
     since: Instant,
 }
 
@@ -105,8 +123,8 @@ impl HttpSession {
     }
 
     /// When the request in progress must be complete.
-    pub fn deadline(&self) -> Instant {
-        self.since + HTTP_TIMEOUT
+    pub fn deadline(&self, config: &Config) -> Instant {
+        self.since + config.login_timeout
     }
 
     /// Serves the complete requests at the front of `data`.
@@ -170,10 +188,15 @@ impl HttpSession {
         } else {
             String::from_utf8_lossy(body)
         });
-        let answer = match (req.method, req.path.as_str()) {
+        let path = req.path.as_str();
+        let api = path.starts_with("/user/") || path.starts_with("/system/");
+        let answer = match (req.method, path) {
+            _ if api && !origin_allowed(req, host) => refusal(host, 403),
             (Method::Get, "/" | "/index.html") => {
                 Answer::new(200, HTML_TYPE, host.web().page.clone())
             }
+            (Method::Get, "/healthz") => envelope(host, ok(json!({"status": "ok"}))),
+            (Method::Get, "/readyz") => ready(host),
             (Method::Get, "/metrics") => {
                 let text = host.snapshot().render(host.gauges());
                 Answer::new(200, METRICS_TYPE, text.into_bytes())
@@ -181,21 +204,26 @@ impl HttpSession {
             (Method::Get, "/user/list") => envelope(host, user_list(host, &params)),
             (Method::Get, "/user/online") => envelope(host, user_online(host, &params)),
             (Method::Get, "/system/state") => envelope(host, state(host)),
-            (Method::Post, "/user/sendMessage") => match send(host, &params, false) {
-                Some(a) => envelope(host, a),
-                None => {
-                    // Answered when the cluster says where the user is; nothing else is
-                    // read from this connection meanwhile, so it closes after the answer.
-                    return;
+            (Method::Post, "/user/sendMessage" | "/user/sendMessageAll") => {
+                let to_all = path == "/user/sendMessageAll";
+                match access::api_token(host.config(), req.authorization.as_deref()) {
+                    None => refusal(host, 401),
+                    Some(token) => match send(host, &params, token, to_all) {
+                        Some(a) => envelope(host, a),
+                        None => {
+                            // Answered when the cluster says where the user is; nothing
+                            // else is read from this connection meanwhile, so it closes
+                            // after the answer.
+                            return;
+                        }
+                    },
                 }
-            },
-            (Method::Post, "/user/sendMessageAll") => match send(host, &params, true) {
-                Some(a) => envelope(host, a),
-                None => return,
-            },
+            }
             (
                 _,
                 "/"
+                | "/healthz"
+                | "/readyz"
                 | "/metrics"
                 | "/user/list"
                 | "/user/online"
@@ -216,10 +244,11 @@ impl HttpSession {
     }
 }
 
-/// A response: status, content type, body.
+/// A response: status, content type, more headers, body.
 struct Answer {
     status: u16,
     content_type: &'static str,
+    headers: &'static [(&'static str, &'static str)],
     body: Vec<u8>,
 }
 
@@ -228,9 +257,49 @@ impl Answer {
         Answer {
             status,
             content_type,
+            headers: &[],
             body,
         }
     }
+}
+
+/// Whether the request's `Origin`, if any, may use the API or open a WebSocket.
+fn origin_allowed<H: Host>(req: &Request, host: &mut H) -> bool {
+    if req.origin.is_none() {
+        return true;
+    }
+    let ports = host.web().ports.clone(); // two or three numbers
+    access::origin_allowed(
+        host.config(),
+        &ports,
+        req.host.as_deref(),
+        req.origin.as_deref(),
+    )
+}
+
+/// A refusal in the API's envelope: 401 (with `WWW-Authenticate: Bearer`) for a write
+/// without a valid API token, 403 for a foreign origin.
+fn refusal<H: Host>(host: &H, status: u16) -> Answer {
+    let web = &host.texts().web;
+    let (msg, headers): (_, &'static [_]) = match status {
+        401 => (web.api_unauthorized, &[("WWW-Authenticate", "Bearer")]),
+        _ => (web.origin_forbidden, &[]),
+    };
+    let v = json!({"code": status, "msg": msg, "data": null});
+    Answer {
+        headers,
+        ..Answer::new(status, JSON_TYPE, v.to_string().into_bytes())
+    }
+}
+
+/// `GET /readyz`: 200 while the server can serve, 503 while its cluster is unreachable
+/// or it is shutting down (a load balancer then sends new clients elsewhere).
+fn ready<H: Host>(host: &H) -> Answer {
+    if host.ready() {
+        return envelope(host, ok(json!({"ready": true})));
+    }
+    let v = json!({"code": 503, "msg": host.texts().web.not_ready, "data": {"ready": false}});
+    Answer::new(503, JSON_TYPE, v.to_string().into_bytes())
 }
 
 /// An API result: the envelope's code, `msg` and `data`.
@@ -268,10 +337,11 @@ fn error_page(status: u16) -> Answer {
 
 fn respond<H: Host>(host: &mut H, answer: &Answer, keep_alive: bool) {
     let mut out = Vec::new();
-    http::response(
+    http::response_with(
         &mut out,
         answer.status,
         answer.content_type,
+        answer.headers,
         &answer.body,
         keep_alive,
     );
@@ -283,7 +353,7 @@ fn respond<H: Host>(host: &mut H, answer: &Answer, keep_alive: bool) {
 
 /// The whole response that refuses a connection before it is taken in (503 when the
 /// server is full), with a JSON body.
-pub fn refusal(status: u16) -> Vec<u8> {
+pub fn turned_away(status: u16) -> Vec<u8> {
     let mut out = Vec::new();
     let page = error_page(status);
     http::response(&mut out, page.status, page.content_type, &page.body, false);
@@ -356,9 +426,14 @@ fn state<H: Host>(host: &H) -> ApiResult {
 }
 
 /// `POST /user/sendMessage` (to `userID`, from the system) and `/user/sendMessageAll`
-/// (to the room, from `userID`). A repeated `msgID` is acknowledged, not sent again.
-/// `None` when the answer waits for the cluster.
-fn send<H: Host>(host: &mut H, params: &Params<'_>, to_all: bool) -> Option<ApiResult> {
+/// (to the room, from `userID`). A `msgID` repeated under the same API `token` is
+/// acknowledged, not sent again. `None` when the answer waits for the cluster.
+fn send<H: Host>(
+    host: &mut H,
+    params: &Params<'_>,
+    token: usize,
+    to_all: bool,
+) -> Option<ApiResult> {
     let (Some(app_id), Some(user_id), Some(message)) =
         (params.app_id(), params.user_id(), params.get("message"))
     else {
@@ -372,7 +447,7 @@ fn send<H: Host>(host: &mut H, params: &Params<'_>, to_all: bool) -> Option<ApiR
     if msg_id.len() > MAX_MSG_ID_BYTES || check_name(user_id.as_bytes()).is_err() {
         return Some(refuse(Code::BadParams));
     }
-    if host.web().repeated(&msg_id) {
+    if host.web().repeated(token, &msg_id) {
         return Some(ok(json!({"sendResults": true, "duplicate": true})));
     }
     if to_all {
@@ -381,6 +456,7 @@ fn send<H: Host>(host: &mut H, params: &Params<'_>, to_all: bool) -> Option<ApiR
     }
     let system = host.texts().web.system_sender;
     let reply = || Reply::Api {
+        token,
         msg_id: msg_id.as_str().into(),
     };
     let outcome = host.whisper(
@@ -390,16 +466,16 @@ fn send<H: Host>(host: &mut H, params: &Params<'_>, to_all: bool) -> Option<ApiR
         false,
         reply,
     );
-    sent(host, &msg_id, outcome)
+    sent(host, token, &msg_id, outcome)
 }
 
 /// The API result of a `sendMessage`; `None` while it waits.
-fn sent<H: Host>(host: &mut H, msg_id: &str, outcome: Routed) -> Option<ApiResult> {
+fn sent<H: Host>(host: &mut H, token: usize, msg_id: &str, outcome: Routed) -> Option<ApiResult> {
     match outcome {
         Routed::Pending => None,
         Routed::Sent | Routed::Empty => Some(ok(json!({"sendResults": true}))),
         Routed::Nowhere | Routed::Unknown => {
-            host.web().forget(msg_id);
+            host.web().forget(token, msg_id);
             Some(ApiResult {
                 data: json!({"sendResults": false}),
                 ..refuse(Code::Failed)
@@ -410,16 +486,27 @@ fn sent<H: Host>(host: &mut H, msg_id: &str, outcome: Routed) -> Option<ApiResul
 
 /// Answers a `sendMessage` that waited for the cluster, and closes (the requests the
 /// client may have pipelined after it were not read).
-pub fn answer_routed<H: Host>(msg_id: &str, outcome: Routed, host: &mut H) {
-    if let Some(result) = sent(host, msg_id, outcome) {
+pub fn answer_routed<H: Host>(token: usize, msg_id: &str, outcome: Routed, host: &mut H) {
+    if let Some(result) = sent(host, token, msg_id, outcome) {
         let answer = envelope(host, result);
         respond(host, &answer, false);
     }
 }
 
 /// Completes a valid WebSocket handshake for `/im`, `/acc` or `/ws/{id}`; `None` (and
-/// the connection answered and closing) for any other path or a bad hub id.
+/// the connection answered and closing) for a foreign origin, any other path, a bad hub
+/// id, or (with `--auth-secret`) a hub id without a valid `?token=`.
 fn upgrade<H: Host>(req: &Request, key: &str, host: &mut H) -> Option<WsSession> {
+    if !origin_allowed(req, host) {
+        debug!(
+            "{}: upgrade from origin {:?} refused",
+            host.addr(),
+            req.origin
+        );
+        let answer = refusal(host, 403);
+        respond(host, &answer, false);
+        return None;
+    }
     let app = match req.path.as_str() {
         "/im" | "/acc" => App::Im,
         path if path.starts_with("/ws/") => App::Hub,
@@ -440,13 +527,36 @@ fn upgrade<H: Host>(req: &Request, key: &str, host: &mut H) -> Option<WsSession>
             }
         },
     };
+    let now = host.now();
+    let mut session = WsSession::new(app, host.config().ws_max_message_bytes, now);
+    if let (Some(id), Some(secret)) = (&hub_id, &host.config().auth_secret) {
+        let token = http::query_param(&req.query, "token");
+        match token.and_then(|t| access::verify_login(secret, &t, id, now)) {
+            Some(until) => session.set_expiry(until),
+            None => {
+                debug!("{}: /ws/{id} without a valid token refused", host.addr());
+                let answer = login_refusal(host);
+                respond(host, &answer, false);
+                return None;
+            }
+        }
+    }
     let mut out = Vec::new();
     http::switching_protocols(&mut out, key);
     host.send(&out);
     debug!("{} upgraded to WebSocket {}", host.addr(), req.path);
-    let session = WsSession::new(app, host.config().ws_max_message_bytes);
     if let Some(id) = hub_id {
         hub::join(&id, host);
     }
     Some(session)
+}
+
+/// The 401 of a `/ws/{id}` upgrade without a valid `?token=`.
+fn login_refusal<H: Host>(host: &H) -> Answer {
+    let msg = host.texts().web.login_unauthorized;
+    let v = json!({"code": 401, "msg": msg, "data": null});
+    Answer {
+        headers: &[("WWW-Authenticate", "Bearer")],
+        ..Answer::new(401, JSON_TYPE, v.to_string().into_bytes())
+    }
 }

@@ -3,12 +3,13 @@
 //! and pushes (`enter`, `exit`, `msg`, `kick`) in the same shape.
 
 use super::ws::send_json;
-use super::{Claim, Host, Reply, Routed, Voice};
+use super::{access, Claim, Host, Reply, Routed, Voice};
 use crate::chat::{Event, Kind, DEFAULT_ROOM};
 use crate::codec::im::{self, Code, Command, Refusal};
 use crate::codec::ws;
 use crate::text::{Texts, User};
 use serde_json::{json, Value};
+use std::time::Instant;
 
 /// The `codeMsg` of a code.
 pub fn code_message(code: Code, texts: &Texts) -> &'static str {
@@ -37,8 +38,8 @@ fn answer<H: Host>(host: &mut H, seq: &str, cmd: &str, code: Code, data: Value) 
     send_json(host, &json);
 }
 
-/// One `/im` request.
-pub fn on_text<H: Host>(text: &str, host: &mut H) {
+/// One `/im` request; a signed login's token expiry goes to `expires`.
+pub fn on_text<H: Host>(text: &str, expires: &mut Option<Instant>, host: &mut H) {
     let req = im::parse(text);
     let logged_in = host.me().is_some();
     let (code, data) = match req.command {
@@ -69,7 +70,21 @@ pub fn on_text<H: Host>(text: &str, host: &mut H) {
         Ok(Command::Login {
             ref user_id,
             app_id,
+            ref token,
         }) => {
+            // With --auth-secret, the login must carry a token signed for this user id.
+            let now = host.now();
+            let signed = host.config().auth_secret.as_deref().map(|secret| {
+                let token = token.as_deref();
+                token.and_then(|t| access::verify_login(secret, t, user_id, now))
+            });
+            match signed {
+                None => {}
+                Some(Some(until)) => *expires = Some(until),
+                Some(None) => {
+                    return answer(host, &req.seq, &req.cmd, Code::Unauthorized, Value::Null)
+                }
+            }
             let room = app_id.unwrap_or(DEFAULT_ROOM);
             let seq = &req.seq;
             let reply = || Reply::Im {

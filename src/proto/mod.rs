@@ -14,6 +14,7 @@
 //! cluster carries a [`Reply`], which the loop hands back with the outcome
 //! ([`claimed`], [`routed`]).
 
+pub mod access;
 pub mod api;
 pub mod hub;
 pub mod im;
@@ -97,6 +98,8 @@ pub enum Reply {
     },
     /// An HTTP API `sendMessage`, whose `msgID` is forgotten if it fails.
     Api {
+        /// The API token it came with (its index; 0 when the API is open).
+        token: usize,
         /// The `msgID`.
         msg_id: Box<str>,
     },
@@ -118,6 +121,9 @@ pub trait Host {
     fn gauges(&self) -> Gauges;
     /// State the HTTP API keeps between requests.
     fn web(&mut self) -> &mut api::Web;
+    /// Whether the server can serve now (`/readyz`): its cluster, if any, is reachable,
+    /// and it is not shutting down.
+    fn ready(&self) -> bool;
     /// Whether this connection still takes commands.
     fn is_open(&self) -> bool;
     /// Counts one command against this connection's flood allowance.
@@ -217,24 +223,29 @@ impl Session {
         }
     }
 
-    /// When the connection must next be looked at, given its last activity.
-    pub fn deadline(&self, last_active: Instant, config: &Config) -> Option<Instant> {
+    /// When the connection must next be looked at, given its last activity and whether
+    /// its user is logged in (a WebSocket must log in within `--login-timeout`, whatever
+    /// it sends meanwhile).
+    pub fn deadline(
+        &self,
+        last_active: Instant,
+        logged_in: bool,
+        config: &Config,
+    ) -> Option<Instant> {
         match self {
             Session::Line(_) => config.idle_timeout.map(|d| last_active + d),
-            Session::Ws(_) => {
-                let t = config.heartbeat_timeout;
-                (!t.is_zero()).then(|| last_active + t)
-            }
-            Session::Http(s) => Some(s.deadline()),
+            Session::Ws(s) => s.deadline(last_active, logged_in, config),
+            Session::Http(s) => Some(s.deadline(config)),
         }
     }
 
-    /// The deadline passed: an idle line user is kicked, a silent WebSocket closed, a slow
-    /// HTTP request answered 408.
+    /// The deadline passed: an idle line user is kicked, a WebSocket that is silent, not
+    /// logged in in time, or whose login token expired is closed, a slow HTTP request
+    /// answered 408.
     pub fn on_timeout<H: Host>(&mut self, host: &mut H) {
         match self {
             Session::Line(_) => line::kick_idle(host),
-            Session::Ws(_) => ws::heartbeat_missed(host),
+            Session::Ws(s) => s.timed_out(host),
             Session::Http(_) => api::fail(host, 408),
         }
     }
@@ -289,7 +300,7 @@ pub fn routed<H: Host>(reply: Reply, outcome: Routed, host: &mut H) {
         Reply::Line => line::answer_routed(outcome, host),
         Reply::Im { seq, cmd } => im::answer_routed(&seq, cmd, outcome, host),
         Reply::Hub { receiver } => hub::answer_routed(&receiver, outcome, host),
-        Reply::Api { msg_id } => api::answer_routed(&msg_id, outcome, host),
+        Reply::Api { token, msg_id } => api::answer_routed(token, &msg_id, outcome, host),
     }
 }
 

@@ -4,7 +4,13 @@
 
 use super::{hub, im, Host, Pace};
 use crate::codec::ws::{self, close, Msg, Next, WsReader};
+use crate::config::Config;
 use log::debug;
+use std::time::{Duration, Instant};
+
+/// How long a signed-in user stays after its login token expires: a client that renews
+/// its token just in time is not cut off mid-message, and one that does not is closed.
+pub const TOKEN_EXPIRY_GRACE: Duration = Duration::from_secs(5);
 
 /// Which JSON protocol a WebSocket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,14 +27,60 @@ pub struct WsSession {
     /// Frame decoder state (no heap unless a fragmented message is in progress).
     reader: WsReader,
     app: App,
+    /// When the upgrade happened: the user must be logged in by `--login-timeout` after.
+    opened: Instant,
+    /// When the signed login's token expires (with `--auth-secret`).
+    expires: Option<Instant>,
 }
 
 impl WsSession {
-    /// A session after the handshake, with the message size limit.
-    pub fn new(app: App, max_message_bytes: usize) -> Self {
+    /// A session after the handshake at `opened`, with the message size limit.
+    pub fn new(app: App, max_message_bytes: usize, opened: Instant) -> Self {
         WsSession {
             reader: WsReader::new(max_message_bytes),
             app,
+            opened,
+            expires: None,
+        }
+    }
+
+    /// Records when the signed login's token expires.
+    pub fn set_expiry(&mut self, expires: Instant) {
+        self.expires = Some(expires);
+    }
+
+    /// The earliest of: the heartbeat deadline; until logged in, the login deadline;
+    /// once logged in with a token, its expiry and the grace.
+    pub fn deadline(
+        &self,
+        last_active: Instant,
+        logged_in: bool,
+        config: &Config,
+    ) -> Option<Instant> {
+        let t = config.heartbeat_timeout;
+        let heartbeat = (!t.is_zero()).then(|| last_active + t);
+        let other = match logged_in {
+            false => Some(self.opened + config.login_timeout),
+            true => self.expires.map(|e| e + TOKEN_EXPIRY_GRACE),
+        };
+        match (heartbeat, other) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A deadline passed: closes the socket with 1008, saying which one.
+    pub fn timed_out<H: Host>(&self, host: &mut H) {
+        let now = host.now();
+        let texts = host.texts();
+        if host.me().is_none() && now >= self.opened + host.config().login_timeout {
+            debug!("{} did not log in in time: closed", host.addr());
+            close_with(host, close::POLICY, texts.web.login_timeout);
+        } else if self.expires.is_some_and(|e| now >= e + TOKEN_EXPIRY_GRACE) {
+            debug!("{}: login token expired: closed", host.addr());
+            close_with(host, close::POLICY, texts.web.token_expired);
+        } else {
+            heartbeat_missed(host);
         }
     }
 
@@ -60,7 +112,7 @@ impl WsSession {
                 Ok(Next::Frame { used, msg }) => {
                     pos += used;
                     if let Some(msg) = msg {
-                        on_message(self.app, msg, host);
+                        on_message(self.app, &mut self.expires, msg, host);
                     }
                 }
                 Err(e) => {
@@ -73,13 +125,13 @@ impl WsSession {
     }
 }
 
-/// Acts on one complete message or control frame.
-fn on_message<H: Host>(app: App, msg: Msg<'_>, host: &mut H) {
+/// Acts on one complete message or control frame; an `/im` signed login sets `expires`.
+fn on_message<H: Host>(app: App, expires: &mut Option<Instant>, msg: Msg<'_>, host: &mut H) {
     match msg {
         Msg::Text(text) => {
             host.metrics().messages_in += 1;
             match app {
-                App::Im => im::on_text(text, host),
+                App::Im => im::on_text(text, expires, host),
                 App::Hub => hub::on_text(text, host),
             }
         }
