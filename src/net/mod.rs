@@ -36,7 +36,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::heap;
 use crate::metrics::Metrics;
-use crate::proto::{self, api::Web, Session};
+use crate::proto::{api::Web, Session};
 use crate::timer::Wheel;
 use conn::{ConnState, Flush, ReadOutcome};
 use conns::Conns;
@@ -73,6 +73,8 @@ const EVENTS_CAPACITY: usize = 1024;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes read from one connection per turn before the others get their turn.
 const READ_BUDGET_BYTES: usize = 64 * 1024;
+/// Connections past `--max-conns` taken in only to be answered 503 (or 429) and closed.
+const TURN_AWAY_SLOTS: usize = 64;
 /// Bytes written to one connection per turn before the others get their turn.
 const WRITE_BUDGET_BYTES: usize = 1024 * 1024;
 
@@ -372,39 +374,42 @@ impl Server {
         (web, tls): (bool, bool),
         now: Instant,
     ) {
-        if self.st.conns.len() >= self.st.config.max_conns {
-            self.st.metrics.refused_full += 1;
-            self.accept.refused.hit();
-            debug!("{peer} refused: the server is full");
-            // Best effort, as Redis does: a fresh socket has room for one short answer.
-            // (A TLS client cannot be told anything before its handshake.)
-            let answer = match web {
-                false => self.st.texts().line.server_full.as_bytes().to_vec(),
-                true => proto::api::turned_away(503),
-            };
-            if !tls {
-                let _ = io::Write::write(&mut socket, &answer);
-            }
-            return;
-        }
         let token = self.st.conns.next_token();
         let limits = &self.st.config.limits;
         let limited = limits.limit_loopback || !peer.ip().to_canonical().is_loopback();
         let caps = (limits.max_conns_per_ip, limits.conn_rate_per_ip);
-        if limited {
-            if let Err(why) = self.accept.per_ip.admit(peer.ip(), token, caps, now) {
-                match why {
-                    Refused::TooMany => self.st.metrics.guard.refused_per_ip += 1,
-                    Refused::TooFast => self.st.metrics.guard.refused_rate += 1,
-                }
-                self.accept.refused_ip.hit();
-                debug!("{peer} refused: {why:?}");
-                let answer = match web {
-                    false => self.st.texts().limits.too_many_conns.as_bytes().to_vec(),
-                    true => proto::api::turned_away(429),
+        let held = self.st.conns.len();
+        let refusal = if held >= self.st.config.max_conns {
+            self.st.metrics.refused_full += 1;
+            self.accept.refused.hit();
+            Some(503)
+        } else if let Err(why) = match limited {
+            true => self.accept.per_ip.admit(peer.ip(), token, caps, now),
+            false => Ok(()),
+        } {
+            match why {
+                Refused::TooMany => self.st.metrics.guard.refused_per_ip += 1,
+                Refused::TooFast => self.st.metrics.guard.refused_rate += 1,
+            }
+            self.accept.refused_ip.hit();
+            Some(429)
+        } else {
+            None
+        };
+        if let Some(status) = refusal {
+            debug!("{peer} refused ({status})");
+            // A web client is taken in just long enough to answer its request (a reset
+            // would lose the answer); a line client gets one line, best effort, as Redis
+            // does (a TLS client cannot be told anything before its handshake).
+            let room = held < self.st.config.max_conns + TURN_AWAY_SLOTS;
+            if !(web && room) {
+                let texts = self.st.texts();
+                let line = match status {
+                    503 => texts.line.server_full,
+                    _ => texts.limits.too_many_conns,
                 };
-                if !tls {
-                    let _ = io::Write::write(&mut socket, &answer);
+                if !web && !tls {
+                    let _ = io::Write::write(&mut socket, line.as_bytes());
                 }
                 return;
             }
@@ -415,16 +420,18 @@ impl Server {
             .register(&mut socket, token, Interest::READABLE)
         {
             debug!("{peer} dropped: cannot register: {e}");
-            self.accept.per_ip.release(token, now, caps.1);
+            if refusal.is_none() {
+                self.accept.per_ip.release(token, now, caps.1);
+            }
             return;
         }
         // Chat messages are small and latency matters more than packet count; the loop
         // already batches everything queued in one turn into one write.
         let _ = socket.set_nodelay(true);
-        let session = if web {
-            Session::http(now)
-        } else {
-            Session::default()
+        let session = match (web, refusal) {
+            (true, Some(status)) => Session::http_refusing(now, status),
+            (true, None) => Session::http(now),
+            (false, _) => Session::default(),
         };
         let transport = match (&self.tls, tls) {
             (Some(config), true) => match rustls::ServerConnection::new(config.clone()) {

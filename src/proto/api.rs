@@ -101,6 +101,10 @@ pub struct HttpSession {
     /// When the request in progress (or the keep-alive wait) began: a request must be
     /// complete within `--login-timeout` of it, however slowly its bytes trickle in.
     since: Instant,
+    /// Set for a connection the server turned away (full: 503; too many from its address:
+    /// 429): its first request gets that answer, as JSON or, for a WebSocket upgrade, as a
+    /// close 1008 after the handshake; then it closes. Health checks are still answered.
+    refuse: Option<u16>,
 }
 
 /// What feeding an HTTP session did.
@@ -119,7 +123,18 @@ pub enum Fed {
 impl HttpSession {
     /// A session whose first request is due within the timeout of `now`.
     pub fn new(now: Instant) -> Self {
-        HttpSession { since: now }
+        HttpSession {
+            since: now,
+            refuse: None,
+        }
+    }
+
+    /// A session that answers its first request with the refusal `status` and closes.
+    pub fn refusing(now: Instant, status: u16) -> Self {
+        HttpSession {
+            since: now,
+            refuse: Some(status),
+        }
     }
 
     /// When the request in progress must be complete.
@@ -147,7 +162,13 @@ impl HttpSession {
             let Some(body) = rest.get(used..end) else {
                 return Fed::Used(pos); // the body is still arriving (bounded)
             };
-            match host.pace() {
+            // Health checks are cheap and unlimited: load balancers must always get through.
+            let health = matches!(request.path.as_str(), "/healthz" | "/readyz");
+            if let (Some(status), false) = (self.refuse, health) {
+                turn_away(&request, status, host);
+                return Fed::Used(data.len());
+            }
+            match if health { Pace::Go } else { host.pace() } {
                 Pace::Go => {}
                 Pace::Wait => return Fed::Used(pos),
                 Pace::Kick => {
@@ -351,13 +372,19 @@ fn respond<H: Host>(host: &mut H, answer: &Answer, keep_alive: bool) {
     }
 }
 
-/// The whole response that refuses a connection before it is taken in (503 when the
-/// server is full), with a JSON body.
-pub fn turned_away(status: u16) -> Vec<u8> {
+/// Answers the first request of a connection the server turned away, then closes: a
+/// full server answers 503 with a JSON body, to WebSocket upgrades too; an address over
+/// its limits gets 429, or, asking for a WebSocket, the handshake and a close 1008.
+fn turn_away<H: Host>(req: &Request, status: u16, host: &mut H) {
+    debug!("{} turned away with {status}", host.addr());
+    let Some(Ok(key)) = req.websocket.as_ref().filter(|_| status == 429) else {
+        return fail(host, status);
+    };
+    let reason = host.texts().limits.too_many_conns.trim_end();
     let mut out = Vec::new();
-    let page = error_page(status);
-    http::response(&mut out, page.status, page.content_type, &page.body, false);
-    out
+    http::switching_protocols(&mut out, key);
+    host.send(&out);
+    super::ws::close_with(host, crate::codec::ws::close::POLICY, reason);
 }
 
 /// Answers with `status` and a JSON error, then closes.

@@ -196,6 +196,12 @@ impl Session {
         Session::Http(api::HttpSession::new(now))
     }
 
+    /// A web connection the server turned away with `status` (503 full, 429 too many
+    /// from its address): its first request is answered so, then it closes.
+    pub fn http_refusing(now: Instant, status: u16) -> Self {
+        Session::Http(api::HttpSession::refusing(now, status))
+    }
+
     /// Which family it is.
     pub fn family(&self) -> Family {
         match self {
