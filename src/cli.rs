@@ -2,7 +2,7 @@
 //! take the same flags. Parsing happens in each binary's `main`; this only describes.
 
 use crate::config::RedisUrl;
-use crate::config::{self, Config, Limits, TlsSettings};
+use crate::config::{self, Access, ClusterSettings, Config, Limits, TlsSettings};
 use crate::text::Lang;
 use clap::builder::TypedValueParser;
 use clap::Parser;
@@ -168,13 +168,17 @@ impl ServerArgs {
             ws_max_message_bytes: self.ws_max_message,
             heartbeat_timeout: self.heartbeat_timeout,
             login_timeout: self.login_timeout,
-            api_tokens: config::comma_list(self.api_token.as_deref()),
-            api_open: self.api_open,
-            auth_secret: self.auth_secret.clone(),
-            allowed_origins: config::comma_list(self.allowed_origins.as_deref()),
-            redis: self.redis.clone(),
-            node_id: self.node_id.clone(),
-            node_timeout: self.node_timeout,
+            access: Access {
+                api_tokens: config::comma_list(self.api_token.as_deref()),
+                api_open: self.api_open,
+                auth_secret: self.auth_secret.clone(),
+                allowed_origins: config::comma_list(self.allowed_origins.as_deref()),
+            },
+            cluster: ClusterSettings {
+                redis: self.redis.clone(),
+                node_id: self.node_id.clone(),
+                node_timeout: self.node_timeout,
+            },
             tls: TlsSettings {
                 cert: self.tls_cert.clone(),
                 key: self.tls_key.clone(),
@@ -269,8 +273,8 @@ mod tests {
             "https://x.example",
         ])
         .config();
-        assert_eq!(c.api_tokens, ["a", "b"]);
-        assert_eq!(c.allowed_origins, ["https://x.example"]);
+        assert_eq!(c.access.api_tokens, ["a", "b"]);
+        assert_eq!(c.access.allowed_origins, ["https://x.example"]);
         assert!(ServerArgs::try_parse_from(["x", "--login-timeout", "0"]).is_err());
     }
 

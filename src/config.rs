@@ -68,6 +68,19 @@ pub struct Config {
     /// A WebSocket not logged in this long after its upgrade is closed (1008), and an HTTP
     /// request not complete this long after it began is answered 408.
     pub login_timeout: Duration,
+    /// Who may use the HTTP API and log in over WebSocket, and from which pages.
+    pub access: Access,
+    /// The Redis that joins several servers into one chat.
+    pub cluster: ClusterSettings,
+    /// TLS listeners and their certificate.
+    pub tls: TlsSettings,
+    /// What one client may take: commands per second, connections per address, output.
+    pub limits: Limits,
+}
+
+/// Who may use the HTTP API and log in over WebSocket, and from which pages.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
     /// Bearer tokens the HTTP API's writes require (any one of them: several allow a
     /// rotation); empty: the writes are open.
     pub api_tokens: Vec<String>,
@@ -77,16 +90,27 @@ pub struct Config {
     pub auth_secret: Option<String>,
     /// Browser origins accepted besides the server's own, as given (compared ignoring case).
     pub allowed_origins: Vec<String>,
+}
+
+/// Many servers, one chat.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
     /// The Redis that joins several servers into one chat; `None` runs alone.
     pub redis: Option<RedisUrl>,
     /// This server's id in the cluster; `None` picks a random one.
     pub node_id: Option<String>,
     /// How soon the others notice that a server died.
     pub node_timeout: Duration,
-    /// TLS listeners and their certificate.
-    pub tls: TlsSettings,
-    /// What one client may take: commands per second, connections per address, output.
-    pub limits: Limits,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            redis: None,
+            node_id: None,
+            node_timeout: DEFAULT_NODE_TIMEOUT,
+        }
+    }
 }
 
 /// TLS: the certificate and key, and the listeners that speak it.
@@ -164,13 +188,8 @@ impl Default for Config {
             ws_max_message_bytes: DEFAULT_WS_MAX_MESSAGE_BYTES,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
-            api_tokens: Vec::new(),
-            api_open: false,
-            auth_secret: None,
-            allowed_origins: Vec::new(),
-            redis: None,
-            node_id: None,
-            node_timeout: DEFAULT_NODE_TIMEOUT,
+            access: Access::default(),
+            cluster: ClusterSettings::default(),
             tls: TlsSettings::default(),
             limits: Limits::default(),
         }
@@ -184,17 +203,21 @@ impl Config {
     /// # Errors
     /// [`AccessError`], whose `Display` is the one line the server prints before exiting.
     pub fn check(&self) -> Result<(), AccessError> {
-        if self.api_tokens.iter().any(String::is_empty) {
+        if self.access.api_tokens.iter().any(String::is_empty) {
             return Err(AccessError::EmptyToken);
         }
-        if self.auth_secret.as_deref() == Some("") {
+        if self.access.auth_secret.as_deref() == Some("") {
             return Err(AccessError::EmptySecret);
         }
-        if let Some(bad) = self.allowed_origins.iter().find(|o| !is_origin(o)) {
+        if let Some(bad) = self.access.allowed_origins.iter().find(|o| !is_origin(o)) {
             return Err(AccessError::BadOrigin(bad.clone()));
         }
-        let web = self.ws_port.is_some() || self.http_port.is_some();
-        if web && self.api_tokens.is_empty() && !self.api_open && !is_loopback(&self.host) {
+        let web = self.ws_port.is_some() || self.http_port.is_some() || self.tls.wss_port.is_some();
+        if web
+            && self.access.api_tokens.is_empty()
+            && !self.access.api_open
+            && !is_loopback(&self.host)
+        {
             return Err(AccessError::OpenApi(self.host.clone()));
         }
         Ok(())
@@ -426,26 +449,42 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(line_only.check(), Ok(()));
-        let tokens = Config {
-            api_tokens: comma_list(Some("a, b")),
-            ..open.clone()
+        let with = |access: Access, base: &Config| Config {
+            access,
+            ..base.clone()
         };
-        assert_eq!(tokens.api_tokens, ["a", "b"]);
+        let tokens = with(
+            Access {
+                api_tokens: comma_list(Some("a, b")),
+                ..Access::default()
+            },
+            &open,
+        );
+        assert_eq!(tokens.access.api_tokens, ["a", "b"]);
         assert_eq!(tokens.check(), Ok(()));
-        let on_purpose = Config {
-            api_open: true,
-            ..open
-        };
+        let on_purpose = with(
+            Access {
+                api_open: true,
+                ..Access::default()
+            },
+            &open,
+        );
         assert_eq!(on_purpose.check(), Ok(()));
-        let empty = Config {
-            api_tokens: comma_list(Some("")),
-            ..Config::default()
-        };
+        let empty = with(
+            Access {
+                api_tokens: comma_list(Some("")),
+                ..Access::default()
+            },
+            &ok,
+        );
         assert_eq!(empty.check(), Err(AccessError::EmptyToken));
-        let origins = Config {
-            allowed_origins: comma_list(Some("https://a.example, http://b:8080, ftp://c")),
-            ..Config::default()
-        };
+        let origins = with(
+            Access {
+                allowed_origins: comma_list(Some("https://a.example, http://b:8080, ftp://c")),
+                ..Access::default()
+            },
+            &ok,
+        );
         assert_eq!(
             origins.check(),
             Err(AccessError::BadOrigin("ftp://c".into()))

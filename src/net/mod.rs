@@ -128,7 +128,7 @@ impl Server {
             .filter(|l| l.web)
             .map(|l| l.addr.port())
             .collect();
-        let (cluster, node) = match &config.redis {
+        let (cluster, node) = match &config.cluster.redis {
             None => (None, None),
             Some(url) => {
                 let addr = url.resolve().map_err(|e| StartError::Resolve {
@@ -136,11 +136,18 @@ impl Server {
                     source: Some(e),
                 })?;
                 let node = config
+                    .cluster
                     .node_id
                     .clone()
                     .unwrap_or_else(listen::random_node_id);
                 info!("cluster node id {node}, Redis at {addr}");
-                let cluster = Cluster::new(addr, url, &node, config.node_timeout, reserved::REDIS);
+                let cluster = Cluster::new(
+                    addr,
+                    url,
+                    &node,
+                    config.cluster.node_timeout,
+                    reserved::REDIS,
+                );
                 (Some(cluster), Some(node))
             }
         };

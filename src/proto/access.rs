@@ -20,12 +20,12 @@ use subtle::ConstantTimeEq;
 /// hashed first, so neither where the bytes differ nor whether the lengths do shows in
 /// the time taken (SHA-1's collisions do not matter here: guessing needs a preimage).
 pub fn api_token(config: &Config, authorization: Option<&str>) -> Option<usize> {
-    if config.api_tokens.is_empty() {
+    if config.access.api_tokens.is_empty() {
         return Some(0);
     }
     let presented = digest(bearer(authorization?)?);
     let mut found = None;
-    for (i, token) in config.api_tokens.iter().enumerate() {
+    for (i, token) in config.access.api_tokens.iter().enumerate() {
         let equal: bool = digest(token).ct_eq(&presented).into();
         if equal && found.is_none() {
             found = Some(i);
@@ -86,6 +86,7 @@ pub fn origin_allowed(
         origin_host.eq_ignore_ascii_case(host) && origin_port.is_some_and(|p| ports.contains(&p))
     });
     own || config
+        .access
         .allowed_origins
         .iter()
         .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
@@ -113,6 +114,7 @@ pub fn verify_login(secret: &str, token: &str, id: &str, now: Instant) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Access;
     use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
 
@@ -130,7 +132,10 @@ mod tests {
         let open = Config::default();
         assert_eq!(api_token(&open, None), Some(0));
         let config = Config {
-            api_tokens: vec!["old".into(), "new".into()],
+            access: Access {
+                api_tokens: vec!["old".into(), "new".into()],
+                ..Access::default()
+            },
             ..Config::default()
         };
         assert_eq!(api_token(&config, Some("Bearer old")), Some(0));
@@ -144,7 +149,10 @@ mod tests {
     #[test]
     fn origins() {
         let config = Config {
-            allowed_origins: vec!["https://Chat.Example".into()],
+            access: Access {
+                allowed_origins: vec!["https://Chat.Example".into()],
+                ..Access::default()
+            },
             ..Config::default()
         };
         let ports = [8080, 8081];

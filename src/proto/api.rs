@@ -556,7 +556,7 @@ fn upgrade<H: Host>(req: &Request, key: &str, host: &mut H) -> Option<WsSession>
     };
     let now = host.now();
     let mut session = WsSession::new(app, host.config().ws_max_message_bytes, now);
-    if let (Some(id), Some(secret)) = (&hub_id, &host.config().auth_secret) {
+    if let (Some(id), Some(secret)) = (&hub_id, &host.config().access.auth_secret) {
         let token = http::query_param(&req.query, "token");
         match token.and_then(|t| access::verify_login(secret, &t, id, now)) {
             Some(until) => session.set_expiry(until),

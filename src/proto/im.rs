@@ -74,7 +74,7 @@ pub fn on_text<H: Host>(text: &str, expires: &mut Option<Instant>, host: &mut H)
         }) => {
             // With --auth-secret, the login must carry a token signed for this user id.
             let now = host.now();
-            let signed = host.config().auth_secret.as_deref().map(|secret| {
+            let signed = host.config().access.auth_secret.as_deref().map(|secret| {
                 let token = token.as_deref();
                 token.and_then(|t| access::verify_login(secret, t, user_id, now))
             });
