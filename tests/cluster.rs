@@ -1419,6 +1419,8 @@ fn node_logged(redis_url: &str, id: &str) -> (Server, Arc<Mutex<Vec<u8>>>) {
         addr: first.trim().parse().unwrap_or_else(|_| panic!("{first:?}")),
         web: None,
         http: None,
+        tls: None,
+        wss: None,
         child,
     };
     (server, log)

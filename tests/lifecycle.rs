@@ -209,6 +209,8 @@ fn every_flag_can_come_from_an_imserver_variable() {
         addr: first.trim().parse().unwrap(),
         web: None,
         http: None,
+        tls: None,
+        wss: None,
         child,
     };
     assert_eq!(first, format!("127.0.0.1:{port}\n"));

@@ -8,6 +8,11 @@ sends alice a private message; then a screenshot of bob's page is saved.
 Usage:
   page_check.py --url http://127.0.0.1:HTTP/ --shot out.png [--devtools ws://...] [--line-name carol]
 
+The url may be https:// (the server's --wss-port): the page then talks wss:// to the same
+listener. A Chromium started by the script ignores certificate errors then, for the tests'
+self-signed certificate; one attached with --devtools must have been started with
+--ignore-certificate-errors.
+
 With --devtools the script attaches to a running browser (the Rust test starts and kills
 Chromium itself); without it, it starts `chromium` (or $CHROMIUM) and stops it at the end.
 Every wait is bounded. Prints one "OK <step>" line per step; exits 1 naming the failed step.
@@ -203,7 +208,7 @@ async def run(args, devtools):
     return steps
 
 
-def start_chromium():
+def start_chromium(insecure=False):
     exe = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not exe:
         raise Failure("chromium not found (apt-get install chromium)")
@@ -211,6 +216,7 @@ def start_chromium():
     proc = subprocess.Popen(
         [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         *(["--ignore-certificate-errors"] if insecure else []),
          f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True)
@@ -238,7 +244,7 @@ def main():
     try:
         devtools = args.devtools
         if not devtools:
-            proc, profile, devtools = start_chromium()
+            proc, profile, devtools = start_chromium(args.url.startswith("https:"))
         asyncio.run(asyncio.wait_for(run(args, devtools), 90))
     except (Failure, OSError, asyncio.TimeoutError, websockets.WebSocketException) as e:
         print(f"FAIL {type(e).__name__}: {e}", flush=True)

@@ -33,8 +33,12 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The WebSocket listener's address (`--ws-port`, or `--http-port` alone).
     pub web: Option<SocketAddr>,
-    /// The HTTP listener's address (the last web listener).
+    /// The HTTP listener's address (the last plain web listener).
     pub http: Option<SocketAddr>,
+    /// The line protocol over TLS (`--tls-port`).
+    pub tls: Option<SocketAddr>,
+    /// HTTPS and WebSocket over TLS (`--wss-port`).
+    pub wss: Option<SocketAddr>,
     pub child: Child,
 }
 
@@ -103,7 +107,8 @@ fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut stdout = BufReader::new(stdout);
     // One address line per listener: the line protocol's, then --ws-port's, then
-    // --http-port's (unless it is the same non-zero port as --ws-port).
+    // --http-port's (unless it is the same non-zero port as --ws-port), then --tls-port's,
+    // then --wss-port's.
     let web = ["--ws-port", "--http-port"]
         .iter()
         .filter(|f| args.contains(f))
@@ -112,8 +117,10 @@ fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
         let value = |f: &str| args.iter().position(|a| *a == f).map(|i| args[i + 1]);
         value("--ws-port") == value("--http-port") && value("--ws-port") != Some("0")
     };
+    let plain = 1 + web - usize::from(shared);
+    let (tls, wss) = (args.contains(&"--tls-port"), args.contains(&"--wss-port"));
     let mut addrs = Vec::new();
-    for _ in 0..1 + web - usize::from(shared) {
+    for _ in 0..plain + usize::from(tls) + usize::from(wss) {
         let mut line = String::new();
         stdout
             .read_line(&mut line)
@@ -127,7 +134,9 @@ fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
     Server {
         addr: addrs[0],
         web: addrs.get(1).copied(),
-        http: addrs.last().copied().filter(|_| web > 0),
+        http: addrs.get(plain - 1).copied().filter(|_| web > 0),
+        tls: addrs.get(plain).copied().filter(|_| tls),
+        wss: addrs.get(plain + usize::from(tls)).copied().filter(|_| wss),
         child,
     }
 }
@@ -245,6 +254,35 @@ impl Client {
                 String::from_utf8_lossy(&all)
             ),
         }
+    }
+
+    /// Reads raw bytes (not necessarily UTF-8) until they contain `needle`, for at most
+    /// `limit`; returns everything read. Panics if the connection closes or time runs out.
+    pub fn read_until_contains(&mut self, needle: &[u8], limit: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + limit;
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !all.windows(needle.len()).any(|w| w == needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {:?} within {limit:?}; got {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&all)
+            );
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.reader.read(&mut chunk) {
+                Ok(0) => panic!(
+                    "connection closed; got {:?}",
+                    String::from_utf8_lossy(&all)
+                ),
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+        self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        all
     }
 
     /// Half-closes: the server sees EOF but can still write to us.
