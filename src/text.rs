@@ -33,6 +33,8 @@ pub struct LimitTexts {
     pub flooding: &'static str,
     /// A connection refused because its address holds or opened too many.
     pub too_many_conns: &'static str,
+    /// A TLS client on the plain line protocol's port.
+    pub not_tls: &'static str,
 }
 
 /// The line protocol's lines, and the notices every protocol shows.
@@ -175,6 +177,7 @@ pub const ZH: Texts = Texts {
     limits: LimitTexts {
         flooding: "发送过快，已断开\n",
         too_many_conns: "连接过多\n",
+        not_tls: "此端口不支持 TLS，请使用 TLS 端口\n",
     },
 };
 
@@ -227,6 +230,7 @@ pub const EN: Texts = Texts {
     limits: LimitTexts {
         flooding: "flooding, disconnected\n",
         too_many_conns: "too many connections from your address\n",
+        not_tls: "this port speaks the plain line protocol; use the TLS port\n",
     },
 };
 

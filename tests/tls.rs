@@ -183,7 +183,13 @@ impl SClient {
         let mut child = Command::new("openssl")
             .args(["s_client", "-quiet", "-nocommands"])
             .args(["-connect", &addr.to_string()])
-            .args(["-CAfile", ca, "-verify_ip", "127.0.0.1", "-verify_return_error"])
+            .args([
+                "-CAfile",
+                ca,
+                "-verify_ip",
+                "127.0.0.1",
+                "-verify_return_error",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -472,7 +478,10 @@ fn a_missing_certificate_file_is_one_line() {
         "--tls-port",
         "0",
     ]);
-    assert!(line.contains("certificate") && line.contains(&missing), "{line}");
+    assert!(
+        line.contains("certificate") && line.contains(&missing),
+        "{line}"
+    );
 }
 
 #[test]
@@ -543,7 +552,10 @@ fn tls_ports_without_a_certificate_are_one_line() {
         &["--wss-port", "0", "--tls-key", &key][..],
     ] {
         let line = refuses_to_start(args);
-        assert!(line.contains("--tls-cert") && line.contains("--tls-key"), "{line}");
+        assert!(
+            line.contains("--tls-cert") && line.contains("--tls-key"),
+            "{line}"
+        );
     }
 }
 
@@ -635,26 +647,32 @@ fn a_tls_client_on_the_plain_port_does_not_stop_the_server() {
     let certs = Certs::new();
     let server = start_tls(&certs);
     let (mut alice, mut bob) = two_plain_users(&server);
-    // openssl's ClientHello arrives as (binary) line-protocol input; the server's first
-    // line is no TLS, so s_client gives up. Whatever the server made of those bytes (an
-    // online notice, a broadcast of the bytes before a 0x0a, an offline notice), it goes on.
+    // openssl's ClientHello reaches the line protocol, which sees a TLS record where a line
+    // should be: it answers in plain text and closes, and broadcasts none of it.
     let mut cmd = Command::new("openssl");
     cmd.args(["s_client", "-connect", &server.addr.to_string()]);
     let (status, stdout, stderr) = run_bounded(cmd, Duration::from_secs(15));
     let status = status.unwrap_or_else(|| {
         panic!("s_client on the plain port did not end in 15 s: {stdout} {stderr}")
     });
-    assert!(!status.success(), "s_client cannot succeed on the plain port: {stdout}");
+    assert!(
+        !status.success(),
+        "s_client cannot succeed on the plain port: {stdout}"
+    );
     // Whatever alice and bob were told about it ends with its offline notice (which the
     // server may hold back a moment, see `fanout::Departures`); then a marker.
     let offline = ":已下线\n".as_bytes();
     let seen_by_alice = alice.read_until_contains(offline, Duration::from_secs(5));
     let mut seen_by_bob = bob.read_until_contains(offline, Duration::from_secs(5));
+    // Its online and offline notices, and nothing of its handshake bytes.
+    let seen = String::from_utf8_lossy(&seen_by_alice).into_owned();
+    let lines: Vec<&str> = seen.split_inclusive('\n').collect();
+    assert_eq!(lines.len(), 2, "{seen:?}");
     assert!(
-        seen_by_alice.starts_with(b"[") && seen_by_alice.ends_with(offline),
-        "{:?}",
-        String::from_utf8_lossy(&seen_by_alice)
+        lines[0].starts_with('[') && lines[0].ends_with(":已上线\n"),
+        "{seen:?}"
     );
+    assert!(lines[1].ends_with(":已下线\n"), "{seen:?}");
     let (a, b) = (alice.addr.clone(), bob.addr.clone());
     alice.send(b"marker after the tls client\n");
     let marker = format!("[{a}]{a}:marker after the tls client\n");
@@ -676,6 +694,23 @@ fn a_tls_client_on_the_plain_port_does_not_stop_the_server() {
     let mut ossl = SClient::connect(server.tls.unwrap(), &certs.cert());
     let t = ossl.online();
     alice.expect_line(&format!("[{t}]{t}:已上线\n"));
+}
+
+#[test]
+fn a_tls_record_on_the_plain_port_is_answered_in_plain_text() {
+    let certs = Certs::new();
+    let server = start_tls(&certs);
+    let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    raw.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, b'\n', 3, 4])
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = raw.read_to_end(&mut got);
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.ends_with("此端口不支持 TLS，请使用 TLS 端口\n"),
+        "{got:?}"
+    );
 }
 
 /// Connects to `addr`, sends `bytes` (dripped one per `drip` if given), and returns how long
@@ -721,14 +756,26 @@ fn stalled_handshakes_are_closed_after_ten_seconds_and_disturb_nobody() {
     let (mut alice, mut bob) = two_plain_users(&server);
     // Half a ClientHello: a record header promising 0xc8 bytes, the handshake header, the
     // version and 32 bytes of random: 43 of the 205 bytes.
-    let mut half_hello = vec![0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03];
+    let mut half_hello = vec![
+        0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
+    ];
     half_hello.extend([0x5a; 32]);
     let (tls, wss) = (server.tls.unwrap(), server.wss.unwrap());
     let cases: Vec<(&str, SocketAddr, Vec<u8>, Option<Duration>)> = vec![
         ("silent on --tls-port", tls, vec![], None),
-        ("half a ClientHello on --tls-port", tls, half_hello.clone(), None),
+        (
+            "half a ClientHello on --tls-port",
+            tls,
+            half_hello.clone(),
+            None,
+        ),
         ("silent on --wss-port", wss, vec![], None),
-        ("half a ClientHello on --wss-port", wss, half_hello.clone(), None),
+        (
+            "half a ClientHello on --wss-port",
+            wss,
+            half_hello.clone(),
+            None,
+        ),
         // Bytes keep coming, but a handshake that never completes still ends at 10 s.
         (
             "a ClientHello dripped a byte per 400 ms",
@@ -740,7 +787,10 @@ fn stalled_handshakes_are_closed_after_ten_seconds_and_disturb_nobody() {
     let waits: Vec<_> = cases
         .into_iter()
         .map(|(what, addr, bytes, drip)| {
-            (what, std::thread::spawn(move || time_to_close(addr, bytes, drip)))
+            (
+                what,
+                std::thread::spawn(move || time_to_close(addr, bytes, drip)),
+            )
         })
         .collect();
     // Meanwhile the loop serves everyone else.
@@ -750,7 +800,9 @@ fn stalled_handshakes_are_closed_after_ten_seconds_and_disturb_nobody() {
     bob.expect_line(&format!("[{a}]{a}:during the stall\n"));
     alice.expect_line(&format!("[{a}]{a}:during the stall\n"));
     for (what, wait) in waits {
-        let took = wait.join().unwrap_or_else(|_| panic!("{what}: the wait panicked"));
+        let took = wait
+            .join()
+            .unwrap_or_else(|_| panic!("{what}: the wait panicked"));
         println!("{what}: closed after {took:?}");
         assert!(
             took >= HANDSHAKE_TIMEOUT - Duration::from_millis(500)

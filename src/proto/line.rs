@@ -13,7 +13,12 @@ use log::debug;
 pub struct LineSession {
     /// Whether the rest of an over-long line is being skipped up to its newline.
     discarding: bool,
+    /// Whether any byte has arrived yet (the first ones tell a TLS client apart).
+    started: bool,
 }
+
+/// The first bytes of a TLS handshake record: content type 22, version 3.x.
+const TLS_RECORD_START: [u8; 2] = [0x16, 0x03];
 
 /// The one line that answers a malformed command.
 pub fn error_text(texts: &Texts, e: ProtocolError) -> &'static str {
@@ -27,6 +32,16 @@ pub fn error_text(texts: &Texts, e: ProtocolError) -> &'static str {
 impl LineSession {
     /// Executes the complete lines at the front of `data`; returns the bytes consumed.
     pub fn feed<H: Host>(&mut self, data: &[u8], host: &mut H) -> usize {
+        if !self.started && !data.is_empty() {
+            self.started = true;
+            if data.starts_with(&TLS_RECORD_START) {
+                // A TLS client on the plain port: its handshake is no chat line for anyone.
+                debug!("{} spoke TLS to the plain line port", host.addr());
+                host.send(host.texts().limits.not_tls.as_bytes());
+                host.finish();
+                return data.len();
+            }
+        }
         let max = host.config().max_line_bytes;
         let mut pos = 0;
         while pos < data.len() {

@@ -272,10 +272,7 @@ impl Client {
             );
             self.stream.set_read_timeout(Some(left)).unwrap();
             match self.reader.read(&mut chunk) {
-                Ok(0) => panic!(
-                    "connection closed; got {:?}",
-                    String::from_utf8_lossy(&all)
-                ),
+                Ok(0) => panic!("connection closed; got {:?}", String::from_utf8_lossy(&all)),
                 Ok(n) => all.extend_from_slice(&chunk[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => panic!("read failed: {e}"),
