@@ -20,34 +20,35 @@
 //! The loop knows no chat rule and spells no text: bytes go to the connection's session
 //! (`proto`), which calls the chat service (`host`); what is queued goes back out here.
 
+mod admit;
 mod conn;
 mod conns;
 mod ctx;
 mod fanout;
 mod flood;
+mod flush;
 mod host;
 mod listen;
 mod per_ip;
 mod storm;
 mod tls;
 
-use crate::chat::{Chat, Kind, DEFAULT_ROOM};
+use crate::chat::Chat;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::heap;
 use crate::metrics::Metrics;
-use crate::proto::{api::Web, Session};
+use crate::proto::api::Web;
 use crate::timer::Wheel;
-use conn::{ConnState, Flush, ReadOutcome};
+use conn::{ConnState, ReadOutcome};
 use conns::Conns;
 use fanout::{Departures, Fanout};
-use flood::{millis, Bucket};
+use flood::millis;
 use host::State;
 pub use listen::StartError;
 use listen::{Accept, Listener};
 use log::{debug, info, trace, warn};
 use mio::{Events, Interest, Poll, Token};
-use per_ip::Refused;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::io::{self, ErrorKind};
@@ -359,130 +360,6 @@ impl Server {
         self.st.apply_news(now);
     }
 
-    /// Accepts every pending connection on listener `i` (see [`Accept`] for running out
-    /// of descriptors).
-    fn on_listener(&mut self, i: usize, now: Instant) {
-        while let Some(listener) = self.listeners.get(i) {
-            let (web, tls) = (listener.web, listener.tls);
-            let Some((socket, peer)) = self.accept.next(listener, now) else {
-                return;
-            };
-            self.admit(socket, peer, (web, tls), now);
-        }
-    }
-
-    /// Takes a new connection in, or refuses it when the server is full. A line user is
-    /// online as soon as its transport is established; a web connection first speaks
-    /// HTTP.
-    fn admit(
-        &mut self,
-        mut socket: mio::net::TcpStream,
-        peer: SocketAddr,
-        (web, tls): (bool, bool),
-        now: Instant,
-    ) {
-        let token = self.st.conns.next_token();
-        let limits = &self.st.config.limits;
-        let limited = limits.limit_loopback || !peer.ip().to_canonical().is_loopback();
-        let caps = (limits.max_conns_per_ip, limits.conn_rate_per_ip);
-        let held = self.st.conns.len();
-        let refusal = if held >= self.st.config.max_conns {
-            self.st.metrics.refused_full += 1;
-            self.accept.refused.hit();
-            Some(503)
-        } else if let Err(why) = match limited {
-            true => self.accept.per_ip.admit(peer.ip(), token, caps, now),
-            false => Ok(()),
-        } {
-            match why {
-                Refused::TooMany => self.st.metrics.guard.refused_per_ip += 1,
-                Refused::TooFast => self.st.metrics.guard.refused_rate += 1,
-            }
-            self.accept.refused_ip.hit();
-            Some(429)
-        } else {
-            None
-        };
-        if let Some(status) = refusal {
-            debug!("{peer} refused ({status})");
-            // A web client is taken in just long enough to answer its request (a reset
-            // would lose the answer); a line client gets one line, best effort, as Redis
-            // does (a TLS client cannot be told anything before its handshake).
-            let room = held < self.st.config.max_conns + TURN_AWAY_SLOTS;
-            if !(web && room) {
-                let texts = self.st.texts();
-                let line = match status {
-                    503 => texts.line.server_full,
-                    _ => texts.limits.too_many_conns,
-                };
-                if !web && !tls {
-                    let _ = io::Write::write(&mut socket, line.as_bytes());
-                }
-                return;
-            }
-        }
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, token, Interest::READABLE)
-        {
-            debug!("{peer} dropped: cannot register: {e}");
-            if refusal.is_none() {
-                self.accept.per_ip.release(token, now, caps.1);
-            }
-            return;
-        }
-        // Chat messages are small and latency matters more than packet count; the loop
-        // already batches everything queued in one turn into one write.
-        let _ = socket.set_nodelay(true);
-        let session = match (web, refusal) {
-            (true, Some(status)) => Session::http_refusing(now, status),
-            (true, None) => Session::http(now),
-            (false, _) => Session::default(),
-        };
-        let transport = match (&self.tls, tls) {
-            (Some(config), true) => match rustls::ServerConnection::new(config.clone()) {
-                Ok(t) => Some(Box::new(t)),
-                Err(e) => {
-                    debug!("{peer} dropped: TLS: {e}");
-                    let _ = self.poll.registry().deregister(&mut socket);
-                    return;
-                }
-            },
-            _ => None,
-        };
-        let flood = Bucket::new(self.st.flood_rule(), limited, millis(self.st.epoch, now));
-        let token = self
-            .st
-            .conns
-            .insert(socket, session, (transport, flood), now);
-        self.st.metrics.accepted += 1;
-        debug!("{peer} connected as {token:?}");
-        self.st.schedule(token);
-        self.enter_line_user(token, now);
-    }
-
-    /// Puts a line connection's user online once its transport is established (at once
-    /// over TCP, after the handshake over TLS, so a failed handshake disturbs nobody).
-    fn enter_line_user(&mut self, token: Token, now: Instant) {
-        let Some(conn) = self.st.conns.get(token) else {
-            return;
-        };
-        let waiting = conn.state == ConnState::Open
-            && conn.user.is_none()
-            && matches!(conn.session, Session::Line(_))
-            && conn.established();
-        if waiting
-            && self
-                .st
-                .enter(token, Kind::Line, None, DEFAULT_ROOM, now)
-                .is_err()
-        {
-            // Unreachable while the old socket with this address is open; be safe anyway.
-            self.st.conns.close_now(token);
-        }
-    }
-
     /// Reads until the socket is drained or the budget is spent, handing every chunk to
     /// the connection's session. Input after EOF, a kick or shutdown is read and dropped,
     /// so the kernel does not answer our final close with a reset that could destroy owed
@@ -658,68 +535,6 @@ impl Server {
                 self.accept.per_ip.release(token, now, per_minute);
                 debug!("{conn} closed");
             }
-        }
-    }
-
-    /// Writes each dirty connection's output once. WRITABLE interest is armed only when the
-    /// socket is full with bytes left, and disarmed once drained.
-    fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.st.conns.dirty);
-        for token in dirty.drain(..) {
-            let Some(conn) = self.st.conns.get_mut(token) else {
-                continue;
-            };
-            conn.dirty = false;
-            if conn.state == ConnState::Closing {
-                continue;
-            }
-            let pending = conn.pending();
-            let outcome = conn.flush(WRITE_BUDGET_BYTES);
-            let written = pending - conn.pending().min(pending);
-            self.st.metrics.bytes_out += written as u64;
-            self.trim.0 += written as u64;
-            self.st.conns.wrote(written);
-            let Some(conn) = self.st.conns.get_mut(token) else {
-                continue;
-            };
-            let want_write = match outcome {
-                Flush::Drained if conn.state == ConnState::CloseAfterFlush => {
-                    self.st.conns.close_now(token);
-                    continue;
-                }
-                Flush::Drained => false,
-                Flush::WouldBlock => true,
-                Flush::OverBudget => {
-                    self.st.conns.mark_dirty(token);
-                    continue;
-                }
-                Flush::Failed(e) => {
-                    debug!("{conn} write failed: {e}");
-                    self.st.conns.close_now(token);
-                    continue;
-                }
-            };
-            if conn.write_armed != want_write {
-                let interest = if want_write {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                match self
-                    .poll
-                    .registry()
-                    .reregister(&mut conn.socket, token, interest)
-                {
-                    Ok(()) => conn.write_armed = want_write,
-                    Err(e) => {
-                        debug!("{conn} reregister failed: {e}");
-                        self.st.conns.close_now(token);
-                    }
-                }
-            }
-        }
-        if self.st.conns.dirty.is_empty() {
-            self.st.conns.dirty = dirty; // keep the allocation
         }
     }
 
