@@ -144,7 +144,13 @@ fn a_flooder_is_slowed_to_the_rate_and_loses_nothing_while_others_are_served_at_
 fn loopback_is_not_slowed_without_limit_loopback_and_rate_zero_turns_flood_control_off() {
     for args in [
         &["--flood-burst", "5", "--flood-rate", "5"][..],
-        &["--limit-loopback", "--flood-burst", "5", "--flood-rate", "0"][..],
+        &[
+            "--limit-loopback",
+            "--flood-burst",
+            "5",
+            "--flood-rate",
+            "0",
+        ][..],
     ] {
         let (arrivals, throttled) = flood_40(args);
         assert!(
@@ -393,9 +399,9 @@ fn connect_never_reading(addr: SocketAddr) -> TcpStream {
 fn read_talk(c: &mut Client, t: &str, next: &mut usize, until: usize, others: &[String]) {
     while *next < until {
         let line = c.read_line();
-        let notice = others.iter().any(|o| {
-            line == format!("[{o}]{o}:已上线\n") || line == format!("[{o}]{o}:已下线\n")
-        });
+        let notice = others
+            .iter()
+            .any(|o| line == format!("[{o}]{o}:已上线\n") || line == format!("[{o}]{o}:已下线\n"));
         if notice {
             continue;
         }
@@ -465,7 +471,10 @@ fn past_max_outbuf_total_the_largest_backlog_is_cut_first_and_readers_lose_nothi
         .lines()
         .filter(|l| *l != format!("[{b}]{b}:已上线"))
         .collect();
-    assert!(talk.len() < sent, "the first slow reader got all {sent} lines");
+    assert!(
+        talk.len() < sent,
+        "the first slow reader got all {sent} lines"
+    );
     for (i, line) in talk.iter().enumerate() {
         let want = format!("[{t}]{t}:{i:06}:{payload}");
         assert!(*line == want || want.starts_with(line), "line {i}");

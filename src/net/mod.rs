@@ -634,7 +634,12 @@ impl Server {
         }
         conn.flood.throttled = false;
         self.take_input(token, &mut [], now);
-        match self.st.conns.get(token).map(|c| (c.state, c.flood.throttled)) {
+        match self
+            .st
+            .conns
+            .get(token)
+            .map(|c| (c.state, c.flood.throttled))
+        {
             Some((ConnState::Open, false)) => {
                 // What waited in the socket meanwhile: its edge will not fire again.
                 self.again.push(token);

@@ -99,7 +99,11 @@ impl Log {
     /// The lines logged so far that contain `needle`.
     pub fn lines_with(&self, needle: &str) -> Vec<String> {
         let lines = self.0.lock().unwrap();
-        lines.iter().filter(|l| l.contains(needle)).cloned().collect()
+        lines
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
     }
 
     /// Waits at most `limit` for a line containing `needle`, polling; returns it.
