@@ -161,16 +161,19 @@ fn loopback_is_not_slowed_without_limit_loopback_and_rate_zero_turns_flood_contr
     }
 }
 
-/// A client that writes `lines` at once, then keeps writing a line every 100 ms (for at
-/// most 8 s, until the server is gone), and reads all it gets until the server closes.
+/// A client that writes `lines` at once, then keeps writing 20 lines of 1000 bytes every
+/// 100 ms (for at most 8 s, until the server is gone; far more than the server reads, so its
+/// socket fills), and reads all it gets until the server closes.
 fn keep_flooding(mut sender: Client, lines: usize) -> (String, Duration) {
     let mut writer = sender.stream.try_clone().unwrap();
     let t0 = Instant::now();
     writer.write_all(numbered(lines).as_bytes()).unwrap();
     let more = std::thread::spawn(move || {
-        for i in lines..lines + 80 {
+        let pad = "f".repeat(990);
+        for round in 0..80 {
             std::thread::sleep(Duration::from_millis(100));
-            if writer.write_all(format!("m{i}\n").as_bytes()).is_err() {
+            let chunk: String = (0..20).map(|i| format!("{round}.{i}:{pad}\n")).collect();
+            if writer.write_all(chunk.as_bytes()).is_err() {
                 return;
             }
         }

@@ -73,6 +73,8 @@ const EVENTS_CAPACITY: usize = 1024;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes read from one connection per turn before the others get their turn.
 const READ_BUDGET_BYTES: usize = 64 * 1024;
+/// Read budgets spent at most on dropping what a flooder kicked while paused had sent.
+const KICK_DRAIN_READS: usize = 32;
 /// Connections past `--max-conns` taken in only to be answered 503 (or 429) and closed.
 const TURN_AWAY_SLOTS: usize = 64;
 /// Bytes written to one connection per turn before the others get their turn.
@@ -648,8 +650,15 @@ impl Server {
             Some((ConnState::CloseAfterFlush, _)) => {
                 // Kicked for flooding: read and drop what still waits in the socket now,
                 // before the close this turn, or the kernel answers the close with a reset
-                // and the kick's line may be lost.
-                self.on_readable(token, now);
+                // and the kick's line may be lost. A paused socket holds about its receive
+                // buffer, so a bounded number of budgets empties it.
+                for _ in 0..KICK_DRAIN_READS {
+                    self.on_readable(token, now);
+                    if self.again.last() != Some(&token) {
+                        break;
+                    }
+                    self.again.pop();
+                }
             }
             _ => {}
         }
