@@ -74,6 +74,8 @@ const EVENTS_CAPACITY: usize = 1024;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes read from one connection per turn before the others get their turn.
 const READ_BUDGET_BYTES: usize = 64 * 1024;
+/// Read budgets spent at most on dropping what a flooder kicked while paused had sent.
+const KICK_DRAIN_READS: usize = 32;
 /// Connections past `--max-conns` taken in only to be answered 503 (or 429) and closed.
 const TURN_AWAY_SLOTS: usize = 64;
 /// Bytes written to one connection per turn before the others get their turn.
@@ -368,8 +370,10 @@ impl Server {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut budget = READ_BUDGET_BYTES;
         while let Some(conn) = self.st.conns.get_mut(token) {
-            // A throttled flooder is not read: its own window fills (see `flood`).
-            if conn.state == ConnState::Closing || conn.flood.throttled {
+            // A throttled flooder is not read: its own window fills (see `flood`). Once
+            // kicked, what it sent meanwhile is read and dropped like any input after a kick.
+            let paused = conn.flood.throttled && conn.state == ConnState::Open;
+            if conn.state == ConnState::Closing || paused {
                 break;
             }
             match conn.read_some(&mut scratch) {
@@ -516,10 +520,31 @@ impl Server {
         }
         conn.flood.throttled = false;
         self.take_input(token, &mut [], now);
-        if self.st.conns.get(token).is_some_and(|c| !c.flood.throttled) {
-            // What waited in the socket meanwhile: its edge will not fire again.
-            self.again.push(token);
-            self.st.schedule(token);
+        match self
+            .st
+            .conns
+            .get(token)
+            .map(|c| (c.state, c.flood.throttled))
+        {
+            Some((ConnState::Open, false)) => {
+                // What waited in the socket meanwhile: its edge will not fire again.
+                self.again.push(token);
+                self.st.schedule(token);
+            }
+            Some((ConnState::CloseAfterFlush, _)) => {
+                // Kicked for flooding: read and drop what still waits in the socket now,
+                // before the close this turn, or the kernel answers the close with a reset
+                // and the kick's line may be lost. A paused socket holds about its receive
+                // buffer, so a bounded number of budgets empties it.
+                for _ in 0..KICK_DRAIN_READS {
+                    self.on_readable(token, now);
+                    if self.again.last() != Some(&token) {
+                        break;
+                    }
+                    self.again.pop();
+                }
+            }
+            _ => {}
         }
         true
     }

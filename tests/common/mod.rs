@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long any single read waits before the test fails.
@@ -93,7 +94,59 @@ pub fn start_with_fd_limit(fds: u32, args: &[&str]) -> Server {
     start_cmd(cmd, args)
 }
 
-fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
+/// The server's log (its stderr) as it comes, kept for assertions and echoed to the
+/// test's own stderr so a failure still shows it.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    /// The lines logged so far that contain `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        let lines = self.0.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits at most `limit` for a line containing `needle`, polling; returns it.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.lines_with(needle).into_iter().next() {
+                return Some(line);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Like [`start`], keeping the server's stderr (its log, `RUST_LOG=warn` unless the test
+/// runner sets another level) in a [`Log`].
+pub fn start_logged(args: &[&str]) -> (Server, Log) {
+    let mut server = start_cmd_with(server_cmd(), args, Stdio::piped());
+    let stderr = server.child.stderr.take().expect("stderr is piped");
+    let log = Log::default();
+    let lines = log.0.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            eprintln!("{line}");
+            lines.lock().unwrap().push(line);
+        }
+    });
+    (server, log)
+}
+
+fn start_cmd(cmd: Command, args: &[&str]) -> Server {
+    start_cmd_with(cmd, args, Stdio::inherit())
+}
+
+fn start_cmd_with(mut cmd: Command, args: &[&str], stderr: Stdio) -> Server {
     let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     let mut child = cmd
         .args(["--host", "127.0.0.1", "--port", "0"])
@@ -101,7 +154,7 @@ fn start_cmd(mut cmd: Command, args: &[&str]) -> Server {
         .env("RUST_LOG", log)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -181,15 +234,7 @@ pub struct Client {
 
 /// Connects without reading anything.
 pub fn connect_raw(addr: SocketAddr) -> Client {
-    let stream = TcpStream::connect(addr).expect("connect to server");
-    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    let reader = BufReader::new(stream.try_clone().unwrap());
-    let local = stream.local_addr().unwrap().to_string();
-    Client {
-        stream,
-        reader,
-        addr: local,
-    }
+    Client::from_stream(TcpStream::connect(addr).expect("connect to server"))
 }
 
 /// Connects and consumes the user's own online notice.
@@ -201,6 +246,18 @@ pub fn connect(addr: SocketAddr) -> Client {
 }
 
 impl Client {
+    /// A client on a socket connected some other way; reads time out as [`connect_raw`]'s.
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let addr = stream.local_addr().unwrap().to_string();
+        Client {
+            stream,
+            reader,
+            addr,
+        }
+    }
+
     /// Writes raw bytes.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write to server");
