@@ -780,6 +780,9 @@ impl GenRequest {
             content_length,
             keep_alive,
             websocket,
+            host: self.host.then(|| "example.com".to_owned()),
+            origin: None,
+            authorization: None,
         })
     }
 }
@@ -1320,6 +1323,7 @@ fn im_request() -> impl Strategy<Value = (serde_json::Value, im::Command)> {
                     im::Command::Login {
                         user_id: u,
                         app_id: app,
+                        token: None,
                     },
                 )
             }),
@@ -1355,7 +1359,7 @@ proptest! {
         let is_object = matches!(serde_json::from_str(&text), Ok(serde_json::Value::Object(_)));
         prop_assert_eq!(req.command == Err(im::Refusal::NotJson), !is_object);
         match req.command {
-            Ok(im::Command::Login { user_id, app_id }) => {
+            Ok(im::Command::Login { user_id, app_id, .. }) => {
                 prop_assert_eq!(req.cmd.as_str(), "login");
                 prop_assert!(user_id.len() <= im::MAX_USER_ID_BYTES);
                 prop_assert!(check_name(user_id.as_bytes()).is_ok());

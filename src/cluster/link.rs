@@ -62,6 +62,55 @@ pub enum Event<A> {
     },
 }
 
+/// Deepest array nesting accepted in a reply (ours are at most two deep).
+const MAX_REPLY_NESTING: usize = 32;
+
+/// How deep the arrays of the first reply at the front of `buf` nest, as far as it has
+/// arrived, counted without recursion (RESP2: `*N` arrays, `$N` bulk strings, one-line
+/// `+`, `-`, `:`). Stops counting past [`MAX_REPLY_NESTING`].
+fn nesting(buf: &[u8]) -> usize {
+    let mut pending: Vec<i64> = Vec::new(); // elements still due at each open level
+    let mut deepest = 0;
+    let mut at = 0;
+    while let Some(end) = buf
+        .get(at..)
+        .and_then(|r| r.windows(2).position(|w| w == b"\r\n"))
+    {
+        let line = buf.get(at..at + end).unwrap_or_default();
+        at += end + 2;
+        let count = || {
+            std::str::from_utf8(line.get(1..).unwrap_or_default())
+                .ok()
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(-1)
+        };
+        match line.first() {
+            Some(b'*') if count() > 0 => {
+                pending.push(count());
+                deepest = deepest.max(pending.len());
+                if deepest > MAX_REPLY_NESTING {
+                    return deepest;
+                }
+                continue;
+            }
+            Some(b'$') if count() >= 0 => at += usize::try_from(count()).unwrap_or(0) + 2,
+            _ => {}
+        }
+        // One element done: close every level it completes.
+        while let Some(left) = pending.last_mut() {
+            *left -= 1;
+            if *left > 0 {
+                break;
+            }
+            pending.pop();
+        }
+        if pending.is_empty() {
+            return deepest;
+        }
+    }
+    deepest
+}
+
 /// One socket to Redis with its buffers.
 #[derive(Debug, Default)]
 struct Link {
@@ -332,6 +381,11 @@ impl<A> Backplane<A> {
         let mut used = 0;
         loop {
             let rest = link.inbuf.get(used..).unwrap_or_default();
+            // The decoder recurses once per nested array: a reply nested thousands deep
+            // (which no command of ours asks for) would overflow the stack. Refuse it.
+            if nesting(rest) > MAX_REPLY_NESTING {
+                return Err(Fault::Garbled("Redis sent a reply nested too deep"));
+            }
             let (frame, n) = match decode(rest) {
                 Ok(Some(done)) => done,
                 Ok(None) => break,
@@ -497,6 +551,16 @@ fn push_command(out: &mut Vec<u8>, args: &[&[u8]]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_nesting_is_counted_without_recursion() {
+        assert_eq!(nesting(b"+OK\r\n"), 0);
+        assert_eq!(nesting(b"*2\r\n$3\r\nfoo\r\n*1\r\n:1\r\n"), 2);
+        assert_eq!(nesting(b"*1\r\n*1\r\n"), 2); // not all arrived yet
+        assert_eq!(nesting(b"*0\r\n*5\r\n"), 0); // the next reply is not this one's
+        let deep = b"*1\r\n".repeat(100_000);
+        assert!(nesting(&deep) > MAX_REPLY_NESTING);
+    }
 
     #[test]
     fn commands_are_resp_arrays_of_bulk_strings() {
