@@ -18,8 +18,11 @@ RSS_LIMIT_PCT = 10.0
 def load_json(path):
     try:
         with open(path) as f:
-            text = f.read().strip().splitlines()
-        return json.loads(text[-1]) if text else None
+            text = f.read().strip()
+        try:
+            return json.loads(text)
+        except ValueError:
+            return json.loads(text.splitlines()[-1])  # imbench: the JSON line is the last
     except (OSError, ValueError, IndexError):
         return None
 
