@@ -118,7 +118,7 @@ def main():
 
         rows.append([
             str(m + 1),
-            f"{max(in_min) / 1024:.1f}" if in_min else "?",
+            f"{sorted(in_min)[len(in_min) // 2] / 1024:.1f} / {max(in_min) / 1024:.1f}" if in_min else "?",
             str(f.get("deliveries", "–")),
             md(runs["fanout"]),
             ms(f.get("p99_us")),
@@ -132,7 +132,7 @@ def main():
             f"{sum(1 for k in runs if rcs[k] == '0')}/3",
         ])
 
-    head = ["min", "server RSS MB (max)", "fanout deliveries", "fanout missing / dup",
+    head = ["min", "server RSS MB (median / max)", "fanout deliveries", "fanout missing / dup",
             "fanout p99 ms", "private deliveries", "private missing / dup", "private p99 ms",
             "churn joins", "slow-consumer kicks", "flood throttled", "flood kicks", "runs ok"]
     out = []
@@ -164,8 +164,18 @@ def main():
                      f"of the last {sum(last) / len(last) / 1024:.1f} MB")
         out.append(f"- **RSS after warm-up** (minutes 1–{WARMUP_MIN} excluded, {len(after)} samples "
                    f"every 10 s): {lo / 1024:.1f}–{hi / 1024:.1f} MB, max/min = {hi / lo:.3f}, "
-                   f"**{'flat' if pct <= RSS_LIMIT_PCT else 'NOT flat'} within {pct:.1f} %** "
-                   f"(limit {RSS_LIMIT_PCT:.0f} %){trend}.")
+                   + (f"**flat within {pct:.1f} %** " if pct <= RSS_LIMIT_PCT
+                      else f"**NOT flat: spread {pct:.0f} %** ")
+                   + f"(limit {RSS_LIMIT_PCT:.0f} %){trend}.")
+        meds = []
+        for m in range(WARMUP_MIN, minutes):
+            xs = sorted(kb for t, kb in rss if t0 + 60 * m <= t < t0 + 60 * (m + 1))
+            if xs:
+                meds.append(xs[len(xs) // 2])
+        if meds:
+            out.append(f"- **RSS baseline** (each minute's median sample, minutes {WARMUP_MIN + 1}–{minutes}): "
+                       f"{min(meds) / 1024:.1f}–{max(meds) / 1024:.1f} MB (max/min {max(meds) / min(meds):.2f}); "
+                       f"first {meds[0] / 1024:.1f} MB, last {meds[-1] / 1024:.1f} MB.")
     else:
         out.append("- **RSS after warm-up**: no samples (run shorter than the warm-up?).")
     out.append(f"- **Well-behaved users' deliveries** (fanout + private, all minutes): "
