@@ -394,7 +394,15 @@ impl Server {
                     }
                     budget -= n;
                 }
-                ReadOutcome::WouldBlock => break,
+                ReadOutcome::WouldBlock => {
+                    // Everything the sender sent has been read and run: no backlog. (A
+                    // sender whose socket still holds lines is not caught up, however
+                    // often its held lines run out: that is what --flood-kick measures.)
+                    if !conn.flood.throttled {
+                        conn.flood.caught_up();
+                    }
+                    break;
+                }
                 ReadOutcome::Eof => {
                     debug!("{conn} sent EOF");
                     self.st.finish(token, now);
@@ -446,9 +454,6 @@ impl Server {
             buf
         };
         if let Some(conn) = self.st.conns.get_mut(token) {
-            if !conn.flood.throttled {
-                conn.flood.caught_up();
-            }
             // An idle connection holds no buffer.
             conn.inbuf = if rest.is_empty() || conn.state != ConnState::Open {
                 Vec::new()
