@@ -5,7 +5,8 @@ use crate::config::RedisUrl;
 use crate::config::{self, Access, ClusterSettings, Config, Limits, TlsSettings};
 use crate::text::Lang;
 use clap::builder::TypedValueParser;
-use clap::Parser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -196,6 +197,63 @@ impl ServerArgs {
             },
         }
     }
+}
+
+/// Parses the command line into `A` (the server's flags, or a binary's that flattens
+/// them), exiting as clap does on a usage error, except that a bad value which came from an
+/// `IMSERVER_*` variable is one line naming the variable, and exit code 2.
+pub fn parse_args<A: Parser>() -> A {
+    match A::try_parse() {
+        Ok(args) => args,
+        Err(e) => match bad_variable::<A>(&e) {
+            Some(line) => {
+                eprintln!("{line}");
+                std::process::exit(2) // clap's code for a usage error
+            }
+            None => e.exit(),
+        },
+    }
+}
+
+/// When clap refused a value that came from an `IMSERVER_*` variable rather than from the
+/// command line, one line that names the variable (clap's own message names only the flag,
+/// which the user never typed), e.g. `error: invalid value 'http' in IMSERVER_PORT (for
+/// --port): the port must be a number 0-65535`. `None` for every other error.
+fn bad_variable<A: CommandFactory>(e: &clap::Error) -> Option<String> {
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return None;
+    };
+    // "--port <PORT>" -> "port"
+    let long = arg.strip_prefix("--")?.split(' ').next()?;
+    let command = A::command();
+    let var = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?
+        .get_env()?;
+    let flag = format!("--{long}");
+    let typed = std::env::args_os()
+        .skip(1)
+        .filter_map(|a| a.into_string().ok())
+        .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if typed || std::env::var_os(var).is_none_or(|v| v.to_str() != Some(value.as_str())) {
+        return None;
+    }
+    let why = std::error::Error::source(e)
+        .map(|why| format!(": {why}"))
+        .unwrap_or_default();
+    Some(format!(
+        "error: invalid value '{value}' in {} (for {flag}){why}",
+        var.to_string_lossy()
+    ))
 }
 
 /// A TCP port, 0-65535. The port flags let a negative number through to here, so that

@@ -470,7 +470,7 @@ async fn run(config: Config) -> io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = imserver_mio::cli::parse_args();
     // The comparison covers the line protocol only; say so rather than ignore the flags.
     let unsupported = [
         ("--ws-port", args.server.ws_port.is_some()),
