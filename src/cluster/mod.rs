@@ -268,7 +268,11 @@ impl<C> Cluster<C> {
         }
         let node = self.node.clone();
         for name in std::mem::take(&mut self.orphans) {
-            self.forget_name(&name, &node, now);
+            // A name a user of ours holds again (a takeover while Redis was away) was
+            // just claimed anew above: it is no orphan.
+            if chat.find(name.as_bytes()).is_none() {
+                self.forget_name(&name, &node, now);
+            }
         }
         self.left_before_snapshot = Some(HashSet::new());
         self.link

@@ -102,6 +102,9 @@ impl Server {
                 Err(e) => {
                     debug!("{peer} dropped: TLS: {e}");
                     let _ = self.poll.registry().deregister(&mut socket);
+                    if refusal.is_none() {
+                        self.accept.per_ip.release(token, now, caps.1);
+                    }
                     return;
                 }
             },

@@ -157,6 +157,14 @@ impl Conn {
         self.tls.as_ref().is_none_or(|t| !t.is_handshaking())
     }
 
+    /// Ends the transport politely once the output owed is written: TLS queues its
+    /// `close_notify` behind it, so strict clients see a clean end, not a truncation.
+    pub fn close_transport(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+        }
+    }
+
     /// Whether the transport has bytes of its own to send (a TLS handshake or alert).
     pub fn transport_wants_write(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.wants_write())

@@ -206,6 +206,7 @@ impl State {
             return;
         }
         conn.state = ConnState::CloseAfterFlush;
+        conn.close_transport();
         conn.inbuf = Vec::new();
         conn.last_active = now;
         // The flush phase closes it once drained, even if nothing is queued now.
@@ -393,6 +394,9 @@ impl State {
             purpose,
         } = waiting;
         if !self.is_open(token) {
+            // Nothing was sent: the asker's protocol may have state to undo (the HTTP
+            // API forgets the `msgID`, so a retry is not taken for a duplicate).
+            proto::routed(reply, Routed::Unknown, &mut self.ctx(token, now));
             return;
         }
         let Purpose::Route { as_name, need_text } = purpose else {

@@ -37,6 +37,16 @@ struct Usage {
     at: Instant,
 }
 
+impl Usage {
+    /// Brings the allowance up to `now`: `burst` new connections per [`RATE_WINDOW`].
+    fn refill(&mut self, burst: f64, now: Instant) {
+        let windows =
+            now.saturating_duration_since(self.at).as_secs_f64() / RATE_WINDOW.as_secs_f64();
+        self.allowance = (self.allowance + windows * burst).min(burst);
+        self.at = now;
+    }
+}
+
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -72,10 +82,7 @@ impl PerIp {
             allowance: burst,
             at: now,
         });
-        let refill =
-            now.saturating_duration_since(usage.at).as_secs_f64() / RATE_WINDOW.as_secs_f64();
-        usage.allowance = (usage.allowance + refill * burst).min(burst);
-        usage.at = now;
+        usage.refill(burst, now);
         if usage.open >= max_open {
             return Err(Refused::TooMany);
         }
@@ -97,10 +104,11 @@ impl PerIp {
             return;
         };
         usage.open = usage.open.saturating_sub(1);
-        // Forget an address once it holds nothing and its allowance is whole again.
-        let refilled = now.saturating_duration_since(usage.at) >= RATE_WINDOW
-            || usage.allowance >= f64::from(per_minute);
-        if usage.open == 0 && refilled {
+        // Forget an address once it holds nothing and its allowance is whole again
+        // (brought up to now first: a short connection must not pin its entry forever).
+        let burst = f64::from(per_minute);
+        usage.refill(burst, now);
+        if usage.open == 0 && usage.allowance >= burst {
             self.by_source.remove(&source);
         }
     }
@@ -144,6 +152,18 @@ mod tests {
         );
         let later = t0 + Duration::from_secs(15);
         assert!(p.admit(ip("10.0.0.1"), Token(6), (100, 4), later).is_ok());
+    }
+
+    #[test]
+    fn an_address_is_forgotten_once_it_holds_nothing_and_its_allowance_is_back() {
+        let mut p = PerIp::default();
+        let t0 = Instant::now();
+        p.admit(ip("10.0.0.1"), Token(1), (10, 60), t0).unwrap();
+        p.release(Token(1), t0, 60);
+        assert_eq!(p.by_source.len(), 1); // one of its 60 a minute is still spent
+        p.admit(ip("10.0.0.1"), Token(2), (10, 60), t0).unwrap();
+        p.release(Token(2), t0 + Duration::from_secs(3), 60);
+        assert!(p.by_source.is_empty());
     }
 
     #[test]

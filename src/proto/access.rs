@@ -107,9 +107,13 @@ pub fn verify_login(secret: &str, token: &str, id: &str, now: Instant) -> Option
         .claims;
     // `exp` was validated as a number in the future; it may be written as a float.
     let exp = claims.get("exp").and_then(Value::as_f64)?;
-    let left = (exp - get_current_timestamp() as f64).max(0.0);
-    Some(now + Duration::try_from_secs_f64(left).ok()?)
+    // A token that "never" expires must not overflow the clock: a century is never here.
+    let left = (exp - get_current_timestamp() as f64).clamp(0.0, CENTURY.as_secs_f64());
+    now.checked_add(Duration::try_from_secs_f64(left).ok()?)
 }
+
+/// The longest a signed login is taken to last, however far its `exp`.
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -179,6 +183,10 @@ mod tests {
         let good = token(Algorithm::HS256, "s", json!({"sub": "alice", "exp": exp}));
         let until = verify_login("s", &good, "alice", now).unwrap();
         assert!(until > now + Duration::from_secs(58));
+        // A token that "never" expires does not overflow the clock.
+        let forever = token(Algorithm::HS256, "s", json!({"sub": "alice", "exp": 1e19}));
+        let until = verify_login("s", &forever, "alice", now).unwrap();
+        assert!(until >= now + Duration::from_secs(99 * 365 * 24 * 3600));
         assert!(verify_login("t", &good, "alice", now).is_none());
         assert!(verify_login("s", &good, "bob", now).is_none());
         let past = get_current_timestamp() - 1;

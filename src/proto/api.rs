@@ -101,6 +101,9 @@ pub struct HttpSession {
     /// When the request in progress (or the keep-alive wait) began: a request must be
     /// complete within `--login-timeout` of it, however slowly its bytes trickle in.
     since: Instant,
+    /// Set while a request's answer waits for the cluster: what the client sends
+    /// meanwhile is dropped, and the answer closes the connection.
+    awaiting: bool,
     /// Set for a connection the server turned away (full: 503; too many from its address:
     /// 429): its first request gets that answer, as JSON or, for a WebSocket upgrade, as a
     /// close 1008 after the handshake; then it closes. Health checks are still answered.
@@ -125,6 +128,7 @@ impl HttpSession {
     pub fn new(now: Instant) -> Self {
         HttpSession {
             since: now,
+            awaiting: false,
             refuse: None,
         }
     }
@@ -133,6 +137,7 @@ impl HttpSession {
     pub fn refusing(now: Instant, status: u16) -> Self {
         HttpSession {
             since: now,
+            awaiting: false,
             refuse: Some(status),
         }
     }
@@ -146,7 +151,7 @@ impl HttpSession {
     pub fn feed<H: Host>(&mut self, data: &[u8], host: &mut H) -> Fed {
         let mut pos = 0;
         loop {
-            let Some(rest) = data.get(pos..) else {
+            let Some(rest) = data.get(pos..).filter(|_| !self.awaiting) else {
                 return Fed::Used(data.len());
             };
             let (request, used) = match http::parse_head(rest) {
@@ -235,6 +240,7 @@ impl HttpSession {
                             // Answered when the cluster says where the user is; nothing
                             // else is read from this connection meanwhile, so it closes
                             // after the answer.
+                            self.awaiting = true;
                             return;
                         }
                     },

@@ -61,7 +61,7 @@ impl WsSession {
         let heartbeat = (!t.is_zero()).then(|| last_active + t);
         let other = match logged_in {
             false => Some(self.opened + config.login_timeout),
-            true => self.expires.map(|e| e + TOKEN_EXPIRY_GRACE),
+            true => self.expires.and_then(|e| e.checked_add(TOKEN_EXPIRY_GRACE)),
         };
         match (heartbeat, other) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -76,7 +76,11 @@ impl WsSession {
         if host.me().is_none() && now >= self.opened + host.config().login_timeout {
             debug!("{} did not log in in time: closed", host.addr());
             close_with(host, close::POLICY, texts.web.login_timeout);
-        } else if self.expires.is_some_and(|e| now >= e + TOKEN_EXPIRY_GRACE) {
+        } else if self
+            .expires
+            .and_then(|e| e.checked_add(TOKEN_EXPIRY_GRACE))
+            .is_some_and(|at| now >= at)
+        {
             debug!("{}: login token expired: closed", host.addr());
             close_with(host, close::POLICY, texts.web.token_expired);
         } else {
