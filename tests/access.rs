@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::ws::{recv, send, Ws};
+use common::ws::{close_frame, recv, send, Ws};
 use common::{connect, start, Server};
 use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -101,19 +101,6 @@ fn login_answer(ws: &mut Ws, user: &str, token: Option<&str>) -> Value {
     }
     send(ws, json!({"seq": "1", "cmd": "login", "data": data}));
     recv(ws)["response"].clone()
-}
-
-/// Reads until the close frame: its code and reason.
-fn close_frame(ws: &mut Ws) -> (u16, String) {
-    for _ in 0..100 {
-        match ws.read() {
-            Ok(Message::Close(Some(f))) => return (u16::from(f.code), f.reason.to_string()),
-            Ok(Message::Close(None)) => return (1005, String::new()),
-            Ok(_) => continue,
-            Err(e) => panic!("no close frame: {e}"),
-        }
-    }
-    panic!("no close frame in 100 messages");
 }
 
 #[test]

@@ -501,7 +501,7 @@ const UNAVAILABLE: &str = "集群暂不可用\n";
 // WebSocket and HTTP clients (as in tests/ws.rs).
 // ---------------------------------------------------------------------------------------
 
-use common::ws::{connect as ws_connect, recv as ws_recv, send as ws_send, Ws};
+use common::ws::{close_code, connect as ws_connect, recv as ws_recv, send as ws_send, Ws};
 
 /// Reads messages until one satisfies `want` (at most 20), and returns it.
 fn ws_recv_until(ws: &mut Ws, what: &str, want: impl Fn(&Value) -> bool) -> Value {
@@ -514,18 +514,6 @@ fn ws_recv_until(ws: &mut Ws, what: &str, want: impl Fn(&Value) -> bool) -> Valu
         skipped.push(v);
     }
     panic!("no {what} in 20 messages: {skipped:?}");
-}
-
-fn ws_close_code(ws: &mut Ws) -> u16 {
-    for _ in 0..100 {
-        match ws.read() {
-            Ok(Message::Close(Some(f))) => return u16::from(f.code),
-            Ok(Message::Close(None)) => return 1005,
-            Ok(_) => continue,
-            Err(e) => panic!("no close frame: {e}"),
-        }
-    }
-    panic!("no close frame in 100 messages");
 }
 
 /// `/im` login; returns the answer's `response`.
@@ -991,7 +979,7 @@ fn hub_clients_on_two_servers_send_to_each_other() {
     assert_eq!(got["sender"], 8);
     // A hub id held on another server: the newcomer is closed with 1008.
     let mut dup = ws_connect(a.web.unwrap(), "/ws/8");
-    assert_eq!(ws_close_code(&mut dup), 1008);
+    assert_eq!(close_code(&mut dup), 1008);
     // 8 is still there.
     h7.send(Message::text(
         r#"{"type":1,"receiver":8,"content":"still 8?"}"#,

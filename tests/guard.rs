@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::ws::{connect as ws_connect, recv, Ws};
+use common::ws::{close_code, connect as ws_connect, recv};
 use common::{connect, connect_raw, http, start, start_logged, Client, READ_TIMEOUT};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -271,19 +271,6 @@ fn a_websocket_flooder_is_paced_too() {
         "{arrivals:?}"
     );
     assert!(metric(api, "imserver_flood_throttled_total") >= 1);
-}
-
-/// Reads until the close frame and returns its code.
-fn close_code(ws: &mut Ws) -> u16 {
-    for _ in 0..100 {
-        match ws.read() {
-            Ok(Message::Close(Some(f))) => return u16::from(f.code),
-            Ok(Message::Close(None)) => return 1005,
-            Ok(_) => continue,
-            Err(e) => panic!("no close frame: {e}"),
-        }
-    }
-    panic!("no close frame in 100 messages");
 }
 
 fn json_body(status: u16, body: &str) -> Value {

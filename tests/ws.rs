@@ -15,25 +15,12 @@ use std::time::Duration;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
-use common::ws::{connect as ws_connect, recv, recv_text, send, Ws};
+use common::ws::{close_code, connect as ws_connect, recv, recv_text, send, Ws};
 
 fn web_server(extra: &[&str]) -> Server {
     let mut args = vec!["--ws-port", "0", "--http-port", "0"];
     args.extend_from_slice(extra);
     start(&args)
-}
-
-/// Reads until the close frame and returns its code.
-fn close_code(ws: &mut Ws) -> u16 {
-    for _ in 0..100 {
-        match ws.read() {
-            Ok(Message::Close(Some(f))) => return u16::from(f.code),
-            Ok(Message::Close(None)) => return 1005,
-            Ok(_) => continue,
-            Err(e) => panic!("no close frame: {e}"),
-        }
-    }
-    panic!("no close frame in 100 messages");
 }
 
 fn login(ws: &mut Ws, user: &str) {

@@ -38,3 +38,21 @@ pub fn recv_text(ws: &mut Ws) -> String {
         }
     }
 }
+
+/// Reads until the close frame: its code (1005 when it carries none) and reason.
+pub fn close_frame(ws: &mut Ws) -> (u16, String) {
+    for _ in 0..100 {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => return (u16::from(f.code), f.reason.to_string()),
+            Ok(Message::Close(None)) => return (1005, String::new()),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+    panic!("no close frame in 100 messages");
+}
+
+/// Reads until the close frame and returns its code.
+pub fn close_code(ws: &mut Ws) -> u16 {
+    close_frame(ws).0
+}

@@ -17,6 +17,8 @@ import sys
 import websockets
 from websockets.asyncio.client import connect
 
+from steps import run_steps
+
 STEP_TIMEOUT = 10.0  # seconds for one whole step
 WAIT = 5.0  # seconds for one expected frame or line
 
@@ -331,19 +333,7 @@ STEPS = [
 
 
 async def main():
-    failed = 0
-    for name, step in STEPS:
-        try:
-            await asyncio.wait_for(step(), STEP_TIMEOUT)
-            print(f"OK {name}", flush=True)
-        except asyncio.TimeoutError:
-            print(f"FAIL {name}: step took over {STEP_TIMEOUT} s", flush=True)
-            failed += 1
-        except Exception as e:  # noqa: BLE001 -- any error fails the step, with its name
-            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
-            failed += 1
-    print(f"ws_clients.py: {len(STEPS) - failed} of {len(STEPS)} steps OK", flush=True)
-    return failed
+    return await run_steps(STEPS, STEP_TIMEOUT, "ws_clients.py")
 
 
 if __name__ == "__main__":
