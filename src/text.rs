@@ -299,6 +299,13 @@ impl User<'_> {
 }
 
 impl User<'_> {
+    /// The user's current name, as a new `String` (for the JSON protocols).
+    pub fn name_string(&self) -> String {
+        let mut name = String::new();
+        self.push_name_str(&mut name);
+        name
+    }
+
     /// Appends the user's current name to a `String`.
     pub fn push_name_str(&self, out: &mut String) {
         match self.name {

@@ -144,8 +144,7 @@ impl Host for Ctx<'_> {
             None,
         );
         if let Some(cluster) = self.st.cluster.as_mut() {
-            let mut name = String::new();
-            from.push_name_str(&mut name);
+            let name = from.name_string();
             cluster.said(&name, room, *from.addr, text, self.now);
         }
     }

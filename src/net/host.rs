@@ -134,8 +134,7 @@ impl State {
             Some(id),
         );
         if let Some(cluster) = self.cluster.as_mut() {
-            let mut name = String::new();
-            member.name_into(&mut name);
+            let name = member.shown().name_string();
             let user = Remote {
                 node: Box::from(self.chat.node().unwrap_or_default()),
                 room,
@@ -157,8 +156,7 @@ impl State {
         };
         debug!("{} offline", member.addr);
         if let Some(cluster) = self.cluster.as_mut() {
-            let mut name = String::new();
-            member.name_into(&mut name);
+            let name = member.shown().name_string();
             cluster.left(&name, member.room, member.addr, now);
         }
         if !self.shutting_down {
@@ -276,8 +274,7 @@ impl State {
         let Some((from, _)) = speaker.shown(&self.chat) else {
             return;
         };
-        let mut name = String::new();
-        from.push_name_str(&mut name);
+        let name = from.name_string();
         if let Some(cluster) = self.cluster.as_mut() {
             cluster.whisper(node, &name, *from.addr, to, text, now);
         }

@@ -429,8 +429,7 @@ fn user_list<H: Host>(host: &H, params: &Params<'_>) -> ApiResult {
     let mut names = Vec::new();
     for (user, room) in host.chat().everyone() {
         if room == app_id {
-            let mut name = String::new();
-            user.push_name_str(&mut name);
+            let name = user.name_string();
             names.push(name);
         }
     }

@@ -93,26 +93,17 @@ pub fn render(
     event: Event<'_>,
     out: &mut Vec<u8>,
 ) {
-    let mut sender = String::new();
-    from.push_name_str(&mut sender);
-    let mut receiver = String::new();
     let (kind, content) = match event {
         Event::Online => (hub::CONNECT, texts.line.online.into()),
         Event::Offline => (hub::CLOSE, texts.line.offline.into()),
         Event::Say(text) => (hub::BROADCAST, String::from_utf8_lossy(text)),
-        Event::Whisper(text) => {
-            if let Some(to) = to {
-                to.push_name_str(&mut receiver);
-            }
-            (hub::SEND, String::from_utf8_lossy(text))
-        }
+        Event::Whisper(text) => (hub::SEND, String::from_utf8_lossy(text)),
     };
-    let receiver = if receiver.is_empty() {
-        hub::SERVER_ID
-    } else {
-        &receiver
-    };
+    // Only a private message has a recipient (`to`); everything else is from the server's
+    // side of the hub.
+    let receiver = to.map(|u| u.name_string());
     let mut json = Vec::new();
-    hub::encode(&mut json, kind, &sender, receiver, &content);
+    let receiver = receiver.as_deref().unwrap_or(hub::SERVER_ID);
+    hub::encode(&mut json, kind, &from.name_string(), receiver, &content);
     ws::encode_text(out, &json);
 }

@@ -152,19 +152,12 @@ pub fn render(
     event: Event<'_>,
     out: &mut Vec<u8>,
 ) {
-    let mut name = String::new();
-    from.push_name_str(&mut name);
-    let mut target = String::new();
+    // Only a private message has a recipient (`to`), and names it as its target.
+    let target = to.map(|u| u.name_string()).unwrap_or_default();
     let (cmd, msg) = match event {
         Event::Online => ("enter", texts.web.enter.into()),
         Event::Offline => ("exit", texts.web.exit.into()),
-        Event::Say(text) => ("msg", String::from_utf8_lossy(text)),
-        Event::Whisper(text) => {
-            if let Some(to) = to {
-                to.push_name_str(&mut target);
-            }
-            ("msg", String::from_utf8_lossy(text))
-        }
+        Event::Say(text) | Event::Whisper(text) => ("msg", String::from_utf8_lossy(text)),
     };
     let mut json = Vec::new();
     im::push(
@@ -173,7 +166,7 @@ pub fn render(
         texts.codes.code_success,
         &target,
         &msg,
-        &name,
+        &from.name_string(),
     );
     ws::encode_text(out, &json);
 }
