@@ -70,6 +70,14 @@ pub struct LineTexts {
     pub shutting_down: &'static str,
     /// A cross-server request while Redis is unreachable.
     pub cluster_unavailable: &'static str,
+    /// `room|NAME` where NAME breaks the name rules.
+    pub room_invalid: &'static str,
+    /// Before the room's name in the answer to `room|NAME`.
+    pub room_entered: &'static str,
+    /// Before the room's name in the answer to `room`.
+    pub room_current: &'static str,
+    /// Between a room's name and its user count in each `rooms` line.
+    pub room_count: &'static str,
 }
 
 /// The `codeMsg` of each response code of the `/im` protocol and the HTTP API.
@@ -146,6 +154,10 @@ pub const ZH: Texts = Texts {
         server_full: "服务器已满\n",
         shutting_down: "服务器关闭\n",
         cluster_unavailable: "集群暂不可用\n",
+        room_invalid: "房间名不合法\n",
+        room_entered: "您已进入房间：",
+        room_current: "当前房间：",
+        room_count: "：",
     },
     codes: CodeTexts {
         code_success: "Success",
@@ -199,6 +211,10 @@ pub const EN: Texts = Texts {
         server_full: "server is full\n",
         shutting_down: "server shutting down\n",
         cluster_unavailable: "cluster unavailable\n",
+        room_invalid: "invalid room name\n",
+        room_entered: "you are now in room ",
+        room_current: "current room: ",
+        room_count: ": ",
     },
     codes: CodeTexts {
         code_success: "Success",
@@ -400,8 +416,21 @@ pub fn whisper(out: &mut Vec<u8>, texts: &Texts, sender: User<'_>, body: &[u8]) 
 
 /// Appends the answer to a successful rename: `您已更新用户名：NEW\n`.
 pub fn renamed(out: &mut Vec<u8>, texts: &Texts, name: &str) {
-    out.extend_from_slice(texts.line.renamed.as_bytes());
-    out.extend_from_slice(name.as_bytes());
+    labelled(out, texts.line.renamed, name);
+}
+
+/// Appends `LABELvalue\n`: a text's label (`您已进入房间：`) and a name.
+pub fn labelled(out: &mut Vec<u8>, label: &str, value: &str) {
+    out.extend_from_slice(label.as_bytes());
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'\n');
+}
+
+/// Appends one `rooms` line: `NAME：COUNT\n` (`NAME: COUNT` in English).
+pub fn room_line(out: &mut Vec<u8>, texts: &Texts, room: &str, count: usize) {
+    out.extend_from_slice(room.as_bytes());
+    out.extend_from_slice(texts.line.room_count.as_bytes());
+    let _ = write!(out, "{count}"); // writing to a Vec cannot fail
     out.push(b'\n');
 }
 
@@ -496,6 +525,19 @@ mod tests {
     }
 
     #[test]
+    fn room_answers_and_lines() {
+        let mut out = Vec::new();
+        labelled(&mut out, ZH.line.room_entered, "茶室");
+        labelled(&mut out, EN.line.room_current, "101");
+        room_line(&mut out, &ZH, "101", 3);
+        room_line(&mut out, &EN, "x", 12);
+        assert_eq!(
+            out,
+            "您已进入房间：茶室\ncurrent room: 101\n101：3\nx: 12\n".as_bytes()
+        );
+    }
+
+    #[test]
     fn whole_line_texts_end_in_newline_in_every_language() {
         for t in [&ZH, &EN] {
             for line in [
@@ -509,6 +551,7 @@ mod tests {
                 t.line.server_full,
                 t.line.shutting_down,
                 t.line.cluster_unavailable,
+                t.line.room_invalid,
             ] {
                 assert!(line.ends_with('\n'), "{line:?}");
                 assert_eq!(line.matches('\n').count(), 1, "{line:?}");

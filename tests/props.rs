@@ -334,6 +334,9 @@ fn line_command() -> impl Strategy<Value = Vec<u8>> {
         name().prop_map(|n| format!("rename|{n}").into_bytes()),
         (name(), text(20)).prop_map(|(n, t)| format!("to|{n}|{t}").into_bytes()),
         name().prop_map(|n| format!("to|{n}").into_bytes()),
+        Just(b"room".to_vec()),
+        Just(b"rooms".to_vec()),
+        name().prop_map(|n| format!("room|{n}").into_bytes()),
         text(30).prop_map(String::into_bytes),
     ]
 }
@@ -408,10 +411,18 @@ proptest! {
                 };
                 prop_assert_eq!(&line, &rebuilt);
             }
+            Ok(Command::Room(None)) => prop_assert_eq!(&line[..], b"room"),
+            Ok(Command::Room(Some(room))) => {
+                prop_assert_eq!(&line, &[b"room|", room.as_bytes()].concat());
+                prop_assert!(check_name(room.as_bytes()).is_ok());
+            }
+            Ok(Command::Rooms) => prop_assert_eq!(&line[..], b"rooms"),
             Ok(Command::Say(said)) => {
                 prop_assert_eq!(said, &line[..]);
-                prop_assert!(!line.is_empty() && line != b"who");
-                prop_assert!(!line.starts_with(b"rename|") && !line.starts_with(b"to|"));
+                prop_assert!(!line.is_empty() && !matches!(&line[..], b"who" | b"room" | b"rooms"));
+                for command in [&b"rename|"[..], b"to|", b"room|"] {
+                    prop_assert!(!line.starts_with(command));
+                }
             }
             Err(ProtocolError::MissingRecipient) => {
                 prop_assert!(line.starts_with(b"to|") && line.get(3).is_none_or(|&b| b == b'|'));
@@ -419,6 +430,10 @@ proptest! {
             Err(ProtocolError::InvalidName) => {
                 prop_assert!(line.starts_with(b"rename|"));
                 prop_assert!(check_name(&line[7..]).is_err());
+            }
+            Err(ProtocolError::InvalidRoom) => {
+                prop_assert!(line.starts_with(b"room|"));
+                prop_assert!(check_name(&line[5..]).is_err());
             }
             Err(ProtocolError::LineTooLong) => prop_assert!(false, "parse never says TooLong"),
         }
@@ -1534,9 +1549,14 @@ fn socket_addr() -> impl Strategy<Value = SocketAddr> {
 }
 
 fn remote() -> impl Strategy<Value = Remote> {
-    (node(), any::<u16>(), socket_addr()).prop_map(|(node, room, addr)| Remote {
+    // Rooms are names (an appID is the room named by its number).
+    let room = prop_oneof![
+        any::<u16>().prop_map(|n| n.to_string()),
+        name().prop_map(|s| s.replace('\0', "")),
+    ];
+    (node(), room, socket_addr()).prop_map(|(node, room, addr)| Remote {
         node: node.into(),
-        room,
+        room: room.into(),
         addr,
     })
 }

@@ -14,6 +14,8 @@
 //!   recipient's channel shares.
 //! - Idle users are kicked by `tokio::time::timeout` around each read; a user whose unsent
 //!   output passes `--max-outbuf` is disconnected.
+//! - One room, no history: it measures the seed protocol, so `room|`, `rooms` and the like
+//!   are said to everyone, as the seed did with them.
 //!
 //! Run it with the server's flags plus `--workers`:
 //!
@@ -209,8 +211,10 @@ impl State {
                     }
                 }
             }
-            Ok(Command::Say(said)) => {
-                text::user_line(&mut out, me.user(), said);
+            // Rooms are not in this variant (it measures the seed protocol): those
+            // lines are said to everyone, as before they were commands.
+            Ok(Command::Say(_) | Command::Room(_) | Command::Rooms) => {
+                text::user_line(&mut out, me.user(), line);
                 self.broadcast(out.into());
             }
             Err(e) => self.send_to(id, line::error_text(texts, e).as_bytes().into()),

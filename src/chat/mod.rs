@@ -10,20 +10,25 @@
 //!   distinct from the names the replica of other servers' users holds (Redis decides
 //!   races; the replica is only a fast answer);
 //! - [`Chat::locate`] is the one routing rule: local, on another server, nowhere, or
-//!   unknown while the cluster is unreachable.
+//!   unknown while the cluster is unreachable;
+//! - rooms are named (the name rules of user names; `/im` appIDs are rooms named by their
+//!   number), and interned to a dense [`RoomId`] while anyone here is in them: the fan-out
+//!   reads a room's [`Seat`] list by index, never by name. A room is freed when its last
+//!   user here leaves it, and its id may then name another room: hold a room's *name*
+//!   across turns (departures, the cluster), its id only within one.
 
 mod directory;
 
 use directory::Directory;
 pub use directory::NameTaken;
 use slab::Slab;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use crate::text;
 
 /// The room of line and hub users, and of `/im` logins that name none (appID 101).
-pub const DEFAULT_ROOM: u16 = 101;
+pub const DEFAULT_ROOM: &str = "101";
 
 /// What the loop gave the core to reach a user's connection by: opaque here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +37,27 @@ pub struct Peer(pub usize);
 /// A user's key in the core, stable while the user is online.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UserId(pub u32);
+
+/// A room's key in the core, stable while anyone here is in the room (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoomId(pub u32);
+
+/// A room with users here: its name and its members, for the fan-out.
+#[derive(Debug)]
+struct Room {
+    name: Box<str>,
+    /// The members, in no particular order.
+    seats: Vec<Seat>,
+}
+
+/// What a move to a room did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moved {
+    /// The user was in that room already: nothing changed.
+    Stayed,
+    /// The user left the room of this name for the new one.
+    From(Box<str>),
+}
 
 /// Which protocol a user speaks. The core only needs it for one rule (a newer connection
 /// of the same kind takes a name over; another kind is refused); the adapters use it to
@@ -66,7 +92,7 @@ pub struct Member {
     /// The peer address: the `[addr]` of notices, and the name until one is chosen.
     pub addr: SocketAddr,
     /// The room.
-    pub room: u16,
+    pub room: RoomId,
     /// The chosen name; `None` while the user goes by its address.
     name: Option<Box<str>>,
     /// Where the user sits in its room's [`Seat`] list.
@@ -105,8 +131,8 @@ impl Member {
 pub struct Remote {
     /// The server the user is on.
     pub node: Box<str>,
-    /// The room (appID).
-    pub room: u16,
+    /// The room's name.
+    pub room: Box<str>,
     /// The user's peer address, for `[addr]` in notices.
     pub addr: SocketAddr,
 }
@@ -141,8 +167,10 @@ pub enum Event<'a> {
 #[derive(Debug, Default)]
 pub struct Chat {
     users: Slab<Member>,
-    /// Each room's members, in no particular order.
-    rooms: HashMap<u16, Vec<Seat>>,
+    /// The rooms with users here, by id.
+    rooms: Slab<Room>,
+    /// The same rooms by name.
+    room_ids: HashMap<Box<str>, RoomId>,
     dir: Directory,
     /// Users of other servers by name (the cluster keeps it current).
     remote: HashMap<Box<str>, Remote>,
@@ -188,11 +216,11 @@ impl Chat {
         kind: Kind,
         addr: SocketAddr,
         name: Option<&str>,
-        room: u16,
+        room: &str,
     ) -> Result<UserId, NameTaken> {
-        let entry = self.users.vacant_entry();
+        let key = self.users.vacant_key();
         // Far more users than file descriptors would be needed to pass u32.
-        let id = UserId(u32::try_from(entry.key()).map_err(|_| NameTaken)?);
+        let id = UserId(u32::try_from(key).map_err(|_| NameTaken)?);
         let name: Option<Box<str>> = match (name, &self.node) {
             (Some(name), _) => Some(name.into()),
             (None, Some(node)) => Some(format!("{addr}@{node}").into()),
@@ -202,10 +230,8 @@ impl Chat {
             Some(name) => self.dir.claim(name, id)?,
             None => self.dir.join(addr, id)?,
         }
-        let seats = self.rooms.entry(room).or_default();
-        let seat = u32::try_from(seats.len()).map_err(|_| NameTaken)?;
-        seats.push(Seat { id, peer, kind });
-        entry.insert(Member {
+        let (room, seat) = self.sit(room, Seat { id, peer, kind });
+        let taken = self.users.insert(Member {
             peer,
             kind,
             addr,
@@ -213,29 +239,89 @@ impl Chat {
             name,
             seat,
         });
+        debug_assert_eq!(taken, key, "a slab fills its vacant key first");
         Ok(id)
     }
 
-    /// Takes a user offline and frees its name; `None` if it was not online.
-    pub fn leave(&mut self, id: UserId) -> Option<Member> {
+    /// Takes a user offline and frees its name; returns it with the name of the room it
+    /// left (which is freed if it emptied), or `None` if it was not online.
+    pub fn leave(&mut self, id: UserId) -> Option<(Member, Box<str>)> {
         let member = self.users.try_remove(id.0 as usize)?;
         self.dir.leave(member.addr, member.name.as_deref(), id);
-        if let Some(seats) = self.rooms.get_mut(&member.room) {
-            let at = member.seat as usize;
-            if at < seats.len() {
-                seats.swap_remove(at);
+        let room = self.stand(member.room, member.seat);
+        Some((member, room))
+    }
+
+    /// Moves a user to the room called `room` (a valid name), leaving its own; `None` if
+    /// the user is not online.
+    pub fn move_to(&mut self, id: UserId, room: &str) -> Option<Moved> {
+        let member = self.users.get(id.0 as usize)?;
+        if self.room_name(member.room) == room {
+            return Some(Moved::Stayed);
+        }
+        let seat = Seat {
+            id,
+            peer: member.peer,
+            kind: member.kind,
+        };
+        let from = self.stand(member.room, member.seat);
+        let (room, at) = self.sit(room, seat);
+        if let Some(m) = self.users.get_mut(id.0 as usize) {
+            m.room = room;
+            m.seat = at;
+        }
+        Some(Moved::From(from))
+    }
+
+    /// Seats `seat` in the room called `name`, interning the room if nobody here is in
+    /// it; returns the room and the seat's place.
+    fn sit(&mut self, name: &str, seat: Seat) -> (RoomId, u32) {
+        let room = match self.room_ids.get(name) {
+            Some(&room) => room,
+            None => {
+                // Rooms here are never more than users here, whose ids fit in a u32.
+                let room = RoomId(self.rooms.insert(Room {
+                    name: name.into(),
+                    seats: Vec::new(),
+                }) as u32);
+                self.room_ids.insert(name.into(), room);
+                room
             }
-            // The last seat moved into the freed one: tell its user.
-            if let Some(moved) = seats.get(at) {
-                if let Some(m) = self.users.get_mut(moved.id.0 as usize) {
-                    m.seat = member.seat;
-                }
-            }
-            if seats.is_empty() {
-                self.rooms.remove(&member.room);
+        };
+        let Some(r) = self.rooms.get_mut(room.0 as usize) else {
+            return (room, 0);
+        };
+        let at = r.seats.len() as u32;
+        r.seats.push(seat);
+        (room, at)
+    }
+
+    /// Takes the seat at `at` out of `room`, freeing the room if it empties; returns the
+    /// room's name.
+    fn stand(&mut self, room: RoomId, at: u32) -> Box<str> {
+        let Some(r) = self.rooms.get_mut(room.0 as usize) else {
+            return Box::from("");
+        };
+        let i = at as usize;
+        if i < r.seats.len() {
+            r.seats.swap_remove(i);
+        }
+        // The last seat moved into the freed one: tell its user.
+        if let Some(moved) = r.seats.get(i) {
+            if let Some(m) = self.users.get_mut(moved.id.0 as usize) {
+                m.seat = at;
             }
         }
-        Some(member)
+        if !r.seats.is_empty() {
+            return r.name.clone();
+        }
+        match self.rooms.try_remove(room.0 as usize) {
+            Some(r) => {
+                self.room_ids.remove(&r.name);
+                r.name
+            }
+            None => Box::from(""),
+        }
     }
 
     /// Renames a user; returns its old name. Renaming to one's own name succeeds.
@@ -290,8 +376,33 @@ impl Chat {
     }
 
     /// The users online here in `room`, for the fan-out.
-    pub fn seats(&self, room: u16) -> &[Seat] {
-        self.rooms.get(&room).map_or(&[], Vec::as_slice)
+    pub fn seats(&self, room: RoomId) -> &[Seat] {
+        self.rooms
+            .get(room.0 as usize)
+            .map_or(&[], |r| r.seats.as_slice())
+    }
+
+    /// The room called `name`, if anyone here is in it.
+    pub fn room_id(&self, name: &str) -> Option<RoomId> {
+        self.room_ids.get(name).copied()
+    }
+
+    /// The name of `room` (empty for a room that is gone).
+    pub fn room_name(&self, room: RoomId) -> &str {
+        self.rooms.get(room.0 as usize).map_or("", |r| &r.name)
+    }
+
+    /// Every room with users in the chat (here and on other servers), with how many, in
+    /// the order of their names.
+    pub fn rooms(&self) -> Vec<(&str, usize)> {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, room) in &self.rooms {
+            *counts.entry(&room.name).or_default() += room.seats.len();
+        }
+        for r in self.remote.values() {
+            *counts.entry(&r.room).or_default() += 1;
+        }
+        counts.into_iter().collect()
     }
 
     /// Every user online here, in a stable order.
@@ -299,24 +410,28 @@ impl Chat {
         self.users.iter().map(|(k, m)| (UserId(k as u32), m))
     }
 
-    /// Every user online in the chat (here, then on other servers), for `who` and the API.
-    pub fn everyone(&self) -> impl Iterator<Item = (text::User<'_>, u16)> {
-        let local = self.users.iter().map(|(_, m)| (m.shown(), m.room));
+    /// Every user online in the chat (here, then on other servers) with the name of its
+    /// room, for `who` and the API.
+    pub fn everyone(&self) -> impl Iterator<Item = (text::User<'_>, &str)> {
+        let local = self
+            .users
+            .iter()
+            .map(|(_, m)| (m.shown(), self.room_name(m.room)));
         let remote = self.remote.iter().map(|(name, r)| {
             let user = text::User {
                 addr: &r.addr,
                 name: Some(&**name),
             };
-            (user, r.room)
+            (user, &*r.room)
         });
         local.chain(remote)
     }
 
-    /// The room of the user called `name`, wherever it is.
-    pub fn room_of(&self, name: &str) -> Option<u16> {
+    /// The name of the room of the user called `name`, wherever it is.
+    pub fn room_of(&self, name: &str) -> Option<&str> {
         match self.dir.lookup(name.as_bytes()) {
-            Some(id) => self.get(id).map(|m| m.room),
-            None if self.cluster_up => self.remote.get(name).map(|r| r.room),
+            Some(id) => self.get(id).map(|m| self.room_name(m.room)),
+            None if self.cluster_up => self.remote.get(name).map(|r| &*r.room),
             None => None,
         }
     }
@@ -405,12 +520,14 @@ mod tests {
     #[test]
     fn a_taken_name_is_refused_and_leaving_frees_it() {
         let mut c = Chat::new(None);
-        let a = c.enter(Peer(1), Kind::Im, addr(1), Some("a"), 101).unwrap();
+        let a = c
+            .enter(Peer(1), Kind::Im, addr(1), Some("a"), "101")
+            .unwrap();
         assert_eq!(
-            c.enter(Peer(2), Kind::Im, addr(2), Some("a"), 101),
+            c.enter(Peer(2), Kind::Im, addr(2), Some("a"), "101"),
             Err(NameTaken)
         );
-        let b = c.enter(Peer(2), Kind::Line, addr(2), None, 101).unwrap();
+        let b = c.enter(Peer(2), Kind::Line, addr(2), None, "101").unwrap();
         assert_eq!(c.rename(b, "a"), Err(NameTaken));
         assert!(c.leave(a).is_some());
         assert!(c.leave(a).is_none());
@@ -423,18 +540,21 @@ mod tests {
         let mut c = Chat::new(None);
         let ids: Vec<UserId> = (1..=4)
             .map(|p| {
-                c.enter(Peer(p), Kind::Line, addr(p as u16), None, 101)
+                c.enter(Peer(p), Kind::Line, addr(p as u16), None, "101")
                     .unwrap()
             })
             .collect();
-        let other = c.enter(Peer(9), Kind::Im, addr(9), Some("x"), 102).unwrap();
+        let other = c
+            .enter(Peer(9), Kind::Im, addr(9), Some("x"), "102")
+            .unwrap();
         assert!(c.leave(ids[0]).is_some());
         assert!(c.leave(ids[2]).is_some());
-        let mut peers: Vec<usize> = c.seats(101).iter().map(|s| s.peer.0).collect();
+        let lobby = c.room_id("101").unwrap();
+        let mut peers: Vec<usize> = c.seats(lobby).iter().map(|s| s.peer.0).collect();
         peers.sort_unstable();
         assert_eq!(peers, [2, 4]);
         assert_eq!(
-            c.seats(102),
+            c.seats(c.room_id("102").unwrap()),
             [Seat {
                 id: other,
                 peer: Peer(9),
@@ -442,26 +562,51 @@ mod tests {
             }]
         );
         assert!(c.leave(ids[3]).is_some());
-        assert!(c.leave(ids[1]).is_some());
-        assert!(c.seats(101).is_empty());
+        let (_, left) = c.leave(ids[1]).unwrap();
+        assert_eq!(&*left, "101");
+        assert!(c.seats(lobby).is_empty());
+        assert_eq!(c.room_id("101"), None);
+        assert_eq!(c.rooms(), [("102", 1)]);
+    }
+
+    #[test]
+    fn a_move_changes_rooms_and_frees_the_emptied_one() {
+        let mut c = Chat::new(None);
+        let a = c.enter(Peer(1), Kind::Line, addr(1), None, "101").unwrap();
+        let b = c.enter(Peer(2), Kind::Line, addr(2), None, "101").unwrap();
+        assert_eq!(c.move_to(a, "101"), Some(Moved::Stayed));
+        assert_eq!(c.move_to(a, "x"), Some(Moved::From("101".into())));
+        assert_eq!(c.rooms(), [("101", 1), ("x", 1)]);
+        assert_eq!(c.room_of("127.0.0.1:1"), Some("x"));
+        // b's seat moved when a stood up: it must still leave cleanly.
+        assert_eq!(c.move_to(b, "x"), Some(Moved::From("101".into())));
+        assert_eq!(c.room_id("101"), None);
+        let x = c.room_id("x").unwrap();
+        let mut peers: Vec<usize> = c.seats(x).iter().map(|s| s.peer.0).collect();
+        peers.sort_unstable();
+        assert_eq!(peers, [1, 2]);
+        assert!(c.leave(a).is_some());
+        assert_eq!(c.seats(x).len(), 1);
+        assert_eq!(c.seats(x)[0].id, b);
+        assert_eq!(c.move_to(a, "y"), None);
     }
 
     #[test]
     fn in_a_cluster_default_names_carry_the_node_and_routing_needs_the_link() {
         let mut c = Chat::new(Some("n1"));
-        let id = c.enter(Peer(1), Kind::Line, addr(9), None, 101).unwrap();
+        let id = c.enter(Peer(1), Kind::Line, addr(9), None, "101").unwrap();
         assert_eq!(c.locate(b"127.0.0.1:9@n1"), Place::Local(id));
         assert_eq!(c.locate(b"bob"), Place::Unknown);
         c.set_cluster_up(true);
         assert_eq!(c.locate(b"bob"), Place::Nowhere);
         let bob = Remote {
             node: "n2".into(),
-            room: 102,
+            room: "102".into(),
             addr: addr(3),
         };
         assert!(c.remote_arrived("bob", bob));
         assert_eq!(c.locate(b"bob"), Place::Remote("n2".into()));
-        assert_eq!(c.room_of("bob"), Some(102));
+        assert_eq!(c.room_of("bob"), Some("102"));
         assert!(c.remote_left("bob", "n3").is_none());
         assert_eq!(c.remote_node_gone("n2").len(), 1);
         assert_eq!(c.locate(b"bob"), Place::Nowhere);

@@ -260,7 +260,7 @@ impl<C> Cluster<C> {
             member.name_into(&mut name);
             let user = Remote {
                 node: self.node.clone(),
-                room: member.room,
+                room: chat.room_name(member.room).into(),
                 addr: member.addr,
             };
             self.announce(&name, user, false, now);
@@ -484,12 +484,7 @@ impl<C> Cluster<C> {
         let node = self.node.clone();
         self.link
             .command(&[b"SET", &key, node.as_bytes()], None, now);
-        let value = wire::user_value(&user);
-        self.link.command(
-            &[b"HSET", wire::USERS_KEY, name.as_bytes(), &value],
-            None,
-            now,
-        );
+        self.record(name, &user, now);
         self.publish(
             wire::ROOM_CHANNEL,
             &Wire::Online { name, user, notify },
@@ -498,7 +493,7 @@ impl<C> Cluster<C> {
     }
 
     /// A user of ours left: its name is freed and the others are told.
-    pub fn left(&mut self, name: &str, room: u16, addr: SocketAddr, now: Instant) {
+    pub fn left(&mut self, name: &str, room: &str, addr: SocketAddr, now: Instant) {
         let node = self.node.clone();
         self.forget_name(name, &node, now);
         let user = self.user(room, addr);
@@ -506,21 +501,41 @@ impl<C> Cluster<C> {
     }
 
     /// A user of ours was renamed (the claim of `new` already granted).
-    pub fn renamed(&mut self, old: &str, new: &str, room: u16, addr: SocketAddr, now: Instant) {
+    pub fn renamed(&mut self, old: &str, new: &str, room: &str, addr: SocketAddr, now: Instant) {
         let node = self.node.clone();
         self.forget_name(old, &node, now);
         let user = self.user(room, addr);
-        let value = wire::user_value(&user);
-        self.link.command(
-            &[b"HSET", wire::USERS_KEY, new.as_bytes(), &value],
-            None,
-            now,
-        );
+        self.record(new, &user, now);
         self.publish(wire::ROOM_CHANNEL, &Wire::Rename { old, new, user }, now);
     }
 
+    /// Writes our user `name`'s `im:users` entry.
+    fn record(&mut self, name: &str, user: &Remote, now: Instant) {
+        let value = wire::user_value(user);
+        self.link.command(
+            &[b"HSET", wire::USERS_KEY, name.as_bytes(), &value],
+            None,
+            now,
+        );
+    }
+
+    /// A user of ours moved from room `old` to `room`: its entry is rewritten, and the
+    /// others hear it leave the old room and arrive in the new one (their notices).
+    pub fn moved(&mut self, name: &str, old: &str, room: &str, addr: SocketAddr, now: Instant) {
+        let user = self.user(room, addr);
+        self.record(name, &user, now);
+        let gone = self.user(old, addr);
+        self.publish(wire::ROOM_CHANNEL, &Wire::Offline { name, user: gone }, now);
+        let event = Wire::Online {
+            name,
+            user,
+            notify: true,
+        };
+        self.publish(wire::ROOM_CHANNEL, &event, now);
+    }
+
     /// A user of ours (or the HTTP API speaking as `name`) said `text` to `room`.
-    pub fn said(&mut self, name: &str, room: u16, addr: SocketAddr, text: &[u8], now: Instant) {
+    pub fn said(&mut self, name: &str, room: &str, addr: SocketAddr, text: &[u8], now: Instant) {
         let user = self.user(room, addr);
         self.publish(wire::ROOM_CHANNEL, &Wire::Say { name, user, text }, now);
     }
@@ -535,7 +550,7 @@ impl<C> Cluster<C> {
         text: &[u8],
         now: Instant,
     ) {
-        let user = self.user(0, addr);
+        let user = self.user("", addr);
         let event = Wire::Whisper {
             from,
             user,
@@ -551,10 +566,10 @@ impl<C> Cluster<C> {
         self.forget_name(name, &node, now);
     }
 
-    fn user(&self, room: u16, addr: SocketAddr) -> Remote {
+    fn user(&self, room: &str, addr: SocketAddr) -> Remote {
         Remote {
             node: self.node.clone(),
-            room,
+            room: room.into(),
             addr,
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! Events are `\0`-separated fields, the text last, so chat text crosses servers as the
 //! same bytes a line user sent (JSON would force it into UTF-8). Names, node ids and
-//! addresses cannot contain `\0` (the name rules forbid control characters).
+//! addresses cannot contain `\0` (the name rules forbid control characters). A room is its
+//! name (`101` for appID 101; empty in a private message, which has none).
 //!
 //! Redis holds, per cluster (see the README's sizing notes):
 //! - `im:name:{name}` = node: who holds a name; claimed with `SET NX`, so renames are
@@ -124,7 +125,7 @@ impl Wire<'_> {
         out.extend_from_slice(kind);
         for field in [
             user.node.as_bytes(),
-            user.room.to_string().as_bytes(),
+            user.room.as_bytes(),
             user.addr.to_string().as_bytes(),
             names[0].as_bytes(),
             names[1].as_bytes(),
@@ -142,7 +143,7 @@ impl Wire<'_> {
         let kind = fields.next()?;
         let mut text_field = || -> Option<&str> { std::str::from_utf8(fields.next()?).ok() };
         let node = text_field()?;
-        let room = text_field()?.parse().ok()?;
+        let room = text_field()?.into();
         let addr = text_field()?.parse().ok()?;
         let a = text_field()?;
         let b = text_field()?;
@@ -195,7 +196,7 @@ pub fn parse_user_value(v: &[u8]) -> Option<Remote> {
     let v = std::str::from_utf8(v).ok()?;
     let mut it = v.split('\0');
     let node = it.next()?;
-    let room = it.next()?.parse().ok()?;
+    let room = it.next()?.into();
     let addr = it.next()?.parse().ok()?;
     Some(Remote {
         node: node.into(),
@@ -211,7 +212,7 @@ mod tests {
     fn user() -> Remote {
         Remote {
             node: "n1".into(),
-            room: 101,
+            room: "101".into(),
             addr: "127.0.0.1:5000".parse().unwrap(),
         }
     }
@@ -267,7 +268,7 @@ mod tests {
             None
         );
         assert_eq!(
-            Wire::decode(b"on\x00n1\x00room\x00127.0.0.1:1\x00a\x00\x00"),
+            Wire::decode(b"on\x00n1\x00room\x00nowhere\x00a\x00\x00"),
             None
         );
     }

@@ -12,8 +12,11 @@ use serde_json::{json, Value};
 
 /// The most bytes a user id may have (seed 003's limit).
 pub const MAX_USER_ID_BYTES: usize = 19;
-/// The application (room) ids a client may log in to; line users share the first.
+/// The application (room) ids a client may log in to; line users share the first. An
+/// appID is the room named by its number.
 pub const APP_IDS: std::ops::RangeInclusive<u16> = 101..=104;
+/// The appID of the line users' room, where a login or an API call that names none goes.
+pub const DEFAULT_APP_ID: u16 = 101;
 
 /// Response codes, with the seed's numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -62,6 +62,11 @@ pub enum Command<'a> {
         /// The message, `|` included.
         body: &'a [u8],
     },
+    /// `room|NAME` (NAME already checked against the name rules): move to room NAME;
+    /// `room` alone (`None`): which room am I in?
+    Room(Option<&'a str>),
+    /// `rooms`: list the rooms with users.
+    Rooms,
     /// Anything else: broadcast as it is.
     Say(&'a [u8]),
 }
@@ -75,6 +80,8 @@ pub enum ProtocolError {
     InvalidName,
     /// A line longer than the configured maximum (reported by the framing, not `parse`).
     LineTooLong,
+    /// `room|NAME` where NAME breaks the name rules.
+    InvalidRoom,
 }
 
 impl fmt::Display for ProtocolError {
@@ -83,6 +90,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::MissingRecipient => "private message without a recipient",
             ProtocolError::InvalidName => "invalid user name",
             ProtocolError::LineTooLong => "line too long",
+            ProtocolError::InvalidRoom => "invalid room name",
         })
     }
 }
@@ -95,14 +103,21 @@ pub const MAX_NAME_CHARS: usize = 32;
 /// Parses one line (without its newline) into a command.
 ///
 /// # Errors
-/// [`ProtocolError::MissingRecipient`] for `to|` with no name, and
-/// [`ProtocolError::InvalidName`] for a rename to a name [`check_name`] refuses.
+/// [`ProtocolError::MissingRecipient`] for `to|` with no name,
+/// [`ProtocolError::InvalidName`] for a rename to a name [`check_name`] refuses, and
+/// [`ProtocolError::InvalidRoom`] for a move to a room name it refuses.
 pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
     if line.is_empty() {
         return Ok(Command::Empty);
     }
-    if line == b"who" {
-        return Ok(Command::Who);
+    match line {
+        b"who" => return Ok(Command::Who),
+        b"room" => return Ok(Command::Room(None)),
+        b"rooms" => return Ok(Command::Rooms),
+        _ => {}
+    }
+    if let Some(room) = line.strip_prefix(b"room|") {
+        return check_room(room).map(|room| Command::Room(Some(room)));
     }
     if let Some(new) = line.strip_prefix(b"rename|") {
         return check_name(new).map(Command::Rename);
@@ -139,6 +154,14 @@ pub fn check_name(name: &[u8]) -> Result<&str, ProtocolError> {
         return Err(ProtocolError::InvalidName);
     }
     Ok(name)
+}
+
+/// Checks a room name: the rules of [`check_name`] (so `/im` appIDs, `101`, are names).
+///
+/// # Errors
+/// [`ProtocolError::InvalidRoom`] when any rule is broken.
+pub fn check_room(name: &[u8]) -> Result<&str, ProtocolError> {
+    check_name(name).map_err(|_| ProtocolError::InvalidRoom)
 }
 
 #[cfg(test)]
@@ -266,6 +289,24 @@ mod tests {
         }
         assert!(check_name("аlice".as_bytes()).is_ok()); // Cyrillic а: visible, kept
         assert!(check_name("张三".as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn room_commands_check_the_room_name() {
+        assert_eq!(parse(b"room"), Ok(Command::Room(None)));
+        assert_eq!(parse(b"rooms"), Ok(Command::Rooms));
+        assert_eq!(parse(b"room|101"), Ok(Command::Room(Some("101"))));
+        assert_eq!(
+            parse("room|茶室".as_bytes()),
+            Ok(Command::Room(Some("茶室")))
+        );
+        for bad in [&b"room|"[..], b"room| x", b"room|a:b", b"room|a|b"] {
+            assert_eq!(parse(bad), Err(ProtocolError::InvalidRoom), "{bad:?}");
+        }
+        let long = format!("room|{}", "房".repeat(33));
+        assert_eq!(parse(long.as_bytes()), Err(ProtocolError::InvalidRoom));
+        assert_eq!(parse(b"room "), Ok(Command::Say(b"room ")));
+        assert_eq!(parse(b"roomy"), Ok(Command::Say(b"roomy")));
     }
 
     #[test]

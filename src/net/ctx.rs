@@ -125,27 +125,28 @@ impl Host for Ctx<'_> {
 
     /// `voice` of this connection says `text` to `room` (`None`: the speaker's room):
     /// everyone here at once, the other servers through one PUBLISH.
-    fn say(&mut self, voice: Voice<'_>, room: Option<u16>, text: &[u8]) {
+    fn say(&mut self, voice: Voice<'_>, room: Option<&str>, text: &[u8]) {
         let Some(speaker) = self.st.speaker(self.token, voice) else {
             return;
         };
-        let Some((from, own_room)) = speaker.shown(&self.st.chat) else {
+        let chat = &self.st.chat;
+        let Some((from, own_room)) = speaker.shown(chat) else {
             return;
         };
-        let Some(room) = room.or(own_room) else {
-            return;
+        // A room named by the API may have nobody here (its id is `None` then).
+        let (id, name) = match (room, own_room) {
+            (Some(name), _) => (chat.room_id(name), name),
+            (None, Some(id)) => (Some(id), chat.room_name(id)),
+            (None, None) => return,
         };
-        self.st.fanout.room(
-            &self.st.chat,
-            &mut self.st.conns,
-            room,
-            from,
-            Event::Say(text),
-            None,
-        );
+        if let Some(id) = id {
+            let event = Event::Say(text);
+            let conns = &mut self.st.conns;
+            self.st.fanout.room(chat, conns, id, from, event, None);
+        }
         if let Some(cluster) = self.st.cluster.as_mut() {
-            let name = from.name_string();
-            cluster.said(&name, room, *from.addr, text, self.now);
+            let speaker = from.name_string();
+            cluster.said(&speaker, name, *from.addr, text, self.now);
         }
     }
 
@@ -229,7 +230,13 @@ impl Host for Ctx<'_> {
     }
 
     /// Logs this connection in as `name` (see [`Host::login`]).
-    fn login(&mut self, name: &str, kind: Kind, room: u16, reply: impl FnOnce() -> Reply) -> Claim {
+    fn login(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        room: &str,
+        reply: impl FnOnce() -> Reply,
+    ) -> Claim {
         if let Some(holder) = self.st.chat.find(name.as_bytes()) {
             let Some(member) = self.st.chat.get(holder) else {
                 return Claim::Taken;
@@ -251,7 +258,10 @@ impl Host for Ctx<'_> {
             let waiting = Waiting {
                 token: self.token,
                 reply: reply(),
-                purpose: Purpose::Login { kind, room },
+                purpose: Purpose::Login {
+                    kind,
+                    room: room.into(),
+                },
             };
             return match cluster.claim(name, waiting, self.now) {
                 true => Claim::Pending,
@@ -262,5 +272,9 @@ impl Host for Ctx<'_> {
             Ok(()) => Claim::Granted,
             Err(NameTaken) => Claim::Taken,
         }
+    }
+
+    fn enter_room(&mut self, room: &str) {
+        self.st.move_to(self.token, room, self.now);
     }
 }

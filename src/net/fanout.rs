@@ -3,7 +3,7 @@
 //! the protocol adapters decide the bytes; nothing is written until the flush phase.
 
 use super::conns::Conns;
-use crate::chat::{Chat, Event, Kind, Member, UserId};
+use crate::chat::{Chat, Event, Kind, Member, RoomId, UserId};
 use crate::proto;
 use crate::text::{Texts, User};
 use mio::Token;
@@ -33,14 +33,15 @@ impl Fanout {
     }
 
     /// Tells every user in `room` about `event` from `from`, each in its protocol's form;
-    /// `except` is an `/im` user whose own arrival is answered by its login instead.
+    /// `except` is a user not told (an `/im` user whose own arrival its login answers, a
+    /// user moving in, who is answered by its move).
     /// Presence notices skip connections whose peer has hung up (a half-closed client
     /// still gets what is said: it may be reading the answers to its last lines).
     pub fn room(
         &mut self,
         chat: &Chat,
         conns: &mut Conns,
-        room: u16,
+        room: RoomId,
         from: User<'_>,
         event: Event<'_>,
         except: Option<UserId>,
@@ -48,7 +49,7 @@ impl Fanout {
         let mut encoded = [false; Kind::COUNT];
         let notice = matches!(event, Event::Online | Event::Offline);
         for seat in chat.seats(room) {
-            if except == Some(seat.id) && !proto::greets_self(seat.kind) {
+            if except == Some(seat.id) {
                 continue;
             }
             let token = Token(seat.peer.0);
@@ -92,8 +93,9 @@ const DEPARTURE_MAX_WAIT: Duration = Duration::from_secs(1);
 /// A user who left, to be announced to its room.
 #[derive(Debug)]
 pub struct Departure {
-    /// The room it left.
-    pub room: u16,
+    /// The name of the room it left (its id may name another room by the time the notice
+    /// goes out).
+    pub room: Box<str>,
     /// Its address.
     pub addr: SocketAddr,
     /// Its chosen name, if any.
@@ -116,7 +118,7 @@ pub struct Departures {
 
 impl Departures {
     /// Records a departure.
-    pub fn push(&mut self, room: u16, addr: SocketAddr, name: Option<&str>, now: Instant) {
+    pub fn push(&mut self, room: Box<str>, addr: SocketAddr, name: Option<&str>, now: Instant) {
         self.since.get_or_insert(now);
         self.list.push(Departure {
             room,

@@ -1,8 +1,8 @@
 //! The chat service the loop offers the protocol adapters: the flows that join the chat
 //! core, the cluster and the connections, each written once.
 //!
-//! - presence: [`State::enter`] and [`State::leave`] (the online/offline fan-out, and the
-//!   one "announce a user to Redis" sequence);
+//! - presence: [`State::enter`], [`State::leave`] and [`State::move_to`] (the
+//!   online/offline fan-out, and the one "announce a user to Redis" sequence);
 //! - speech: [`State::say`] (local fan-out, then one PUBLISH) and [`State::whisper`]
 //!   (routing by [`Chat::locate`]: local, another server, or ask Redis);
 //! - names: [`State::rename`] and [`State::login`] (a claim, decided here or by Redis);
@@ -15,7 +15,7 @@ use super::conns::Conns;
 use super::ctx::Ctx;
 use super::fanout::{Departures, Fanout};
 use super::flood::Rule;
-use crate::chat::{Chat, Event, Kind, NameTaken, Peer, Remote, UserId};
+use crate::chat::{Chat, Event, Kind, Moved, NameTaken, Peer, Remote, RoomId, UserId};
 use crate::cluster::{Cluster, News};
 use crate::config::Config;
 use crate::metrics::{Backplane, Gauges, Metrics};
@@ -44,7 +44,7 @@ pub(super) enum Purpose {
     /// A rename of the asker's user.
     Rename,
     /// The asker logging in.
-    Login { kind: Kind, room: u16 },
+    Login { kind: Kind, room: Box<str> },
     /// A private message from the asker (`as_name`: under that name, not as its user);
     /// `need_text`: an empty text is refused once the recipient is known.
     Route {
@@ -109,7 +109,7 @@ impl State {
         token: Token,
         kind: Kind,
         name: Option<&str>,
-        room: u16,
+        room: &str,
         now: Instant,
     ) -> Result<(), NameTaken> {
         // Whoever left before this user arrived is announced first, to the users who were
@@ -121,28 +121,55 @@ impl State {
         let addr = conn.peer_addr();
         let id = self.chat.enter(Peer(token.0), kind, addr, name, room)?;
         conn.user = Some(id);
-        let Some(member) = self.chat.get(id) else {
-            return Ok(());
-        };
-        debug!("{} online as {:?}", member.addr, member.shown().name);
-        self.fanout.room(
-            &self.chat,
-            &mut self.conns,
-            room,
-            member.shown(),
-            Event::Online,
-            Some(id),
-        );
-        if let Some(cluster) = self.cluster.as_mut() {
+        debug!("{addr} online as {name:?} in room {room}");
+        // An `/im` user's own arrival is answered by its login instead.
+        let except = (!proto::greets_self(kind)).then_some(id);
+        if let Some(member) = self.chat.get(id) {
+            self.tell(id, member.room, Event::Online, except);
+        }
+        if let (Some(cluster), Some(member)) = (self.cluster.as_mut(), self.chat.get(id)) {
             let name = member.shown().name_string();
             let user = Remote {
                 node: Box::from(self.chat.node().unwrap_or_default()),
-                room,
+                room: room.into(),
                 addr: member.addr,
             };
             cluster.announce(&name, user, true, now);
         }
         Ok(())
+    }
+
+    /// Moves a connection's user to the room called `room` (a valid name): its old room
+    /// gets the offline notice, the new one the online notice (not the mover: its move is
+    /// answered), and the other servers are told. Moving to one's own room changes
+    /// nothing. `None` if the connection has no user.
+    pub fn move_to(&mut self, token: Token, room: &str, now: Instant) -> Option<Moved> {
+        let id = self.conns.get(token)?.user?;
+        let moved = self.chat.move_to(id, room)?;
+        let Moved::From(old) = &moved else {
+            return Some(moved);
+        };
+        let new_room = self.chat.get(id)?.room;
+        debug!("{token:?} moved from room {old} to {room}");
+        if let Some(old_room) = self.chat.room_id(old) {
+            self.tell(id, old_room, Event::Offline, None);
+        }
+        self.tell(id, new_room, Event::Online, Some(id));
+        if let (Some(cluster), Some(member)) = (self.cluster.as_mut(), self.chat.get(id)) {
+            let name = member.shown().name_string();
+            cluster.moved(&name, old, room, member.addr, now);
+        }
+        Some(moved)
+    }
+
+    /// Tells `room` (but `except`) about `event` from the local user `id`.
+    fn tell(&mut self, id: UserId, room: RoomId, event: Event<'_>, except: Option<UserId>) {
+        let Some(member) = self.chat.get(id) else {
+            return;
+        };
+        let (chat, conns) = (&self.chat, &mut self.conns);
+        self.fanout
+            .room(chat, conns, room, member.shown(), event, except);
     }
 
     /// Takes a connection's user offline: its name is freed, the other servers are told,
@@ -151,18 +178,17 @@ impl State {
         let Some(id) = self.conns.get_mut(token).and_then(|c| c.user.take()) else {
             return;
         };
-        let Some(member) = self.chat.leave(id) else {
+        let Some((member, room)) = self.chat.leave(id) else {
             return;
         };
         debug!("{} offline", member.addr);
         if let Some(cluster) = self.cluster.as_mut() {
             let name = member.shown().name_string();
-            cluster.left(&name, member.room, member.addr, now);
+            cluster.left(&name, &room, member.addr, now);
         }
         if !self.shutting_down {
             let shown = member.shown();
-            self.departures
-                .push(member.room, member.addr, shown.name, now);
+            self.departures.push(room, member.addr, shown.name, now);
         }
     }
 
@@ -178,6 +204,10 @@ impl State {
     /// Tells each room about the users who left it, now.
     fn flush_departures(&mut self) {
         for d in self.departures.take() {
+            // A room nobody here is in any more has nobody to tell.
+            let Some(room) = self.chat.room_id(&d.room) else {
+                continue;
+            };
             let from = User {
                 addr: &d.addr,
                 name: d.name.as_deref(),
@@ -185,7 +215,7 @@ impl State {
             self.fanout.room(
                 &self.chat,
                 &mut self.conns,
-                d.room,
+                room,
                 from,
                 Event::Offline,
                 None,
@@ -317,12 +347,15 @@ impl State {
 
     /// Something a user of another server did, told to its room here.
     fn remote_event(&mut self, name: &str, user: &Remote, event: Event<'_>) {
+        let Some(room) = self.chat.room_id(&user.room) else {
+            return;
+        };
         let from = User {
             addr: &user.addr,
             name: Some(name),
         };
         self.fanout
-            .room(&self.chat, &mut self.conns, user.room, from, event, None);
+            .room(&self.chat, &mut self.conns, room, from, event, None);
     }
 
     /// Completes a claim: `won` is Redis's answer, `None` when Redis went away first.
@@ -344,7 +377,7 @@ impl State {
             (Some(true), Purpose::Rename) => self.rename_claimed(token, name, now),
             (Some(true), Purpose::Login { kind, room }) => {
                 let logged_in = self.conns.get(token).is_some_and(|c| c.user.is_some());
-                if logged_in || self.enter(token, kind, Some(name), room, now).is_err() {
+                if logged_in || self.enter(token, kind, Some(name), &room, now).is_err() {
                     // A second login that was waiting: the first one stands.
                     self.release(name, now);
                     Claim::Taken
@@ -371,7 +404,8 @@ impl State {
             return Claim::Taken;
         };
         if let (Some(cluster), Some(member)) = (self.cluster.as_mut(), self.chat.get(id)) {
-            cluster.renamed(&old, new, member.room, member.addr, now);
+            let room = self.chat.room_name(member.room);
+            cluster.renamed(&old, new, room, member.addr, now);
         }
         Claim::Granted
     }
@@ -508,7 +542,7 @@ pub(super) enum Speaker {
 impl Speaker {
     /// The speaker as texts show it, and its room if it is a user; `None` if that user
     /// has gone.
-    pub(super) fn shown<'a>(&'a self, chat: &'a Chat) -> Option<(User<'a>, Option<u16>)> {
+    pub(super) fn shown<'a>(&'a self, chat: &'a Chat) -> Option<(User<'a>, Option<RoomId>)> {
         match self {
             Speaker::User(id) => chat.get(*id).map(|m| (m.shown(), Some(m.room))),
             Speaker::Named(addr, name) => Some((

@@ -15,10 +15,9 @@
 
 use super::ws::{App, WsSession};
 use super::{access, hub, im, Host, Pace, Reply, Routed, Voice};
-use crate::chat::DEFAULT_ROOM;
 use crate::codec::http::{self, Head, Method, Request};
-use crate::codec::im::{Code, APP_IDS, MAX_USER_ID_BYTES};
-use crate::codec::line::check_name;
+use crate::codec::im::{Code, APP_IDS, DEFAULT_APP_ID, MAX_USER_ID_BYTES};
+use crate::codec::line::{check_name, check_room};
 use crate::config::Config;
 use log::debug;
 use serde_json::{json, Value};
@@ -215,7 +214,9 @@ impl HttpSession {
             String::from_utf8_lossy(body)
         });
         let path = req.path.as_str();
-        let api = path.starts_with("/user/") || path.starts_with("/system/");
+        let api = ["/user/", "/system/", "/room/"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix));
         let answer = match (req.method, path) {
             _ if api && !origin_allowed(req, host) => refusal(host, 403),
             (Method::Get, "/" | "/index.html") => {
@@ -228,6 +229,7 @@ impl HttpSession {
                 Answer::new(200, METRICS_TYPE, text.into_bytes())
             }
             (Method::Get, "/user/list") => envelope(host, user_list(host, &params)),
+            (Method::Get, "/room/list") => envelope(host, room_list(host)),
             (Method::Get, "/user/online") => envelope(host, user_online(host, &params)),
             (Method::Get, "/system/state") => envelope(host, state(host)),
             (Method::Post, "/user/sendMessage" | "/user/sendMessageAll") => {
@@ -253,6 +255,7 @@ impl HttpSession {
                 | "/readyz"
                 | "/metrics"
                 | "/user/list"
+                | "/room/list"
                 | "/user/online"
                 | "/system/state"
                 | "/user/sendMessage"
@@ -406,10 +409,11 @@ impl Params<'_> {
         http::query_param(&self.0, name)
     }
 
-    /// `appID` (or `appId`): absent means the line users' room; `None` when invalid.
+    /// `appID` (or `appId`): absent means the line users' room (appID 101); `None` when
+    /// invalid.
     fn app_id(&self) -> Option<u16> {
         match self.get("appID").or_else(|| self.get("appId")) {
-            None => Some(DEFAULT_ROOM),
+            None => Some(DEFAULT_APP_ID),
             Some(v) => v.parse().ok().filter(|id| APP_IDS.contains(id)),
         }
     }
@@ -426,9 +430,10 @@ fn user_list<H: Host>(host: &H, params: &Params<'_>) -> ApiResult {
     let Some(app_id) = params.app_id() else {
         return refuse(Code::BadParams);
     };
+    let room = app_id.to_string();
     let mut names = Vec::new();
-    for (user, room) in host.chat().everyone() {
-        if room == app_id {
+    for (user, in_room) in host.chat().everyone() {
+        if in_room == room {
             let name = user.name_string();
             names.push(name);
         }
@@ -436,12 +441,24 @@ fn user_list<H: Host>(host: &H, params: &Params<'_>) -> ApiResult {
     ok(json!({"appID": app_id, "userCount": names.len(), "userList": names}))
 }
 
+/// `GET /room/list`: every room with users, here and elsewhere, by name, with how many.
+fn room_list<H: Host>(host: &H) -> ApiResult {
+    let rooms: Vec<Value> = host
+        .chat()
+        .rooms()
+        .into_iter()
+        .map(|(room, count)| json!({"room": room, "count": count}))
+        .collect();
+    ok(Value::Array(rooms))
+}
+
 /// `GET /user/online?appID=&userID=`.
 fn user_online<H: Host>(host: &H, params: &Params<'_>) -> ApiResult {
     let (Some(app_id), Some(user_id)) = (params.app_id(), params.user_id()) else {
         return refuse(Code::BadParams);
     };
-    let online = host.chat().room_of(&user_id) == Some(app_id);
+    let room = app_id.to_string();
+    let online = host.chat().room_of(&user_id) == Some(room.as_str());
     ok(json!({"userID": user_id, "online": online}))
 }
 
@@ -483,7 +500,8 @@ fn send<H: Host>(
         return Some(ok(json!({"sendResults": true, "duplicate": true})));
     }
     if to_all {
-        host.say(Voice::User(&user_id), Some(app_id), message.as_bytes());
+        let room = app_id.to_string();
+        host.say(Voice::User(&user_id), Some(&room), message.as_bytes());
         return Some(ok(json!({"sendResults": true})));
     }
     let system = host.texts().web.system_sender;
@@ -559,6 +577,15 @@ fn upgrade<H: Host>(req: &Request, key: &str, host: &mut H) -> Option<WsSession>
             }
         },
     };
+    // A hub user's room: `?room=NAME`, a valid name, or the line users' room.
+    let room = http::query_param(&req.query, "room").filter(|_| hub_id.is_some());
+    if room
+        .as_ref()
+        .is_some_and(|r| check_room(r.as_bytes()).is_err())
+    {
+        fail(host, 400);
+        return None;
+    }
     let now = host.now();
     let mut session = WsSession::new(app, host.config().ws_max_message_bytes, now);
     if let (Some(id), Some(secret)) = (&hub_id, &host.config().access.auth_secret) {
@@ -578,7 +605,7 @@ fn upgrade<H: Host>(req: &Request, key: &str, host: &mut H) -> Option<WsSession>
     host.send(&out);
     debug!("{} upgraded to WebSocket {}", host.addr(), req.path);
     if let Some(id) = hub_id {
-        hub::join(&id, host);
+        hub::join(&id, room.as_deref(), host);
     }
     Some(session)
 }

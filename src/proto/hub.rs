@@ -9,13 +9,15 @@ use crate::codec::hub;
 use crate::codec::ws::{self, close};
 use crate::text::{Texts, User};
 
-/// Takes the id of a new `/ws/{id}` connection (replacing an older hub connection with
-/// the same id; a user of another protocol keeps it, and this one is closed).
-pub fn join<H: Host>(id: &str, host: &mut H) {
+/// Takes the id of a new `/ws/{id}` connection in the room called `room` (`?room=`;
+/// `None`: the line users' room), replacing an older hub connection with the same id; a
+/// user of another protocol keeps it, and this one is closed.
+pub fn join<H: Host>(id: &str, room: Option<&str>, host: &mut H) {
     let reply = || Reply::Hub {
         receiver: Box::from(""),
     };
-    let outcome = host.login(id, Kind::Hub, DEFAULT_ROOM, reply);
+    let room = room.unwrap_or(DEFAULT_ROOM);
+    let outcome = host.login(id, Kind::Hub, room, reply);
     answer_join(outcome, host);
 }
 

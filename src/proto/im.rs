@@ -4,8 +4,8 @@
 
 use super::ws::send_json;
 use super::{access, Claim, Host, Reply, Routed, Voice};
-use crate::chat::{Event, Kind, DEFAULT_ROOM};
-use crate::codec::im::{self, Code, Command, Refusal};
+use crate::chat::{Event, Kind};
+use crate::codec::im::{self, Code, Command, Refusal, DEFAULT_APP_ID};
 use crate::codec::ws;
 use crate::text::{Texts, User};
 use serde_json::{json, Value};
@@ -85,13 +85,14 @@ pub fn on_text<H: Host>(text: &str, expires: &mut Option<Instant>, host: &mut H)
                     return answer(host, &req.seq, &req.cmd, Code::Unauthorized, Value::Null)
                 }
             }
-            let room = app_id.unwrap_or(DEFAULT_ROOM);
+            // An appID is the room named by its number.
+            let room = app_id.unwrap_or(DEFAULT_APP_ID).to_string();
             let seq = &req.seq;
             let reply = || Reply::Im {
                 seq: seq.as_str().into(),
                 cmd: "login",
             };
-            let outcome = host.login(user_id, Kind::Im, room, reply);
+            let outcome = host.login(user_id, Kind::Im, &room, reply);
             return answer_login(&req.seq, "login", outcome, host);
         }
         Ok(Command::Msg {
@@ -186,4 +187,14 @@ pub fn render_replaced(texts: &Texts, out: &mut Vec<u8>) {
     );
     ws::encode_text(out, &json);
     ws::encode_close(out, ws::close::POLICY, texts.web.replaced);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_app_id_names_the_line_users_room() {
+        assert_eq!(DEFAULT_APP_ID.to_string(), crate::chat::DEFAULT_ROOM);
+    }
 }

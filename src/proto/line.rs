@@ -1,6 +1,6 @@
 //! The line protocol of the Go chat server this follows: newline-framed commands (`who`,
 //! `rename|NEW`, `to|NAME|TEXT`, anything else is said to the room), answered with the
-//! lines of the text table.
+//! lines of the text table; and rooms (`room|NAME`, `room`, `rooms`).
 
 use super::{Claim, Host, Pace, Reply, Routed, Voice};
 use crate::chat::Event;
@@ -26,6 +26,7 @@ pub fn error_text(texts: &Texts, e: ProtocolError) -> &'static str {
         ProtocolError::MissingRecipient => texts.line.bad_format,
         ProtocolError::InvalidName => texts.line.name_invalid,
         ProtocolError::LineTooLong => texts.line.too_long,
+        ProtocolError::InvalidRoom => texts.line.room_invalid,
     }
 }
 
@@ -98,6 +99,12 @@ fn execute<H: Host>(line: &[u8], host: &mut H) {
             let outcome = host.whisper(Voice::Me, name, body, true, || Reply::Line);
             answer_routed(outcome, host);
         }
+        Ok(Command::Room(Some(room))) => {
+            host.enter_room(room);
+            answer_room(texts.line.room_entered, host);
+        }
+        Ok(Command::Room(None)) => answer_room(texts.line.room_current, host),
+        Ok(Command::Rooms) => rooms(host),
         Ok(Command::Say(text)) => host.say(Voice::Me, None, text),
         Err(e) => {
             debug!("{}: {e}", host.addr());
@@ -106,12 +113,39 @@ fn execute<H: Host>(line: &[u8], host: &mut H) {
     }
 }
 
-/// `who`: one line per online user of any protocol and any server, in one block.
+/// `who`: one line per online user of the sender's room, of any protocol and any server,
+/// in one block.
 fn who<H: Host>(host: &mut H) {
     let entry = host.texts().line.who_entry.as_bytes();
     let mut out = Vec::new();
-    for (user, _) in host.chat().everyone() {
-        text::user_line(&mut out, user, entry);
+    let chat = host.chat();
+    let mine = host.me().map(|me| chat.room_name(me.room));
+    for (user, room) in chat.everyone() {
+        if Some(room) == mine {
+            text::user_line(&mut out, user, entry);
+        }
+    }
+    host.send(&out);
+}
+
+/// Answers `room|NAME` (`label`: entered) and `room` (current) with the user's room:
+/// moving to one's own room is answered the same, and changes nothing.
+fn answer_room<H: Host>(label: &str, host: &mut H) {
+    let Some(me) = host.me() else {
+        return;
+    };
+    let mut out = Vec::new();
+    text::labelled(&mut out, label, host.chat().room_name(me.room));
+    host.send(&out);
+}
+
+/// `rooms`: one line per room with users (here and on other servers), by name, in one
+/// block, like `who`.
+fn rooms<H: Host>(host: &mut H) {
+    let texts = host.texts();
+    let mut out = Vec::new();
+    for (room, count) in host.chat().rooms() {
+        text::room_line(&mut out, texts, room, count);
     }
     host.send(&out);
 }

@@ -140,8 +140,8 @@ pub trait Host {
     fn chat(&self) -> &Chat;
     /// This connection's user, while online.
     fn me(&self) -> Option<&Member>;
-    /// `voice` says `text` to a room (`None`: the speaker's own).
-    fn say(&mut self, voice: Voice<'_>, room: Option<u16>, text: &[u8]);
+    /// `voice` says `text` to the room of this name (`None`: the speaker's own).
+    fn say(&mut self, voice: Voice<'_>, room: Option<&str>, text: &[u8]);
     /// `voice` says `text` to the user called `to`, wherever it is; an empty text is
     /// refused with [`Routed::Empty`] when `need_text`, once the recipient is known to
     /// exist. `reply` is asked for only if the answer must wait.
@@ -155,9 +155,14 @@ pub trait Host {
     ) -> Routed;
     /// Renames this connection's user.
     fn rename(&mut self, new: &str, reply: Reply) -> Claim;
-    /// Puts this connection online as `name` in `room`. A user of the same kind holding
-    /// the name is replaced (and told, in its protocol); another kind keeps it.
-    fn login(&mut self, name: &str, kind: Kind, room: u16, reply: impl FnOnce() -> Reply) -> Claim;
+    /// Puts this connection online as `name` in the room called `room`. A user of the
+    /// same kind holding the name is replaced (and told, in its protocol); another kind
+    /// keeps it.
+    fn login(&mut self, name: &str, kind: Kind, room: &str, reply: impl FnOnce() -> Reply)
+        -> Claim;
+    /// Moves this connection's user to the room called `room` (a valid name); nothing
+    /// happens if it is there already.
+    fn enter_room(&mut self, room: &str);
 }
 
 /// What a connection speaks now, with that protocol's state. A web connection starts as
