@@ -81,6 +81,9 @@ pub struct Backplane {
     pub pending: usize,
     /// Times the link came back after an outage.
     pub reconnects: u64,
+    /// Broadcasts of other servers trimmed from a room stream before this server read
+    /// them (a stall longer than the streams keep).
+    pub stream_lost: u64,
     /// Users of the other servers known here.
     pub remote_users: usize,
 }
@@ -224,6 +227,12 @@ impl Metrics {
                     "counter",
                     "Reconnections to Redis after an outage.",
                     b.reconnects,
+                ),
+                (
+                    "imserver_backplane_stream_lost_total",
+                    "counter",
+                    "Broadcasts of other servers trimmed from a room stream before this server read them.",
+                    b.stream_lost,
                 ),
                 (
                     "imserver_remote_users",

@@ -70,6 +70,8 @@ pub struct LineTexts {
     pub shutting_down: &'static str,
     /// A cross-server request while Redis is unreachable.
     pub cluster_unavailable: &'static str,
+    /// A broadcast made while Redis is unreachable (said once per outage).
+    pub local_only: &'static str,
     /// `room|NAME` where NAME breaks the name rules.
     pub room_invalid: &'static str,
     /// Before the room's name in the answer to `room|NAME`.
@@ -154,6 +156,7 @@ pub const ZH: Texts = Texts {
         server_full: "服务器已满\n",
         shutting_down: "服务器关闭\n",
         cluster_unavailable: "集群暂不可用\n",
+        local_only: "集群暂不可用，消息仅发送给本服务器的用户\n",
         room_invalid: "房间名不合法\n",
         room_entered: "您已进入房间：",
         room_current: "当前房间：",
@@ -211,6 +214,7 @@ pub const EN: Texts = Texts {
         server_full: "server is full\n",
         shutting_down: "server shutting down\n",
         cluster_unavailable: "cluster unavailable\n",
+        local_only: "cluster unavailable: message reached this server's users only\n",
         room_invalid: "invalid room name\n",
         room_entered: "you are now in room ",
         room_current: "current room: ",
@@ -551,6 +555,7 @@ mod tests {
                 t.line.server_full,
                 t.line.shutting_down,
                 t.line.cluster_unavailable,
+                t.line.local_only,
                 t.line.room_invalid,
             ] {
                 assert!(line.ends_with('\n'), "{line:?}");

@@ -1,20 +1,24 @@
-//! The Redis link: two non-blocking connections to one Redis, registered in the loop's own
-//! `Poll` under reserved tokens, with their own buffers. No thread, no runtime, no blocking
-//! call: a Redis that is slow, stalls or goes away can delay cross-server features, never
-//! the loop.
+//! The Redis link: three non-blocking connections to one Redis, registered in the loop's
+//! own `Poll` under reserved tokens, with their own buffers. No thread, no runtime, no
+//! blocking call: a Redis that is slow, stalls or goes away can delay cross-server
+//! features, never the loop.
 //!
 //! - The *command* link pipelines commands; replies come back in order and are matched to
 //!   what asked for them through a FIFO of asks (`A`, the caller's type: this module knows
 //!   nothing of chat).
 //! - The *subscriber* link holds the `SUBSCRIBE` and yields published messages.
+//! - The *reader* link is a second command link for commands that block in Redis
+//!   (`XREAD BLOCK`): on the command link they would hold every later reply back. Its
+//!   replies are matched the same way, and each command says how long Redis may hold it.
 //!
 //! RESP is encoded and decoded by the redis-protocol crate. Faults are handled in one
 //! place, `Backplane::fail`: on an I/O error, an output buffer over its bound, or a reply
-//! later than [`REPLY_TIMEOUT`], both links are dropped, every pending ask is handed back as
-//! [`Event::Failed`], and a reconnect is tried after an exponential backoff. The outage is
-//! logged once at warn, the recovery once at info.
+//! later than [`REPLY_TIMEOUT`] (plus the time a blocking command may wait), all links are
+//! dropped, every pending ask is handed back as [`Event::Failed`], and a reconnect is
+//! tried after an exponential backoff. The outage is logged once at warn, the recovery once
+//! at info.
 //!
-//! With credentials (`redis://user:password@...`), every (re)connect starts both links with
+//! With credentials (`redis://user:password@...`), every (re)connect starts every link with
 //! `AUTH [user] password`, before `SELECT` and `SUBSCRIBE`. Redis refusing it (or asking for
 //! a password none was given for) is a fault like any other, retried with the same backoff,
 //! and logged at warn as `Redis refused the password: WRONGPASS ...` once per outage, even
@@ -45,7 +49,7 @@ pub const MAX_OUT_BYTES: usize = 8 * 1024 * 1024;
 /// What the link has to tell the loop.
 #[derive(Debug)]
 pub enum Event<A> {
-    /// Both links are connected (again): re-announce and resubscribe state.
+    /// Every link is connected (again): re-announce and resubscribe state.
     Up,
     /// The link was lost: what is known of other servers is stale.
     Down,
@@ -111,18 +115,34 @@ fn nesting(buf: &[u8]) -> usize {
     deepest
 }
 
-/// One socket to Redis with its buffers.
-#[derive(Debug, Default)]
-struct Link {
+/// One socket to Redis with its buffers, and (command and reader links) what asked for each
+/// reply still due, in order, with the time by which it is due.
+#[derive(Debug)]
+struct Link<A> {
     socket: Option<TcpStream>,
     connected: bool,
     /// `AUTH` was sent first: the first reply on this socket is its answer.
     awaiting_auth: bool,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
+    /// One entry per command in flight; `None` ignores the reply.
+    pending: VecDeque<(Option<A>, Instant)>,
 }
 
-impl Link {
+impl<A> Default for Link<A> {
+    fn default() -> Self {
+        Link {
+            socket: None,
+            connected: false,
+            awaiting_auth: false,
+            inbuf: Vec::new(),
+            outbuf: Vec::new(),
+            pending: VecDeque::new(),
+        }
+    }
+}
+
+impl<A> Link<A> {
     /// Writes what it can; false on an error.
     fn flush(&mut self) -> bool {
         let Some(socket) = self.socket.as_mut() else {
@@ -184,6 +204,12 @@ impl Link {
             Err(_) => Err(()),
         }
     }
+
+    /// Queues one command whose reply is due by `due`.
+    fn push(&mut self, args: &[&[u8]], ask: Option<A>, due: Instant) {
+        push_command(&mut self.outbuf, args);
+        self.pending.push_back((ask, due));
+    }
 }
 
 /// Why decoding what Redis sent ended the link.
@@ -205,21 +231,28 @@ pub struct LinkStats {
     pub reconnects: u64,
 }
 
+/// Which of the three sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Cmd,
+    Sub,
+    Read,
+}
+
 /// The link to Redis, generic over what the caller attaches to each command.
 #[derive(Debug)]
 pub struct Backplane<A> {
     addr: SocketAddr,
     db: u32,
-    /// Sent with `AUTH` first on both links on every connect.
+    /// Sent with `AUTH` first on every link on every connect.
     auth: Option<RedisAuth>,
-    cmd_token: Token,
-    sub_token: Token,
-    cmd: Link,
-    sub: Link,
+    /// The command, subscriber and reader links' tokens.
+    tokens: [Token; 3],
+    cmd: Link<A>,
+    sub: Link<A>,
+    read: Link<A>,
     /// Channels the subscriber link subscribes to on every (re)connect.
     channels: Vec<Vec<u8>>,
-    /// One entry per command in flight, in order; `None` ignores the reply.
-    pending: VecDeque<(Option<A>, Instant)>,
     up: bool,
     /// Subscriptions Redis has confirmed on the current subscriber link.
     subscribed: usize,
@@ -234,26 +267,25 @@ pub struct Backplane<A> {
 }
 
 impl<A> Backplane<A> {
-    /// A link to Redis at `addr` (database `db`, logging in with `auth` if any) using two
-    /// reserved tokens; it connects on the first [`Backplane::tick`].
+    /// A link to Redis at `addr` (database `db`, logging in with `auth` if any) using three
+    /// reserved tokens (command, subscriber, reader); it connects on the first
+    /// [`Backplane::tick`].
     pub fn new(
         addr: SocketAddr,
         db: u32,
         auth: Option<RedisAuth>,
-        cmd_token: Token,
-        sub_token: Token,
+        tokens: [Token; 3],
         channels: Vec<Vec<u8>>,
     ) -> Self {
         Backplane {
             addr,
             db,
             auth,
-            cmd_token,
-            sub_token,
+            tokens,
             cmd: Link::default(),
             sub: Link::default(),
+            read: Link::default(),
             channels,
-            pending: VecDeque::new(),
             up: false,
             subscribed: 0,
             retry: (Some(Instant::now()), MIN_BACKOFF),
@@ -264,19 +296,19 @@ impl<A> Backplane<A> {
         }
     }
 
-    /// Whether both links are connected and commands will be answered.
+    /// Whether every link is connected and commands will be answered.
     pub fn is_up(&self) -> bool {
         self.up
     }
 
     /// Whether `token` is one of the link's.
     pub fn owns(&self, token: Token) -> bool {
-        token == self.cmd_token || token == self.sub_token
+        self.tokens.contains(&token)
     }
 
     /// Commands waiting for a reply.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.cmd.pending.len() + self.read.pending.len()
     }
 
     /// Counters so far.
@@ -290,16 +322,34 @@ impl<A> Backplane<A> {
         if !self.up {
             return false;
         }
-        push_command(&mut self.cmd.outbuf, args);
-        self.pending.push_back((ask, now));
+        self.cmd.push(args, ask, now + REPLY_TIMEOUT);
         self.stats.commands_out += 1;
         true
     }
 
+    /// Queues one command on the reader link, which Redis may hold for up to `wait` before
+    /// it answers (`XREAD BLOCK`); like [`Backplane::command`] otherwise.
+    pub fn read(&mut self, args: &[&[u8]], ask: Option<A>, wait: Duration, now: Instant) -> bool {
+        if !self.up {
+            return false;
+        }
+        self.read.push(args, ask, now + wait + REPLY_TIMEOUT);
+        self.stats.commands_out += 1;
+        true
+    }
+
+    /// The earliest time a reply is due.
+    fn reply_due(&self) -> Option<Instant> {
+        [self.cmd.pending.front(), self.read.pending.front()]
+            .into_iter()
+            .flatten()
+            .map(|(_, due)| *due)
+            .min()
+    }
+
     /// When [`Backplane::tick`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let reply_due = self.pending.front().map(|(_, at)| *at + REPLY_TIMEOUT);
-        [self.retry.0, reply_due].into_iter().flatten().min()
+        [self.retry.0, self.reply_due()].into_iter().flatten().min()
     }
 
     /// Reconnects when the backoff has passed, and gives up on a stalled Redis.
@@ -308,12 +358,24 @@ impl<A> Backplane<A> {
             self.retry.0 = None;
             self.connect(registry, now, out);
         }
-        if self
-            .pending
-            .front()
-            .is_some_and(|(_, at)| now >= *at + REPLY_TIMEOUT)
-        {
+        if self.reply_due().is_some_and(|due| now >= due) {
             self.fail(registry, now, "Redis did not answer in time", out);
+        }
+    }
+
+    fn which(&self, token: Token) -> Which {
+        match self.tokens.iter().position(|t| *t == token) {
+            Some(0) => Which::Cmd,
+            Some(1) => Which::Sub,
+            _ => Which::Read,
+        }
+    }
+
+    fn link(&mut self, which: Which) -> &mut Link<A> {
+        match which {
+            Which::Cmd => &mut self.cmd,
+            Which::Sub => &mut self.sub,
+            Which::Read => &mut self.read,
         }
     }
 
@@ -326,22 +388,26 @@ impl<A> Backplane<A> {
         scratch: &mut [u8],
         out: &mut Vec<Event<A>>,
     ) {
-        let is_cmd = token == self.cmd_token;
-        let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
+        let which = self.which(token);
+        let link = self.link(which);
         if link.check_connected().is_err() {
             return self.fail(registry, now, "cannot connect to Redis", out);
         }
         if !link.fill(scratch) {
             return self.fail(registry, now, "Redis closed the connection", out);
         }
-        match self.decode(is_cmd, out) {
+        match self.decode(which, out) {
             Ok(()) => {}
             Err(Fault::Garbled(why)) => return self.fail(registry, now, why, out),
             Err(Fault::Refused(why)) => return self.refused(registry, now, &why, out),
         }
         // Up only once every SUBSCRIBE is confirmed: what the caller reads from Redis
         // after `Up` is then never older than the first event it will receive.
-        if !self.up && self.cmd.connected && self.subscribed == self.channels.len() {
+        if !self.up
+            && self.cmd.connected
+            && self.read.connected
+            && self.subscribed == self.channels.len()
+        {
             self.up = true;
             self.retry.1 = MIN_BACKOFF;
             if self.outage_logged {
@@ -355,31 +421,29 @@ impl<A> Backplane<A> {
             self.refusal_logged = false;
             out.push(Event::Up);
         }
-        if !self.cmd.flush() || !self.sub.flush() {
-            return self.fail(registry, now, "cannot write to Redis", out);
-        }
-        if self.cmd.outbuf.len() > MAX_OUT_BYTES {
-            self.fail(registry, now, "Redis is not reading", out);
-        }
+        self.flush_all(registry, now, out);
     }
 
     /// Writes queued commands; called once per loop turn after commands were queued.
     pub fn flush(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event<A>>) {
-        if !self.up {
-            return;
+        if self.up {
+            self.flush_all(registry, now, out);
         }
-        if !self.cmd.flush() || !self.sub.flush() {
+    }
+
+    fn flush_all(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event<A>>) {
+        if !self.cmd.flush() || !self.sub.flush() || !self.read.flush() {
             return self.fail(registry, now, "cannot write to Redis", out);
         }
-        if self.cmd.outbuf.len() > MAX_OUT_BYTES {
+        if self.cmd.outbuf.len() > MAX_OUT_BYTES || self.read.outbuf.len() > MAX_OUT_BYTES {
             self.fail(registry, now, "Redis is not reading", out);
         }
     }
 
-    fn decode(&mut self, is_cmd: bool, out: &mut Vec<Event<A>>) -> Result<(), Fault> {
-        let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
+    fn decode(&mut self, which: Which, out: &mut Vec<Event<A>>) -> Result<(), Fault> {
         let mut used = 0;
         loop {
+            let link = self.link(which);
             let rest = link.inbuf.get(used..).unwrap_or_default();
             // The decoder recurses once per nested array: a reply nested thousands deep
             // (which no command of ours asks for) would overflow the stack. Refuse it.
@@ -393,10 +457,9 @@ impl<A> Backplane<A> {
             };
             used += n;
             self.stats.messages_in += 1;
+            let link = self.link(which);
             if std::mem::take(&mut link.awaiting_auth) {
-                if is_cmd {
-                    self.pending.pop_front(); // AUTH's own entry
-                }
+                link.pending.pop_front(); // AUTH's own entry, if this link has a FIFO
                 match frame {
                     OwnedFrame::Error(msg) => {
                         return Err(Fault::Refused(format!("Redis refused the password: {msg}")))
@@ -404,8 +467,8 @@ impl<A> Backplane<A> {
                     _ => continue,
                 }
             }
-            if is_cmd {
-                let Some((ask, _)) = self.pending.pop_front() else {
+            if which != Which::Sub {
+                let Some((ask, _)) = link.pending.pop_front() else {
                     return Err(Fault::Garbled("Redis sent a reply nobody asked for"));
                 };
                 if let Some(ask) = ask {
@@ -444,25 +507,22 @@ impl<A> Backplane<A> {
                 }
             }
         }
-        let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
-        link.inbuf.drain(..used);
+        self.link(which).inbuf.drain(..used);
         Ok(())
     }
 
-    /// Opens both sockets and queues the first commands (SELECT, SUBSCRIBE).
+    /// Opens the three sockets and queues the first commands (AUTH, SELECT, SUBSCRIBE).
     fn connect(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Event<A>>) {
-        for is_cmd in [true, false] {
-            let token = if is_cmd {
-                self.cmd_token
-            } else {
-                self.sub_token
-            };
+        for (which, token) in [Which::Cmd, Which::Sub, Which::Read]
+            .into_iter()
+            .zip(self.tokens)
+        {
             let opened = TcpStream::connect(self.addr).and_then(|mut socket| {
                 let _ = socket.set_nodelay(true);
                 registry.register(&mut socket, token, Interest::READABLE | Interest::WRITABLE)?;
                 Ok(socket)
             });
-            let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
+            let link = self.link(which);
             *link = Link::default();
             match opened {
                 Ok(socket) => link.socket = Some(socket),
@@ -470,21 +530,25 @@ impl<A> Backplane<A> {
             }
         }
         // Queued before the link is up, so they go first whatever the caller sends; AUTH
-        // goes before anything else on both links.
+        // goes before anything else on every link. The subscriber link has no FIFO: its
+        // AUTH answer is recognised by `awaiting_auth` alone.
+        let due = now + REPLY_TIMEOUT;
         if let Some(auth) = &self.auth {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
             args.extend(auth.user.as_deref().map(str::as_bytes));
             args.push(auth.password.as_bytes());
-            for link in [&mut self.cmd, &mut self.sub] {
-                push_command(&mut link.outbuf, &args);
+            for link in [&mut self.cmd, &mut self.read] {
+                link.push(&args, None, due);
                 link.awaiting_auth = true;
             }
-            self.pending.push_back((None, now));
+            push_command(&mut self.sub.outbuf, &args);
+            self.sub.awaiting_auth = true;
         }
         if self.db != 0 {
             let db = self.db.to_string();
-            push_command(&mut self.cmd.outbuf, &[b"SELECT", db.as_bytes()]);
-            self.pending.push_back((None, now));
+            for link in [&mut self.cmd, &mut self.read] {
+                link.push(&[b"SELECT", db.as_bytes()], None, due);
+            }
         }
         let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
         args.extend(self.channels.iter().map(|c| c.as_slice()));
@@ -502,18 +566,18 @@ impl<A> Backplane<A> {
         self.fail(registry, now, why, out);
     }
 
-    /// Drops both links, hands back every pending ask, and schedules a reconnect.
+    /// Drops every link, hands back every pending ask, and schedules a reconnect.
     fn fail(&mut self, registry: &Registry, now: Instant, why: &str, out: &mut Vec<Event<A>>) {
-        for link in [&mut self.cmd, &mut self.sub] {
+        for link in [&mut self.cmd, &mut self.sub, &mut self.read] {
             if let Some(mut socket) = link.socket.take() {
                 let _ = registry.deregister(&mut socket);
             }
-            *link = Link::default();
-        }
-        for (ask, _) in self.pending.drain(..) {
-            if let Some(ask) = ask {
-                out.push(Event::Failed(ask));
+            for (ask, _) in link.pending.drain(..) {
+                if let Some(ask) = ask {
+                    out.push(Event::Failed(ask));
+                }
             }
+            *link = Link::default();
         }
         if self.up {
             out.push(Event::Down);

@@ -1,33 +1,45 @@
 //! Many servers, one chat: this server's side of the Redis backplane (`--redis`).
 //!
-//! - [`link`]: two non-blocking Redis sockets in the loop's own poll, pipelined commands
+//! - [`link`]: three non-blocking Redis sockets in the loop's own poll, pipelined commands
 //!   and a FIFO of what asked for each reply;
 //! - [`wire`]: the keys, channels and wire form of the events servers exchange;
-//! - [`Cluster`] (here): what this server tells the others (one PUBLISH per event), what
-//!   it hears from them (kept in the chat core's replica of remote users, and handed to
-//!   the loop as [`News`] for the fan-out), name claims (`SET NX`) and look-ups (`GET`),
-//!   liveness, and recovery after Redis comes back.
+//! - [`stream`]: the room streams, which carry broadcasts between servers and keep each
+//!   room's history (one `XADD` per broadcast, read back with `XREAD BLOCK`);
+//! - [`Cluster`] (here): what this server tells the others (presence: one PUBLISH per
+//!   event; broadcasts: one entry in the room's stream; whispers: one PUBLISH to the
+//!   recipient's server, confirmed by Redis's count of receivers), what it hears from them
+//!   (kept in the chat core's replica of remote users, and handed to the loop as [`News`]
+//!   for the fan-out), name claims (`SET NX`) and look-ups (`GET`), liveness, and recovery
+//!   after Redis comes back.
 //!
 //! A question to Redis carries the caller's context `C` (who asked, and how to answer),
-//! opaque here, and comes back with it in [`News::Claimed`] or [`News::Routed`]; nothing
-//! here knows a protocol or a connection.
+//! opaque here, and comes back with it in [`News::Claimed`], [`News::Routed`],
+//! [`News::Delivered`] or [`News::History`]; nothing here knows a protocol or a connection.
+//!
+//! Presence stays on PUBLISH: it is state, not a log. An event missed in an outage is
+//! repaired by the `im:users` snapshot every server reads when it reconnects, and the
+//! replica must hear of users in every room, not only the rooms this server reads.
 //!
 //! Liveness: every `node_timeout / 5` the server refreshes `im:alive:{node}` (TTL 3/5 of
 //! the timeout) and asks whether the others' keys still exist; a server whose key is gone
 //! is dead, and its users are announced offline and their names freed within the timeout.
 
 pub mod link;
+pub mod stream;
 pub mod wire;
 
-use crate::chat::{Chat, Remote};
+use crate::chat::{Chat, Peer, Remote};
 use crate::config::RedisUrl;
+use crate::metrics;
 use link::{Backplane, Event as Link};
 use log::{debug, info};
 use mio::{Registry, Token};
 use redis_protocol::resp2::types::OwnedFrame;
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use stream::{Next, Page, Streams};
 use wire::Wire;
 
 /// Frees a name only if `node` still holds it, with its `im:users` entry: a late or
@@ -56,6 +68,21 @@ enum Ask<C> {
         text: Vec<u8>,
         ctx: C,
     },
+    /// `EVALSHA` of [`stream::SAY_LUA`]: a broadcast by the user at `by` (`None`: the
+    /// HTTP API, which has nobody to tell if it fails).
+    Say { by: Option<Peer> },
+    /// `PUBLISH im:node:{node}` of a whisper: confirmed when Redis counts a receiver.
+    Deliver { ctx: C },
+    /// `GET im:epoch` after (re)connecting.
+    Epoch,
+    /// `CLIENT ID` of the reader link.
+    Reader,
+    /// `XREVRANGE im:stream:{room} + - COUNT 1`: where to start reading `room`.
+    Top { room: Box<str> },
+    /// `XREAD BLOCK` on the reader link.
+    Read,
+    /// `EVALSHA` of [`stream::HISTORY_LUA`].
+    History { ctx: C, room: Box<str> },
 }
 
 /// What the cluster hands the loop to act on.
@@ -105,6 +132,31 @@ pub enum News<C> {
         /// The text, byte for byte.
         text: Vec<u8>,
     },
+    /// A broadcast by the user at `by` did not reach Redis (down, or no answer in time):
+    /// it reached this server's users only. (Redis may still apply a command it had
+    /// received before it stalled; the other servers then deliver it late, once.)
+    LocalOnly {
+        /// The speaker's connection.
+        by: Peer,
+    },
+    /// A whisper handed to another server: `ok` when Redis counted a receiver (that
+    /// server's subscriber link was there to take it), false when nobody listened or
+    /// Redis went away first.
+    Delivered {
+        /// Who asked, and how to answer.
+        ctx: C,
+        /// Confirmed.
+        ok: bool,
+    },
+    /// A page of a room's history; `None` when Redis went away first.
+    History {
+        /// Who asked, and how to answer.
+        ctx: C,
+        /// The room.
+        room: Box<str>,
+        /// The page.
+        page: Option<Page>,
+    },
     /// A user of another server said this to a user of ours.
     Whispered {
         /// The speaker.
@@ -116,6 +168,19 @@ pub enum News<C> {
         /// The text.
         text: Vec<u8>,
     },
+}
+
+/// A private message for a user of another server.
+#[derive(Debug, Clone, Copy)]
+pub struct Letter<'a> {
+    /// The sender's name.
+    pub from: &'a str,
+    /// The sender's address.
+    pub addr: SocketAddr,
+    /// The recipient's name.
+    pub to: &'a str,
+    /// The text.
+    pub text: &'a [u8],
 }
 
 /// The cluster state of one server.
@@ -130,28 +195,58 @@ pub struct Cluster<C> {
     /// Names claimed for users who are gone, whose release could not reach Redis (a claim
     /// that timed out may still have been applied): released on the next connect.
     orphans: Vec<Box<str>>,
+    /// The rooms read, and where.
+    streams: Streams,
+    /// `EVALSHA` hashes of [`stream::SAY_LUA`] and [`stream::HISTORY_LUA`].
+    scripts: [Vec<u8>; 2],
+    /// What `im:epoch` is set to if nobody set it yet.
+    epoch: Vec<u8>,
+    /// Entries a room's history holds (`--history`).
+    history: usize,
+    /// The `MAXLEN ~` of every room stream: the history, and at least
+    /// [`stream::MIN_STREAM_LEN`].
+    maxlen: Vec<u8>,
+    /// Times the link came up: an outage ends with each.
+    ups: u64,
 }
 
 impl<C> Cluster<C> {
     /// The cluster state for node `node`, talking to the Redis of `url` at `addr` (`url`
-    /// resolved), under two reserved tokens of the loop's poll.
+    /// resolved), under three reserved tokens of the loop's poll; rooms keep `history`
+    /// broadcasts.
     pub fn new(
         addr: SocketAddr,
         url: &RedisUrl,
         node: &str,
         timeout: Duration,
-        tokens: [Token; 2],
+        tokens: [Token; 3],
+        history: usize,
     ) -> Self {
         let channels = vec![wire::ROOM_CHANNEL.to_vec(), wire::node_channel(node)];
-        let [cmd, sub] = tokens;
+        let random = RandomState::new().hash_one(node);
         Cluster {
-            link: Backplane::new(addr, url.db, url.auth.clone(), cmd, sub, channels),
+            link: Backplane::new(addr, url.db, url.auth.clone(), tokens, channels),
             node: node.into(),
             left_before_snapshot: None,
             timeout,
             next_beat: Instant::now(),
             orphans: Vec::new(),
+            streams: Streams::default(),
+            scripts: [
+                stream::sha(stream::SAY_LUA),
+                stream::sha(stream::HISTORY_LUA),
+            ],
+            epoch: format!("{node}-{random:016x}").into_bytes(),
+            history,
+            maxlen: history.max(stream::MIN_STREAM_LEN).to_string().into_bytes(),
+            ups: 0,
         }
+    }
+
+    /// How many times the link came up: a broadcast that reached only this server's
+    /// users is told once per outage, that is, per value of this.
+    pub fn ups(&self) -> u64 {
+        self.ups
     }
 
     /// Whether `token` is one of the Redis sockets'.
@@ -173,15 +268,17 @@ impl<C> Cluster<C> {
             .min()
     }
 
-    /// Gauges for the metrics page: messages in, commands out, pending, reconnects.
-    pub fn stats(&self) -> (u64, u64, usize, u64) {
+    /// Gauges for the metrics page (`remote_users` is the chat core's to fill in).
+    pub fn stats(&self) -> metrics::Backplane {
         let s = self.link.stats();
-        (
-            s.messages_in,
-            s.commands_out,
-            self.link.pending(),
-            s.reconnects,
-        )
+        metrics::Backplane {
+            messages_in: s.messages_in,
+            commands_out: s.commands_out,
+            pending: self.link.pending(),
+            reconnects: s.reconnects,
+            stream_lost: self.streams.lost(),
+            remote_users: 0,
+        }
     }
 
     /// Readiness of a Redis socket: what it brought is applied to `chat` and handed over.
@@ -223,8 +320,33 @@ impl<C> Cluster<C> {
                     .command(&[b"EXISTS", &key], Some(Ask::Alive { node }), now);
             }
         }
+        self.pump(now);
         self.link.flush(registry, now, &mut events);
         self.apply(events, chat, now, news);
+    }
+
+    /// Keeps the room streams read: asks where new rooms start, cuts a blocked read short
+    /// when a room was added, and sends the next `XREAD` once the last one is answered.
+    fn pump(&mut self, now: Instant) {
+        if !self.link.is_up() {
+            return;
+        }
+        for room in self.streams.to_ask() {
+            let key = stream::key(&room);
+            let ask = Some(Ask::Top { room });
+            self.link
+                .command(&[b"XREVRANGE", &key, b"+", b"-", b"COUNT", b"1"], ask, now);
+        }
+        if let Some(id) = self.streams.unblock() {
+            let id = id.to_string();
+            self.link
+                .command(&[b"CLIENT", b"UNBLOCK", id.as_bytes()], None, now);
+        }
+        if let Next::Read(args) = self.streams.next_read() {
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            self.link
+                .read(&args, Some(Ask::Read), stream::READ_BLOCK, now);
+        }
     }
 
     fn apply(
@@ -240,6 +362,7 @@ impl<C> Cluster<C> {
                 Link::Down => {
                     chat.set_cluster_up(false);
                     self.left_before_snapshot = None;
+                    self.streams.down();
                 }
                 Link::Reply(ask, frame) => self.on_reply(ask, frame, chat, now, news),
                 Link::Failed(ask) => self.on_failed(ask, news),
@@ -248,11 +371,22 @@ impl<C> Cluster<C> {
         }
     }
 
-    /// (Re)connected: claim our users' names again, list them, tell the others quietly,
-    /// and read everyone else's.
+    /// (Re)connected: load the scripts, check the epoch, claim our users' names again,
+    /// list them, tell the others quietly, and read everyone else's.
     fn on_up(&mut self, chat: &mut Chat, now: Instant) {
         chat.set_cluster_up(true);
+        self.ups += 1;
         self.next_beat = now;
+        for script in [stream::SAY_LUA, stream::HISTORY_LUA] {
+            self.link.command(&[b"SCRIPT", b"LOAD", script], None, now);
+        }
+        let epoch = self.epoch.clone();
+        self.link
+            .command(&[b"SET", stream::EPOCH_KEY, &epoch, b"NX"], None, now);
+        self.link
+            .command(&[b"GET", stream::EPOCH_KEY], Some(Ask::Epoch), now);
+        self.link
+            .read(&[b"CLIENT", b"ID"], Some(Ask::Reader), Duration::ZERO, now);
         let mut name = String::new();
         let mut count = 0;
         for (_, member) in chat.members() {
@@ -263,7 +397,7 @@ impl<C> Cluster<C> {
                 room: chat.room_name(member.room).into(),
                 addr: member.addr,
             };
-            self.announce(&name, user, false, now);
+            self.present(&name, user, false, now);
             count += 1;
         }
         let node = self.node.clone();
@@ -317,6 +451,51 @@ impl<C> Cluster<C> {
                     node: Some(node),
                 });
             }
+            Ask::Say { by } => {
+                if let (OwnedFrame::Error(_), Some(by)) = (frame, by) {
+                    news.push(News::LocalOnly { by });
+                }
+            }
+            Ask::Deliver { ctx } => {
+                let ok = matches!(frame, OwnedFrame::Integer(n) if n >= 1);
+                news.push(News::Delivered { ctx, ok });
+            }
+            Ask::Epoch => {
+                let epoch = match frame {
+                    OwnedFrame::BulkString(v) => v,
+                    _ => Vec::new(),
+                };
+                self.streams.epoch(epoch);
+            }
+            Ask::Reader => {
+                if let OwnedFrame::Integer(id) = frame {
+                    self.streams.set_reader(id);
+                }
+            }
+            Ask::Top { room } => self.streams.start_at(&room, stream::parse_top(&frame)),
+            Ask::Read => self.on_read(frame, news),
+            Ask::History { ctx, room } => {
+                let page = stream::parse_page(&frame, self.history);
+                news.push(News::History { ctx, room, page });
+            }
+        }
+    }
+
+    /// Broadcasts read from the room streams: those of other servers are handed over
+    /// (ours were delivered here when they were said).
+    fn on_read(&mut self, frame: OwnedFrame, news: &mut Vec<News<C>>) {
+        for (room, entry) in self.streams.read(Some(frame)) {
+            let Some(Wire::Say { name, user, text }) = entry.say() else {
+                continue;
+            };
+            if *user.node == *self.node {
+                continue;
+            }
+            news.push(News::Said {
+                name: name.into(),
+                user: Remote { room, ..user },
+                text: text.to_vec(),
+            });
         }
     }
 
@@ -338,7 +517,18 @@ impl<C> Cluster<C> {
                 text,
                 node: None,
             }),
-            Ask::Users | Ask::Alive { .. } => {}
+            Ask::Say { by } => news.extend(by.map(|by| News::LocalOnly { by })),
+            Ask::Deliver { ctx } => news.push(News::Delivered { ctx, ok: false }),
+            Ask::Top { room } => self.streams.ask_failed(&room),
+            Ask::Read => {
+                self.streams.read(None);
+            }
+            Ask::History { ctx, room } => news.push(News::History {
+                ctx,
+                room,
+                page: None,
+            }),
+            Ask::Users | Ask::Alive { .. } | Ask::Epoch | Ask::Reader => {}
         }
     }
 
@@ -422,11 +612,8 @@ impl<C> Cluster<C> {
                 chat.remote_left(old, &user.node);
                 chat.remote_arrived(new, user);
             }
-            Wire::Say { name, user, text } => news.push(News::Said {
-                name: name.into(),
-                user,
-                text: text.to_vec(),
-            }),
+            // Broadcasts travel in the room streams (`on_read`), never on this channel.
+            Wire::Say { .. } => {}
             Wire::Whisper {
                 from,
                 user,
@@ -476,10 +663,17 @@ impl<C> Cluster<C> {
         self.link.command(&[b"GET", &key], Some(ask), now);
     }
 
+    /// A user of ours came online: recorded in Redis, the others told, and its room's
+    /// stream read from now on.
+    pub fn announce(&mut self, name: &str, user: Remote, now: Instant) {
+        self.streams.enter(&user.room);
+        self.present(name, user, true, now);
+    }
+
     /// Records a user of ours in Redis and tells the others (`notify`: with an online
     /// notice; false when re-announcing after a reconnect). The one "announce" sequence:
     /// SET the name, HSET the user, PUBLISH the arrival.
-    pub fn announce(&mut self, name: &str, user: Remote, notify: bool, now: Instant) {
+    fn present(&mut self, name: &str, user: Remote, notify: bool, now: Instant) {
         let key = wire::name_key(name);
         let node = self.node.clone();
         self.link
@@ -488,6 +682,7 @@ impl<C> Cluster<C> {
         self.publish(
             wire::ROOM_CHANNEL,
             &Wire::Online { name, user, notify },
+            None,
             now,
         );
     }
@@ -496,8 +691,9 @@ impl<C> Cluster<C> {
     pub fn left(&mut self, name: &str, room: &str, addr: SocketAddr, now: Instant) {
         let node = self.node.clone();
         self.forget_name(name, &node, now);
+        self.streams.leave(room);
         let user = self.user(room, addr);
-        self.publish(wire::ROOM_CHANNEL, &Wire::Offline { name, user }, now);
+        self.publish(wire::ROOM_CHANNEL, &Wire::Offline { name, user }, None, now);
     }
 
     /// A user of ours was renamed (the claim of `new` already granted).
@@ -506,7 +702,12 @@ impl<C> Cluster<C> {
         self.forget_name(old, &node, now);
         let user = self.user(room, addr);
         self.record(new, &user, now);
-        self.publish(wire::ROOM_CHANNEL, &Wire::Rename { old, new, user }, now);
+        self.publish(
+            wire::ROOM_CHANNEL,
+            &Wire::Rename { old, new, user },
+            None,
+            now,
+        );
     }
 
     /// Writes our user `name`'s `im:users` entry.
@@ -519,45 +720,112 @@ impl<C> Cluster<C> {
         );
     }
 
-    /// A user of ours moved from room `old` to `room`: its entry is rewritten, and the
-    /// others hear it leave the old room and arrive in the new one (their notices).
+    /// A user of ours moved from room `old` to `room`: its entry is rewritten, the others
+    /// hear it leave the old room and arrive in the new one (their notices), and this
+    /// server reads the new room's stream.
     pub fn moved(&mut self, name: &str, old: &str, room: &str, addr: SocketAddr, now: Instant) {
+        self.streams.leave(old);
+        self.streams.enter(room);
         let user = self.user(room, addr);
         self.record(name, &user, now);
         let gone = self.user(old, addr);
-        self.publish(wire::ROOM_CHANNEL, &Wire::Offline { name, user: gone }, now);
+        let event = Wire::Offline { name, user: gone };
+        self.publish(wire::ROOM_CHANNEL, &event, None, now);
         let event = Wire::Online {
             name,
             user,
             notify: true,
         };
-        self.publish(wire::ROOM_CHANNEL, &event, now);
+        self.publish(wire::ROOM_CHANNEL, &event, None, now);
     }
 
-    /// A user of ours (or the HTTP API speaking as `name`) said `text` to `room`.
-    pub fn said(&mut self, name: &str, room: &str, addr: SocketAddr, text: &[u8], now: Instant) {
+    /// A user of ours (at `by`; `None`: the HTTP API speaking as `name`) said `text` to
+    /// `room`: one entry in the room's stream (see [`stream::SAY_LUA`]). False, sending
+    /// nothing, while Redis is down: the broadcast reached this server's users only. If
+    /// Redis does not take it in time, [`News::LocalOnly`] says so later.
+    pub fn said(
+        &mut self,
+        name: &str,
+        room: &str,
+        addr: SocketAddr,
+        text: &[u8],
+        by: Option<Peer>,
+        now: Instant,
+    ) -> bool {
         let user = self.user(room, addr);
-        self.publish(wire::ROOM_CHANNEL, &Wire::Say { name, user, text }, now);
+        let mut event = Vec::new();
+        Wire::Say { name, user, text }.encode(&mut event);
+        let key = stream::key(room);
+        let args: [&[u8]; 6] = [
+            b"EVALSHA",
+            &self.scripts[0],
+            b"1",
+            &key,
+            &self.maxlen,
+            &event,
+        ];
+        self.link.command(&args, Some(Ask::Say { by }), now)
     }
 
-    /// `from` says `text` to `to`, a user of server `node`: one PUBLISH to that server.
+    /// Hands `letter` to server `node`: one PUBLISH to that server, whose answer comes
+    /// back as [`News::Delivered`] with `ctx` (at once, unconfirmed, while Redis is down).
     pub fn whisper(
         &mut self,
         node: &str,
-        from: &str,
-        addr: SocketAddr,
-        to: &str,
-        text: &[u8],
+        letter: Letter<'_>,
+        ctx: C,
         now: Instant,
+        news: &mut Vec<News<C>>,
     ) {
-        let user = self.user("", addr);
+        if !self.link.is_up() {
+            return news.push(News::Delivered { ctx, ok: false });
+        }
         let event = Wire::Whisper {
-            from,
-            user,
-            to,
-            text,
+            from: letter.from,
+            user: self.user("", letter.addr),
+            to: letter.to,
+            text: letter.text,
         };
-        self.publish(&wire::node_channel(node), &event, now);
+        self.publish(
+            &wire::node_channel(node),
+            &event,
+            Some(Ask::Deliver { ctx }),
+            now,
+        );
+    }
+
+    /// Asks for a page of `room`'s history: the last `limit` broadcasts, or (`since`) the
+    /// first `limit` after that sequence number. The answer comes back as
+    /// [`News::History`] with `ctx` (at once, empty, while Redis is down).
+    pub fn history(
+        &mut self,
+        room: &str,
+        limit: usize,
+        since: Option<u64>,
+        ctx: C,
+        now: Instant,
+        news: &mut Vec<News<C>>,
+    ) {
+        let key = stream::key(room);
+        let limit = limit.max(1).to_string();
+        let start = since.map_or(String::new(), |s| s.saturating_add(1).to_string());
+        let args: [&[u8]; 6] = [
+            b"EVALSHA",
+            &self.scripts[1],
+            b"1",
+            &key,
+            limit.as_bytes(),
+            start.as_bytes(),
+        ];
+        let ask = Ask::History {
+            ctx,
+            room: room.into(),
+        };
+        if self.link.is_up() {
+            self.link.command(&args, Some(ask), now);
+        } else {
+            self.on_failed(ask, news);
+        }
     }
 
     /// Frees a name this server claimed for nobody (the asker left meanwhile).
@@ -592,9 +860,9 @@ impl<C> Cluster<C> {
         }
     }
 
-    fn publish(&mut self, channel: &[u8], event: &Wire<'_>, now: Instant) {
+    fn publish(&mut self, channel: &[u8], event: &Wire<'_>, ask: Option<Ask<C>>, now: Instant) {
         let mut bytes = Vec::new();
         event.encode(&mut bytes);
-        self.link.command(&[b"PUBLISH", channel, &bytes], None, now);
+        self.link.command(&[b"PUBLISH", channel, &bytes], ask, now);
     }
 }

@@ -124,7 +124,9 @@ impl Host for Ctx<'_> {
     }
 
     /// `voice` of this connection says `text` to `room` (`None`: the speaker's room):
-    /// everyone here at once, the other servers through one PUBLISH.
+    /// everyone here at once, the other servers through one entry in the room's stream.
+    /// A speaker whose broadcast cannot reach Redis is told once per outage that it
+    /// reached this server's users only.
     fn say(&mut self, voice: Voice<'_>, room: Option<&str>, text: &[u8]) {
         let Some(speaker) = self.st.speaker(self.token, voice) else {
             return;
@@ -144,9 +146,15 @@ impl Host for Ctx<'_> {
             let conns = &mut self.st.conns;
             self.st.fanout.room(chat, conns, id, from, event, None);
         }
+        // Only the connection's own user is told; the HTTP API answered already.
+        let by = matches!(voice, Voice::Me).then_some(Peer(self.token.0));
         if let Some(cluster) = self.st.cluster.as_mut() {
             let speaker = from.name_string();
-            cluster.said(&speaker, name, *from.addr, text, self.now);
+            if !cluster.said(&speaker, name, *from.addr, text, by, self.now) {
+                if let Some(by) = by {
+                    self.st.local_only(by);
+                }
+            }
         }
     }
 
@@ -190,8 +198,13 @@ impl Host for Ctx<'_> {
             Place::Remote(node) => {
                 // `locate` found the name, so it is UTF-8.
                 let to = String::from_utf8_lossy(to);
-                self.st.whisper_remote(&speaker, &node, &to, text, self.now);
-                Routed::Sent
+                let waiting = Waiting {
+                    token: self.token,
+                    reply: reply(),
+                    purpose: Purpose::Deliver,
+                };
+                self.st
+                    .whisper_remote(&speaker, &node, &to, text, waiting, self.now)
             }
         }
     }

@@ -16,7 +16,7 @@ use super::ctx::Ctx;
 use super::fanout::{Departures, Fanout};
 use super::flood::Rule;
 use crate::chat::{Chat, Event, Kind, Moved, NameTaken, Peer, Remote, RoomId, UserId};
-use crate::cluster::{Cluster, News};
+use crate::cluster::{Cluster, Letter, News};
 use crate::config::Config;
 use crate::metrics::{Backplane, Gauges, Metrics};
 use crate::proto::{self, api::Web, Claim, Reply, Routed, Session, Voice};
@@ -24,6 +24,7 @@ use crate::text::{Texts, User};
 use crate::timer::Wheel;
 use log::debug;
 use mio::Token;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -51,6 +52,8 @@ pub(super) enum Purpose {
         as_name: Option<Box<str>>,
         need_text: bool,
     },
+    /// A private message handed to another server, answered once Redis confirms it.
+    Deliver,
 }
 
 /// Everything a command can touch: the loop's state apart from the poll and listeners.
@@ -77,6 +80,9 @@ pub struct State {
     pub departures: Departures,
     /// Set once shutdown began: nobody is told about departures any more.
     pub shutting_down: bool,
+    /// Speakers told in this outage that their broadcast reached this server's users
+    /// only, and the outage (the cluster's count of ups when it began).
+    pub local_only: (u64, HashSet<Token>),
     /// When the server started: flood buckets count milliseconds from here.
     pub epoch: Instant,
 }
@@ -134,7 +140,7 @@ impl State {
                 room: room.into(),
                 addr: member.addr,
             };
-            cluster.announce(&name, user, true, now);
+            cluster.announce(&name, user, now);
         }
         Ok(())
     }
@@ -292,21 +298,63 @@ impl State {
         self.fanout.one(&mut self.conns, to, from, text);
     }
 
-    /// Hands `text` from `speaker` to the server `node` for its user `to`.
+    /// Hands `text` from `speaker` to the server `node` for its user `to`; the answer
+    /// waits for Redis to confirm that server took it ([`News::Delivered`]).
     pub(super) fn whisper_remote(
         &mut self,
         speaker: &Speaker,
         node: &str,
         to: &str,
         text: &[u8],
+        waiting: Waiting,
         now: Instant,
-    ) {
-        let Some((from, _)) = speaker.shown(&self.chat) else {
+    ) -> Routed {
+        match (speaker.shown(&self.chat), self.cluster.as_mut()) {
+            (Some((from, _)), Some(cluster)) => {
+                let letter = Letter {
+                    from: &from.name_string(),
+                    addr: *from.addr,
+                    to,
+                    text,
+                };
+                cluster.whisper(node, letter, waiting, now, &mut self.news);
+            }
+            // The speaker left meanwhile: answered (undone) like any unconfirmed one.
+            _ => self.news.push(News::Delivered {
+                ctx: waiting,
+                ok: false,
+            }),
+        }
+        Routed::Pending
+    }
+
+    /// Tells the user at `by` that its broadcast reached this server's users only, unless
+    /// it was told so already in this outage.
+    pub(super) fn local_only(&mut self, by: Peer) {
+        let ups = self.cluster.as_ref().map_or(0, |c| c.ups());
+        if self.local_only.0 != ups {
+            self.local_only = (ups, HashSet::new());
+        }
+        let token = Token(by.0);
+        let kind = self
+            .conns
+            .get(token)
+            .and_then(|c| c.user)
+            .and_then(|id| self.chat.get(id));
+        let Some(member) = kind else {
             return;
         };
-        let name = from.name_string();
-        if let Some(cluster) = self.cluster.as_mut() {
-            cluster.whisper(node, &name, *from.addr, to, text, now);
+        if self.local_only.1.insert(token) {
+            let mut bytes = Vec::new();
+            let texts = self.fanout.texts();
+            proto::render_notice(
+                member.kind,
+                texts,
+                member.shown(),
+                texts.line.local_only,
+                &mut bytes,
+            );
+            self.conns.queue(token, &bytes);
         }
     }
 
@@ -332,6 +380,14 @@ impl State {
             News::Arrived { name, user } => self.remote_event(&name, &user, Event::Online),
             News::Left { name, user } => self.remote_event(&name, &user, Event::Offline),
             News::Said { name, user, text } => self.remote_event(&name, &user, Event::Say(&text)),
+            News::LocalOnly { by } => self.local_only(by),
+            News::Delivered { ctx, ok } => {
+                // Answered even if the asker left: a delivered message keeps the HTTP
+                // API's `msgID`, an undelivered one gives it back.
+                let outcome = if ok { Routed::Sent } else { Routed::Unknown };
+                proto::routed(ctx.reply, outcome, &mut self.ctx(ctx.token, now));
+            }
+            News::History { .. } => {}
             News::Whispered {
                 from,
                 addr,
@@ -388,7 +444,7 @@ impl State {
                     Claim::Granted
                 }
             }
-            (Some(true), Purpose::Route { .. }) => Claim::Taken,
+            (Some(true), Purpose::Route { .. } | Purpose::Deliver) => Claim::Taken,
         };
         proto::claimed(reply, outcome, &mut self.ctx(token, now));
     }
@@ -444,10 +500,16 @@ impl State {
                     (None, Some(conn)) => conn.user.map(Speaker::User),
                     _ => None,
                 };
-                if let Some(speaker) = speaker {
-                    self.whisper_remote(&speaker, &node, name, text, now);
-                }
-                Routed::Sent
+                let Some(speaker) = speaker else {
+                    return proto::routed(reply, Routed::Nowhere, &mut self.ctx(token, now));
+                };
+                let waiting = Waiting {
+                    token,
+                    reply,
+                    purpose: Purpose::Deliver,
+                };
+                self.whisper_remote(&speaker, &node, name, text, waiting, now);
+                return;
             }
         };
         proto::routed(reply, outcome, &mut self.ctx(token, now));
@@ -477,15 +539,9 @@ impl State {
             ws,
             http,
             users: self.chat.len(),
-            backplane: self.cluster.as_ref().map(|c| {
-                let (messages_in, commands_out, pending, reconnects) = c.stats();
-                Backplane {
-                    messages_in,
-                    commands_out,
-                    pending,
-                    reconnects,
-                    remote_users: self.chat.remote_count(),
-                }
+            backplane: self.cluster.as_ref().map(|c| Backplane {
+                remote_users: self.chat.remote_count(),
+                ..c.stats()
             }),
         }
     }

@@ -51,6 +51,7 @@ use log::{debug, info, trace, warn};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
+use std::collections::HashSet;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,8 +65,12 @@ mod reserved {
     pub const SIGNALS: Token = Token(usize::MAX);
     /// Listener `i` has token `LISTENER_TOP - i` (at most five listeners).
     pub const LISTENER_TOP: usize = usize::MAX - 1;
-    /// The Redis command and subscriber links.
-    pub const REDIS: [Token; 2] = [Token(usize::MAX - 8), Token(usize::MAX - 9)];
+    /// The Redis command, subscriber and stream reader links.
+    pub const REDIS: [Token; 3] = [
+        Token(usize::MAX - 8),
+        Token(usize::MAX - 9),
+        Token(usize::MAX - 10),
+    ];
 }
 
 /// Events taken from the kernel per `poll`.
@@ -150,6 +155,7 @@ impl Server {
                     &node,
                     config.cluster.node_timeout,
                     reserved::REDIS,
+                    0,
                 );
                 (Some(cluster), Some(node))
             }
@@ -177,6 +183,7 @@ impl Server {
                 fanout: Fanout::new(texts),
                 departures: Departures::default(),
                 shutting_down: false,
+                local_only: (0, HashSet::new()),
                 epoch: Instant::now(),
                 config,
             },

@@ -87,6 +87,19 @@ fn system<H: Host>(host: &mut H, receiver: &str, content: &str) {
     send_json(host, &json);
 }
 
+/// A notice from the server: its own message (`type` 2, `sender` 0) to `to`.
+pub fn render_notice(to: User<'_>, notice: &str, out: &mut Vec<u8>) {
+    let mut json = Vec::new();
+    hub::encode(
+        &mut json,
+        hub::SYSTEM,
+        hub::SERVER_ID,
+        &to.name_string(),
+        notice,
+    );
+    ws::encode_text(out, &json);
+}
+
 /// A hub message in a text frame: presence (types 0 and 4), the room (3), one user (1).
 pub fn render(
     texts: &Texts,

@@ -172,6 +172,21 @@ pub fn render(
     ws::encode_text(out, &json);
 }
 
+/// A notice from the server: a `msg` push from the system sender.
+pub fn render_notice(texts: &Texts, notice: &str, out: &mut Vec<u8>) {
+    let mut json = Vec::new();
+    let system = texts.web.system_sender;
+    im::push(
+        &mut json,
+        "msg",
+        texts.codes.code_success,
+        "",
+        notice,
+        system,
+    );
+    ws::encode_text(out, &json);
+}
+
 /// The `kick` push and the close frame for a socket whose user logged in elsewhere.
 pub fn render_replaced(texts: &Texts, out: &mut Vec<u8>) {
     let mut json = Vec::new();

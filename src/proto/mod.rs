@@ -290,6 +290,18 @@ pub fn render(
     }
 }
 
+/// Appends a notice from the server (a whole line of [`Texts`], like `local_only`) as a
+/// user of `kind` (`to`) receives it unasked: the line itself, an `/im` `msg` push from
+/// the system sender, a hub type 2 message.
+pub fn render_notice(kind: Kind, texts: &Texts, to: User<'_>, notice: &str, out: &mut Vec<u8>) {
+    out.clear();
+    match kind {
+        Kind::Line => out.extend_from_slice(notice.as_bytes()),
+        Kind::Im => im::render_notice(texts, notice.trim_end(), out),
+        Kind::Hub => hub::render_notice(to, notice.trim_end(), out),
+    }
+}
+
 /// Whether a user of `kind` gets the online notice of its own arrival (`/im` users get
 /// their login answer instead).
 pub fn greets_self(kind: Kind) -> bool {
