@@ -262,6 +262,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 const TAKEN: &str = "当前用户名被使用了\n";
 const NO_SUCH_USER: &str = "不存在该用户\n";
 const UNAVAILABLE: &str = "集群暂不可用\n";
+const LOCAL_ONLY: &str = "集群暂不可用，消息仅发送给本服务器的用户\n";
 
 // ---------------------------------------------------------------------------------------
 // WebSocket and HTTP clients (as in tests/ws.rs).
@@ -860,13 +861,19 @@ impl RestartCase {
         a2.expect(UNAVAILABLE);
         a1.send("to|bee|are you there\n");
         a1.expect(UNAVAILABLE);
+        // A broadcast tells its sender, once per outage, that it stayed here.
         a1.send("local only\n");
         a1.expect(&a1.said("local only"));
+        a1.expect(LOCAL_ONLY);
         a2.expect(&a1.said("local only"));
+        a1.send("still local\n");
+        a1.expect(&a1.said("still local"));
+        a2.expect(&a1.said("still local"));
         a2.send("to|ay|still here\n");
         a1.expect(&format!("{}对您说still here\n", a2.name));
         b1.send("alone on b\n");
         b1.expect(&b1.said("alone on b"));
+        b1.expect(LOCAL_ONLY);
         b1.send("rename|another\n");
         b1.expect(UNAVAILABLE);
         b1.send("to|ay|x\n");
@@ -1024,6 +1031,10 @@ fn a_stalled_redis_does_not_stall_local_chat() {
                 .unwrap_or_else(|| panic!("{text:?} did not reach {} within {liveness:?}", u.name));
             assert_eq!(got, want);
         }
+        if i == 0 {
+            // Told once (the outage never ends here) that it reached nobody else.
+            u1.expect(LOCAL_ONLY);
+        }
         assert!(
             sent.elapsed() <= liveness,
             "{text:?} took {:?}",
@@ -1051,6 +1062,9 @@ fn a_stalled_redis_does_not_stall_local_chat() {
             Some(said.as_str()),
             "{text:?} within {liveness:?}"
         );
+        if k == 0 {
+            u2.expect(LOCAL_ONLY);
+        }
         let mut got = Vec::new();
         while got.len() < 2 && asked.elapsed() < Duration::from_secs(5) {
             got.extend(u1.try_line(Duration::from_secs(5).saturating_sub(asked.elapsed())));
@@ -1239,6 +1253,7 @@ fn a_wrong_password_is_one_clear_line_and_local_chat_goes_on() {
     u1.send("local only\n");
     let said = u1.said("local only");
     u1.expect(&said);
+    u1.expect(LOCAL_ONLY);
     u2.expect(&said);
     u2.send(&format!("to|{}|still here\n", u1.name));
     u1.expect(&format!("{}对您说still here\n", u2.name));
@@ -1252,7 +1267,7 @@ fn a_wrong_password_is_one_clear_line_and_local_chat_goes_on() {
     assert_eq!(text.matches(refused).count(), 1, "{text}");
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
-    // Retried, each time on both links: Redis logged several refused AUTHs.
+    // Retried, each time on every link: Redis logged several refused AUTHs.
     let tries = failed_auths(&redis);
     assert!(tries >= 4, "{tries} failed AUTHs in 3 s");
     u1.silence(Duration::from_millis(300));
