@@ -3,6 +3,7 @@
 
 use super::flood::{millis, Verdict};
 use super::host::{Purpose, Speaker, State, Waiting};
+use crate::chat::history::History;
 use crate::chat::{Chat, Event, Kind, Member, NameTaken, Peer, Place};
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
@@ -118,13 +119,18 @@ impl Host for Ctx<'_> {
         &self.st.chat
     }
 
+    fn history(&self) -> &History {
+        &self.st.history
+    }
+
     fn me(&self) -> Option<&Member> {
         let id = self.st.conns.get(self.token)?.user?;
         self.st.chat.get(id)
     }
 
-    /// `voice` of this connection says `text` to `room` (`None`: the speaker's room):
-    /// everyone here at once, the other servers through one PUBLISH.
+    /// `voice` of this connection says `text` to `room` (`None`: the speaker's room): into
+    /// the room's history, to everyone here at once, to the other servers through one
+    /// PUBLISH.
     fn say(&mut self, voice: Voice<'_>, room: Option<&str>, text: &[u8]) {
         let Some(speaker) = self.st.speaker(self.token, voice) else {
             return;
@@ -139,8 +145,10 @@ impl Host for Ctx<'_> {
             (None, Some(id)) => (Some(id), chat.room_name(id)),
             (None, None) => return,
         };
+        let time = self.st.unix_ms(self.now);
+        let seq = self.st.history.push(name, from, time, text);
         if let Some(id) = id {
-            let event = Event::Say(text);
+            let event = Event::Say { text, seq };
             let conns = &mut self.st.conns;
             self.st.fanout.room(chat, conns, id, from, event, None);
         }

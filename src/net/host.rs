@@ -3,8 +3,8 @@
 //!
 //! - presence: [`State::enter`], [`State::leave`] and [`State::move_to`] (the
 //!   online/offline fan-out, and the one "announce a user to Redis" sequence);
-//! - speech: [`State::say`] (local fan-out, then one PUBLISH) and [`State::whisper`]
-//!   (routing by [`Chat::locate`]: local, another server, or ask Redis);
+//! - speech: `say` (the room's history, local fan-out, then one PUBLISH) and `whisper`
+//!   (routing by [`Chat::locate`]: local, another server, or ask Redis), on [`Ctx`];
 //! - names: [`State::rename`] and [`State::login`] (a claim, decided here or by Redis);
 //! - what the cluster answers or hears later: [`State::apply_news`].
 //!
@@ -15,6 +15,7 @@ use super::conns::Conns;
 use super::ctx::Ctx;
 use super::fanout::{Departures, Fanout};
 use super::flood::Rule;
+use crate::chat::history::History;
 use crate::chat::{Chat, Event, Kind, Moved, NameTaken, Peer, Remote, RoomId, UserId};
 use crate::cluster::{Cluster, News};
 use crate::config::Config;
@@ -79,6 +80,11 @@ pub struct State {
     pub shutting_down: bool,
     /// When the server started: flood buckets count milliseconds from here.
     pub epoch: Instant,
+    /// The wall clock at `epoch`, in milliseconds since the Unix epoch: a message's time is
+    /// counted from it with the loop's own clock, read once per turn.
+    pub epoch_unix_ms: u64,
+    /// Each room's recent messages.
+    pub history: History,
 }
 
 impl State {
@@ -90,6 +96,13 @@ impl State {
     /// The server's texts.
     pub fn texts(&self) -> &'static Texts {
         self.fanout.texts()
+    }
+
+    /// `now` in milliseconds since the Unix epoch.
+    pub fn unix_ms(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.epoch).as_millis();
+        self.epoch_unix_ms
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
 
     /// Whether `token` is a connection that still takes commands.
@@ -331,7 +344,15 @@ impl State {
             } => self.routed(ctx, &name, &text, node, now),
             News::Arrived { name, user } => self.remote_event(&name, &user, Event::Online),
             News::Left { name, user } => self.remote_event(&name, &user, Event::Offline),
-            News::Said { name, user, text } => self.remote_event(&name, &user, Event::Say(&text)),
+            News::Said { name, user, text } => {
+                let from = User {
+                    addr: &user.addr,
+                    name: Some(&name),
+                };
+                let time = self.unix_ms(now);
+                let seq = self.history.push(&user.room, from, time, &text);
+                self.remote_event(&name, &user, Event::Say { text: &text, seq });
+            }
             News::Whispered {
                 from,
                 addr,
@@ -477,6 +498,8 @@ impl State {
             ws,
             http,
             users: self.chat.len(),
+            history_messages: self.history.messages(),
+            history_bytes: self.history.bytes(),
             backplane: self.cluster.as_ref().map(|c| {
                 let (messages_in, commands_out, pending, reconnects) = c.stats();
                 Backplane {

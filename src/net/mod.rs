@@ -33,6 +33,7 @@ mod per_ip;
 mod storm;
 mod tls;
 
+use crate::chat::history::History;
 use crate::chat::Chat;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -178,6 +179,8 @@ impl Server {
                 departures: Departures::default(),
                 shutting_down: false,
                 epoch: Instant::now(),
+                epoch_unix_ms: unix_now_ms(),
+                history: History::new(config.history, config.max_line_bytes, config.history_bytes),
                 config,
             },
             again: Vec::new(),
@@ -661,4 +664,12 @@ impl Server {
             }
         }
     }
+}
+
+/// The wall clock in milliseconds since the Unix epoch, read once at start: a message's
+/// time is counted from here with the loop's monotonic clock (see `State::unix_ms`).
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

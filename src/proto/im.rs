@@ -95,6 +95,7 @@ pub fn on_text<H: Host>(text: &str, expires: &mut Option<Instant>, host: &mut H)
             let outcome = host.login(user_id, Kind::Im, &room, reply);
             return answer_login(&req.seq, "login", outcome, host);
         }
+        Ok(Command::History { limit, since }) => return history(&req.seq, limit, since, host),
         Ok(Command::Msg {
             target: None,
             ref msg,
@@ -116,6 +117,40 @@ pub fn on_text<H: Host>(text: &str, expires: &mut Option<Instant>, host: &mut H)
         }
     };
     answer(host, &req.seq, &req.cmd, code, data);
+}
+
+/// Answers `history`: `{"room","messages":[{"seq","time","sender","content"}],"gap"}`,
+/// the room being the user's; `gap` says the message right after `since` is lost (the
+/// client missed messages it cannot have). With history off: 1009 and why.
+fn history<H: Host>(seq: &str, limit: Option<usize>, since: Option<u64>, host: &mut H) {
+    let store = host.history();
+    if !store.is_on() {
+        let off = json!(host.texts().line.history_off.trim_end());
+        return answer(host, seq, "history", Code::Failed, off);
+    }
+    let Some(me) = host.me() else {
+        return;
+    };
+    let room = host.chat().room_name(me.room);
+    let limit = limit.unwrap_or(usize::MAX).min(store.keep());
+    let recall = match since {
+        Some(since) => store.since(room, since, limit),
+        None => store.last(room, limit),
+    };
+    let gap = recall.gap;
+    let messages: Vec<Value> = recall
+        .entries
+        .map(|e| {
+            json!({
+                "seq": e.seq,
+                "time": e.time_ms,
+                "sender": e.sender().name_string(),
+                "content": String::from_utf8_lossy(e.text()),
+            })
+        })
+        .collect();
+    let data = json!({"room": room, "messages": messages, "gap": gap});
+    answer(host, seq, "history", Code::Success, data);
 }
 
 /// Answers a `login`.
@@ -155,20 +190,22 @@ pub fn render(
 ) {
     // Only a private message has a recipient (`to`), and names it as its target.
     let target = to.map(|u| u.name_string()).unwrap_or_default();
-    let (cmd, msg) = match event {
-        Event::Online => ("enter", texts.web.enter.into()),
-        Event::Offline => ("exit", texts.web.exit.into()),
-        Event::Say(text) | Event::Whisper(text) => ("msg", String::from_utf8_lossy(text)),
+    let (cmd, msg, seq) = match event {
+        Event::Online => ("enter", texts.web.enter.into(), None),
+        Event::Offline => ("exit", texts.web.exit.into(), None),
+        Event::Say { text, seq } => ("msg", String::from_utf8_lossy(text), seq),
+        Event::Whisper(text) => ("msg", String::from_utf8_lossy(text), None),
     };
     let mut json = Vec::new();
-    im::push(
-        &mut json,
+    let from = from.name_string();
+    let push = im::Push {
         cmd,
-        texts.codes.code_success,
-        &target,
-        &msg,
-        &from.name_string(),
-    );
+        target: &target,
+        msg: &msg,
+        from: &from,
+        seq,
+    };
+    im::push(&mut json, texts.codes.code_success, push);
     ws::encode_text(out, &json);
 }
 

@@ -1,6 +1,7 @@
 //! The line protocol of the Go chat server this follows: newline-framed commands (`who`,
 //! `rename|NEW`, `to|NAME|TEXT`, anything else is said to the room), answered with the
-//! lines of the text table; and rooms (`room|NAME`, `room`, `rooms`).
+//! lines of the text table; and rooms (`room|NAME`, `room`, `rooms`) with their history
+//! (`history`, `history|K`).
 
 use super::{Claim, Host, Pace, Reply, Routed, Voice};
 use crate::chat::Event;
@@ -27,6 +28,7 @@ pub fn error_text(texts: &Texts, e: ProtocolError) -> &'static str {
         ProtocolError::InvalidName => texts.line.name_invalid,
         ProtocolError::LineTooLong => texts.line.too_long,
         ProtocolError::InvalidRoom => texts.line.room_invalid,
+        ProtocolError::BadCount => texts.line.history_bad_count,
     }
 }
 
@@ -105,6 +107,7 @@ fn execute<H: Host>(line: &[u8], host: &mut H) {
         }
         Ok(Command::Room(None)) => answer_room(texts.line.room_current, host),
         Ok(Command::Rooms) => rooms(host),
+        Ok(Command::History(count)) => history(count, host),
         Ok(Command::Say(text)) => host.say(Voice::Me, None, text),
         Err(e) => {
             debug!("{}: {e}", host.addr());
@@ -147,6 +150,30 @@ fn rooms<H: Host>(host: &mut H) {
     for (room, count) in host.chat().rooms() {
         text::room_line(&mut out, texts, room, count);
     }
+    host.send(&out);
+}
+
+/// `history|K`: the last K (all kept when `None`, at most `--history`) messages of the
+/// user's room, oldest first, then the end line with their number, in one block: the
+/// whole answer is queued in this turn, before any later command (a move) runs.
+fn history<H: Host>(count: Option<usize>, host: &mut H) {
+    let texts = host.texts();
+    let store = host.history();
+    if !store.is_on() {
+        return host.send(texts.line.history_off.as_bytes());
+    }
+    let Some(me) = host.me() else {
+        return;
+    };
+    let room = host.chat().room_name(me.room);
+    let k = count.unwrap_or(usize::MAX).min(store.keep());
+    let mut out = Vec::new();
+    let mut sent = 0;
+    for entry in store.last(room, k).entries {
+        text::history_line(&mut out, entry.time_ms, entry.sender(), entry.text());
+        sent += 1;
+    }
+    text::history_end(&mut out, texts, sent);
     host.send(&out);
 }
 
@@ -207,7 +234,7 @@ pub fn render(texts: &Texts, from: User<'_>, event: Event<'_>, out: &mut Vec<u8>
     let body = match event {
         Event::Online => texts.line.online.as_bytes(),
         Event::Offline => texts.line.offline.as_bytes(),
-        Event::Say(text) => text,
+        Event::Say { text, .. } => text,
         Event::Whisper(text) => return text::whisper(out, texts, from, text),
     };
     text::user_line(out, from, body);

@@ -21,6 +21,7 @@ pub mod im;
 pub mod line;
 pub mod ws;
 
+use crate::chat::history::History;
 use crate::chat::{Chat, Event, Kind, Member};
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
@@ -138,6 +139,8 @@ pub trait Host {
     fn finish(&mut self);
     /// Who is online.
     fn chat(&self) -> &Chat;
+    /// Each room's recent messages.
+    fn history(&self) -> &History;
     /// This connection's user, while online.
     fn me(&self) -> Option<&Member>;
     /// `voice` says `text` to the room of this name (`None`: the speaker's own).
