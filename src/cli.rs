@@ -150,6 +150,15 @@ pub struct ServerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_OUTBUF_TOTAL_BYTES,
           value_parser = clap::value_parser!(u64).range(1024..).map(|v| v as usize), env = "IMSERVER_MAX_OUTBUF_TOTAL")]
     pub max_outbuf_total: usize,
+    /// Messages each room keeps for `history` and the page's recovery; 0 keeps none.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_HISTORY,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000).map(|v| v as usize), env = "IMSERVER_HISTORY")]
+    pub history: usize,
+    /// Bytes all rooms' histories keep together; past it the largest histories lose their
+    /// oldest messages first.
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_HISTORY_BYTES,
+          value_parser = clap::value_parser!(u64).range(1024..=(1 << 40)).map(|v| v as usize), env = "IMSERVER_HISTORY_BYTES")]
+    pub history_bytes: usize,
 }
 
 impl ServerArgs {
@@ -195,6 +204,8 @@ impl ServerArgs {
                 limit_loopback: self.limit_loopback,
                 max_outbuf_total_bytes: self.max_outbuf_total,
             },
+            history: self.history,
+            history_bytes: self.history_bytes,
         }
     }
 }
@@ -319,6 +330,7 @@ mod tests {
         assert_eq!(c.max_conns, d.max_conns);
         assert_eq!(c.shutdown_grace, d.shutdown_grace);
         assert_eq!(c.login_timeout, d.login_timeout);
+        assert_eq!((c.history, c.history_bytes), (d.history, d.history_bytes));
     }
 
     #[test]
@@ -348,6 +360,10 @@ mod tests {
         assert!(ServerArgs::try_parse_from(["x", "--lang", "fr"]).is_err());
         assert!(ServerArgs::try_parse_from(["x", "--max-line", "0"]).is_err());
         assert!(ServerArgs::try_parse_from(["x", "--port", "70000"]).is_err());
+        assert!(ServerArgs::try_parse_from(["x", "--history", "-1"]).is_err());
+        assert!(ServerArgs::try_parse_from(["x", "--history-bytes", "10"]).is_err());
+        let off = ServerArgs::parse_from(["x", "--history", "0"]).config();
+        assert_eq!(off.history, 0);
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A server whose heartbeat key is this old is declared dead, its users offline.
 pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Messages each room keeps for `history` (Ergo keeps 2048 per channel; a page shows
+/// about a screenful).
+pub const DEFAULT_HISTORY: usize = 100;
+/// Bytes all rooms' histories keep together.
+pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -76,6 +82,10 @@ pub struct Config {
     pub tls: TlsSettings,
     /// What one client may take: commands per second, connections per address, output.
     pub limits: Limits,
+    /// Messages each room keeps (`history`); 0 keeps none.
+    pub history: usize,
+    /// Bytes all rooms' histories keep together.
+    pub history_bytes: usize,
 }
 
 /// Who may use the HTTP API and log in over WebSocket, and from which pages.
@@ -192,6 +202,8 @@ impl Default for Config {
             cluster: ClusterSettings::default(),
             tls: TlsSettings::default(),
             limits: Limits::default(),
+            history: DEFAULT_HISTORY,
+            history_bytes: DEFAULT_HISTORY_BYTES,
         }
     }
 }

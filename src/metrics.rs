@@ -66,6 +66,10 @@ pub struct Gauges {
     pub http: usize,
     /// Users online here, all protocols.
     pub users: usize,
+    /// Messages kept in the rooms' histories.
+    pub history_messages: usize,
+    /// Bytes the rooms' histories keep, as counted against `--history-bytes`.
+    pub history_bytes: usize,
     /// The Redis backplane's counters, with `--redis`.
     pub backplane: Option<Backplane>,
 }
@@ -127,6 +131,18 @@ impl Metrics {
             "gauge",
             "Users online.",
             &one(g.users as u64),
+        );
+        metric(
+            "imserver_history_messages",
+            "gauge",
+            "Messages kept in the rooms' histories.",
+            &one(g.history_messages as u64),
+        );
+        metric(
+            "imserver_history_bytes",
+            "gauge",
+            "Bytes the rooms' histories keep (counted against --history-bytes).",
+            &one(g.history_bytes as u64),
         );
         for (name, help, v) in [
             (

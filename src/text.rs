@@ -80,6 +80,12 @@ pub struct LineTexts {
     pub room_current: &'static str,
     /// Between a room's name and its user count in each `rooms` line.
     pub room_count: &'static str,
+    /// Around the number of messages in the line that ends a `history` answer.
+    pub history_end: (&'static str, &'static str),
+    /// `history` while `--history 0` keeps none.
+    pub history_off: &'static str,
+    /// `history|K` where K is not a whole number from 1.
+    pub history_bad_count: &'static str,
 }
 
 /// The `codeMsg` of each response code of the `/im` protocol and the HTTP API.
@@ -161,6 +167,9 @@ pub const ZH: Texts = Texts {
         room_entered: "您已进入房间：",
         room_current: "当前房间：",
         room_count: "：",
+        history_end: ("历史消息结束（", " 条）"),
+        history_off: "历史消息未开启\n",
+        history_bad_count: "历史消息条数须为正整数\n",
     },
     codes: CodeTexts {
         code_success: "Success",
@@ -219,6 +228,9 @@ pub const EN: Texts = Texts {
         room_entered: "you are now in room ",
         room_current: "current room: ",
         room_count: ": ",
+        history_end: ("end of history (", " messages)"),
+        history_off: "history is off\n",
+        history_bad_count: "history count must be a whole number from 1\n",
     },
     codes: CodeTexts {
         code_success: "Success",
@@ -438,6 +450,50 @@ pub fn room_line(out: &mut Vec<u8>, texts: &Texts, room: &str, count: usize) {
     out.push(b'\n');
 }
 
+/// Appends a kept message: `[YYYY-MM-DD HH:MM:SS][addr]name:body\n`, its time in UTC.
+pub fn history_line(out: &mut Vec<u8>, time_ms: u64, user: User<'_>, body: &[u8]) {
+    out.push(b'[');
+    push_utc(out, time_ms);
+    out.push(b']');
+    user_line(out, user, body);
+}
+
+/// Appends the line that ends a `history` answer: `历史消息结束（K 条）\n`.
+pub fn history_end(out: &mut Vec<u8>, texts: &Texts, count: usize) {
+    let (before, after) = texts.line.history_end;
+    out.extend_from_slice(before.as_bytes());
+    let _ = write!(out, "{count}"); // writing to a Vec cannot fail
+    out.extend_from_slice(after.as_bytes());
+    out.push(b'\n');
+}
+
+const MS_PER_DAY: u64 = 86_400_000;
+
+/// Appends `ms` (since the Unix epoch) as `YYYY-MM-DD HH:MM:SS` in UTC.
+fn push_utc(out: &mut Vec<u8>, ms: u64) {
+    let (year, month, day) = civil_from_days(ms / MS_PER_DAY);
+    let secs = (ms % MS_PER_DAY) / 1000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let _ = write!(out, "{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}");
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01: Howard Hinnant's
+/// `civil_from_days` (<https://howardhinnant.github.io/date_algorithms.html>), for days
+/// that are never negative. Counting from 0000-03-01 puts the leap day last in its year;
+/// an era is 400 years, 146097 days.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468; // days from 0000-03-01
+    let era = z / 146_097;
+    let doe = z - era * 146_097; // day of era, 0..=146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1, 0..=365
+    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +598,57 @@ mod tests {
     }
 
     #[test]
+    fn times_are_utc_civil_dates() {
+        for (ms, want) in [
+            (0, "1970-01-01 00:00:00"),
+            (951_782_400_000, "2000-02-29 00:00:00"),
+            (946_684_799_999, "1999-12-31 23:59:59"),
+            (1_709_251_199_000, "2024-02-29 23:59:59"),
+            (4_107_587_696_000, "2100-03-01 12:34:56"),
+        ] {
+            let mut out = Vec::new();
+            push_utc(&mut out, ms);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{ms}");
+        }
+        // Every day of 400 years follows the one before, by the Gregorian month lengths.
+        let leap =
+            |y: u64| y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+        let length = |y: u64, m: u64| match m {
+            2 if leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        let (mut y, mut m, mut d) = (1969, 12, 31);
+        for days in 0..146_097 {
+            (y, m, d) = match (y, m, d) {
+                (y, m, d) if d < length(y, m) => (y, m, d + 1),
+                (y, 12, _) => (y + 1, 1, 1),
+                (y, m, _) => (y, m + 1, 1),
+            };
+            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+        }
+        assert_eq!(civil_from_days(146_096), (2369, 12, 31));
+    }
+
+    #[test]
+    fn history_lines_and_their_end() {
+        let (mut out, a) = (Vec::new(), addr());
+        let bob = User {
+            addr: &a,
+            name: Some("bob"),
+        };
+        history_line(&mut out, 1_709_251_199_000, bob, b"hi\nthere");
+        history_end(&mut out, &ZH, 1);
+        history_end(&mut out, &EN, 0);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[2024-02-29 23:59:59][127.0.0.1:5000]bob:hi there\n历史消息结束（1 条）\n\
+             end of history (0 messages)\n"
+        );
+    }
+
+    #[test]
     fn whole_line_texts_end_in_newline_in_every_language() {
         for t in [&ZH, &EN] {
             for line in [
@@ -557,6 +664,8 @@ mod tests {
                 t.line.cluster_unavailable,
                 t.line.local_only,
                 t.line.room_invalid,
+                t.line.history_off,
+                t.line.history_bad_count,
             ] {
                 assert!(line.ends_with('\n'), "{line:?}");
                 assert_eq!(line.matches('\n').count(), 1, "{line:?}");

@@ -4,7 +4,9 @@
 //! line-protocol user on a plain `TcpStream`; `tests/browser/page_check.py` then drives two
 //! tabs over the DevTools protocol: alice and bob log in, alice's message shows on bob's
 //! page and reaches the line user, the line user's answer shows on alice's page, bob
-//! whispers to alice, and a screenshot of bob's page is kept at `target/browser/chat.png`.
+//! whispers to alice, bob's reloaded page shows the room's history, alice's page recovers
+//! what was said while its socket was down (and says so when more was lost than the
+//! server keeps), and a screenshot of bob's page is kept at `target/browser/chat.png`.
 //!
 //! Needs `chromium` (or `$CHROMIUM`) and Python with `websockets` >= 13 (found as
 //! `common::python` says); `.ci/run` installs both. When one is missing the test fails and
@@ -59,7 +61,16 @@ impl Drop for TempDir {
 
 /// The server with all three listeners, and their addresses (line, ws, http).
 fn start_server() -> (common::Server, SocketAddr, SocketAddr, SocketAddr) {
-    let server = common::start(&["--ws-port", "0", "--http-port", "0", "--idle-timeout", "0"]);
+    let server = common::start(&[
+        "--ws-port",
+        "0",
+        "--http-port",
+        "0",
+        "--idle-timeout",
+        "0",
+        "--history",
+        "20",
+    ]);
     let ws = server.web.expect("a WebSocket listener");
     let http = server.http.expect("an HTTP listener");
     let line = server.addr;
@@ -339,6 +350,9 @@ fn two_browser_tabs_and_a_line_user_chat() {
         "OK alice -> bob broadcast",
         "OK line user -> alice's page",
         "OK bob -> alice private message",
+        "OK history after reload",
+        "OK recovery after reconnect",
+        "OK gap after a long absence",
         "OK screenshot",
     ] {
         assert!(output.contains(step), "driver did not report {step:?}");

@@ -161,11 +161,16 @@ fn notice(kind: Kind, addr: &str, name: &str, online: bool) -> Want {
     }
 }
 
-/// What a user of `kind` gets when `addr`/`name` says `text` to the room.
-fn said(kind: Kind, addr: &str, name: &str, text: &str) -> Want {
+/// What a user of `kind` gets when `addr`/`name` says `text` to the room, the room's
+/// message number `number` (which `/im` pushes carry).
+fn said(kind: Kind, addr: &str, name: &str, text: &str, number: u64) -> Want {
     match kind {
         Kind::Line => Want::Line(format!("[{addr}]{name}:{}\n", one_line(text))),
-        Kind::Im => Want::Json(im_push("msg", "", text, name)),
+        Kind::Im => {
+            let mut push = im_push("msg", "", text, name);
+            push["response"]["data"]["seq"] = json!(number);
+            Want::Json(push)
+        }
         Kind::Hub => Want::Json(hub_msg(3, name, "0", text)),
     }
 }
@@ -184,6 +189,8 @@ struct World {
     server: Server,
     users: Vec<User>,
     seq: u32,
+    /// Messages said to the room so far: the last one's number in its history.
+    said: u64,
 }
 
 impl World {
@@ -192,6 +199,7 @@ impl World {
             server: start(&["--ws-port", "0", "--http-port", "0"]),
             users: Vec::new(),
             seq: 0,
+            said: 0,
         }
     }
 
@@ -353,7 +361,9 @@ impl World {
                     Kind::Line => format!("s{}", text.replace('\n', "")),
                     _ => format!("s{text}"),
                 };
-                wants = everyone(&self.users, &|r| said(r.kind, &addr, &name, &text));
+                self.said += 1;
+                let number = self.said;
+                wants = everyone(&self.users, &|r| said(r.kind, &addr, &name, &text, number));
                 let seq = self.next_seq();
                 let conn = &mut self.users[u].conn;
                 match kind {

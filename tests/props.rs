@@ -336,6 +336,9 @@ fn line_command() -> impl Strategy<Value = Vec<u8>> {
         name().prop_map(|n| format!("to|{n}").into_bytes()),
         Just(b"room".to_vec()),
         Just(b"rooms".to_vec()),
+        Just(b"history".to_vec()),
+        text(6).prop_map(|k| format!("history|{k}").into_bytes()),
+        any::<u64>().prop_map(|k| format!("history|{k}").into_bytes()),
         name().prop_map(|n| format!("room|{n}").into_bytes()),
         text(30).prop_map(String::into_bytes),
     ]
@@ -417,10 +420,26 @@ proptest! {
                 prop_assert!(check_name(room.as_bytes()).is_ok());
             }
             Ok(Command::Rooms) => prop_assert_eq!(&line[..], b"rooms"),
+            Ok(Command::History(None)) => prop_assert_eq!(&line[..], b"history"),
+            Ok(Command::History(Some(k))) => {
+                let digits = &line[b"history|".len()..];
+                prop_assert!(line.starts_with(b"history|") && k >= 1);
+                prop_assert!(digits.iter().all(u8::is_ascii_digit));
+                let exact = std::str::from_utf8(digits).unwrap().parse::<usize>();
+                prop_assert_eq!(exact.unwrap_or(usize::MAX), k);
+            }
+            Err(ProtocolError::BadCount) => {
+                let digits = line.strip_prefix(b"history|");
+                let bad = |d: &[u8]| {
+                    d.is_empty() || !d.iter().all(u8::is_ascii_digit) || d.iter().all(|&b| b == b'0')
+                };
+                prop_assert!(digits.is_some_and(bad));
+            }
             Ok(Command::Say(said)) => {
                 prop_assert_eq!(said, &line[..]);
-                prop_assert!(!line.is_empty() && !matches!(&line[..], b"who" | b"room" | b"rooms"));
-                for command in [&b"rename|"[..], b"to|", b"room|"] {
+                prop_assert!(!line.is_empty());
+                prop_assert!(!matches!(&line[..], b"who" | b"room" | b"rooms" | b"history"));
+                for command in [&b"rename|"[..], b"to|", b"room|", b"history|"] {
                     prop_assert!(!line.starts_with(command));
                 }
             }
@@ -1358,6 +1377,24 @@ fn im_request() -> impl Strategy<Value = (serde_json::Value, im::Command)> {
             im::Command::Heartbeat
         )),
         Just((json!({"cmd": "ping"}), im::Command::Ping)),
+        (
+            prop::option::of(1u64..=u64::MAX),
+            prop::option::of(any::<u64>()),
+            any::<bool>()
+        )
+            .prop_map(|(limit, since, as_text)| {
+                let number = |n: Option<u64>| match n {
+                    Some(n) if as_text => json!(n.to_string()),
+                    n => json!(n),
+                };
+                (
+                    json!({"cmd": "history", "data": {"limit": number(limit), "since": number(since)}}),
+                    im::Command::History {
+                        limit: limit.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
+                        since,
+                    },
+                )
+            }),
     ]
 }
 
@@ -1386,6 +1423,10 @@ proptest! {
             }
             Ok(im::Command::Heartbeat) => prop_assert_eq!(req.cmd.as_str(), "heartbeat"),
             Ok(im::Command::Ping) => prop_assert_eq!(req.cmd.as_str(), "ping"),
+            Ok(im::Command::History { limit, .. }) => {
+                prop_assert_eq!(req.cmd.as_str(), "history");
+                prop_assert!(limit != Some(0));
+            }
             Err(_) => {}
         }
     }
@@ -1416,10 +1457,11 @@ proptest! {
             "response": {"code": code, "codeMsg": code_msg, "data": msg},
         }));
         let mut out = Vec::new();
-        im::push(&mut out, "msg", &code_msg, &target, &msg, &from);
+        let push = im::Push { cmd: "msg", target: &target, msg: &msg, from: &from, seq: Some(7) };
+        im::push(&mut out, &code_msg, push);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         prop_assert_eq!(&v["response"]["data"], &serde_json::json!(
-            {"target": target, "type": "text", "msg": msg, "from": from}
+            {"target": target, "type": "text", "msg": msg, "from": from, "seq": 7}
         ));
         // The pushes are `/im` requests too, as far as the parser goes: never a panic.
         let _ = im::parse(std::str::from_utf8(&out).unwrap());

@@ -7,30 +7,11 @@
 mod common;
 
 use common::ws::{self, Ws};
-use common::{connect, http, start, Client, Server};
+use common::{connect, get, http, start, start_web};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 const QUIET: Duration = Duration::from_millis(200);
-
-fn web_server(extra: &[&str]) -> Server {
-    let mut args = vec!["--ws-port", "0", "--http-port", "0"];
-    args.extend_from_slice(extra);
-    start(&args)
-}
-
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-    )
-}
-
-fn rename(c: &mut Client, name: &str) {
-    c.send(format!("rename|{name}\n").as_bytes());
-    c.expect_line(&format!("您已更新用户名：{name}\n"));
-}
 
 /// Asserts a WebSocket gets nothing within [`QUIET`].
 fn ws_silent(w: &mut Ws, what: &str) {
@@ -44,11 +25,9 @@ fn ws_silent(w: &mut Ws, what: &str) {
 #[test]
 fn a_line_user_moves_and_rooms_keep_their_talk_to_themselves() {
     let server = start(&[]);
-    let mut a = connect(server.addr);
-    let mut b = connect(server.addr);
+    let (mut a, mut b) = common::connect_two(server.addr);
     let (aa, ba) = (a.addr.clone(), b.addr.clone());
-    a.expect_line(&format!("[{ba}]{ba}:已上线\n"));
-    rename(&mut a, "alice");
+    a.rename("alice");
     b.send(b"room\n");
     b.expect_line("当前房间：101\n");
 
@@ -146,7 +125,7 @@ fn room_texts_in_english() {
 
 #[test]
 fn hub_users_pick_a_room_with_the_query() {
-    let server = web_server(&[]);
+    let server = start_web(&[]);
     let web = server.web.unwrap();
     let mut lobby = connect(server.addr);
     let mut line = connect(server.addr);
@@ -207,7 +186,7 @@ fn hub_users_pick_a_room_with_the_query() {
 
 #[test]
 fn im_app_ids_are_rooms_named_by_their_number_and_the_api_lists_rooms() {
-    let server = web_server(&[]);
+    let server = start_web(&[]);
     let api = server.http.unwrap();
     let (status, body) = get(api, "/room/list");
     assert_eq!(

@@ -704,7 +704,7 @@ fn a_second_login_on_a_logged_in_socket_fails_and_changes_nothing() {
     assert_eq!(v["cmd"], "msg", "{v}");
     assert_eq!(
         v["response"]["data"],
-        json!({"target":"","type":"text","msg":"still first","from":"first"})
+        json!({"target":"","type":"text","msg":"still first","from":"first","seq":1})
     );
     let own = recv(&mut ws);
     assert_eq!(own["response"]["data"]["from"], "first", "{own}");
@@ -766,7 +766,7 @@ fn im_answers_and_pushes_keep_their_key_order_on_the_wire() {
     .unwrap();
     assert_eq!(
         recv_text(&mut ws),
-        r#"{"seq":"","cmd":"msg","response":{"code":200,"codeMsg":"Success","data":{"target":"","type":"text","msg":"hi 你好","from":"alice"}}}"#
+        r#"{"seq":"","cmd":"msg","response":{"code":200,"codeMsg":"Success","data":{"target":"","type":"text","msg":"hi 你好","from":"alice","seq":1}}}"#
     );
     assert_eq!(
         recv_text(&mut ws),

@@ -14,8 +14,8 @@
 //!   recipient's channel shares.
 //! - Idle users are kicked by `tokio::time::timeout` around each read; a user whose unsent
 //!   output passes `--max-outbuf` is disconnected.
-//! - One room, no history: it measures the seed protocol, so `room|`, `rooms` and the like
-//!   are said to everyone, as the seed did with them.
+//! - One room, no history: it measures the seed protocol, so `room|`, `rooms`, `history`
+//!   and the like are said to everyone, as the seed did with them.
 //!
 //! Run it with the server's flags plus `--workers`:
 //!
@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use imserver_mio::cli::ServerArgs;
-use imserver_mio::codec::line::{next_line, parse, Command, Line};
+use imserver_mio::codec::line::{next_line, parse, Command, Line, ProtocolError};
 use imserver_mio::config::Config;
 use imserver_mio::proto::line;
 use imserver_mio::text::{self, Texts};
@@ -213,7 +213,8 @@ impl State {
             }
             // Rooms are not in this variant (it measures the seed protocol): those
             // lines are said to everyone, as before they were commands.
-            Ok(Command::Say(_) | Command::Room(_) | Command::Rooms) => {
+            Ok(Command::Say(_) | Command::Room(_) | Command::Rooms | Command::History(_))
+            | Err(ProtocolError::InvalidRoom | ProtocolError::BadCount) => {
                 text::user_line(&mut out, me.user(), line);
                 self.broadcast(out.into());
             }

@@ -18,6 +18,7 @@
 //!   across turns (departures, the cluster), its id only within one.
 
 mod directory;
+pub mod history;
 
 use directory::Directory;
 pub use directory::NameTaken;
@@ -157,8 +158,14 @@ pub enum Event<'a> {
     Online,
     /// Someone left the recipient's room.
     Offline,
-    /// Someone said this to the room.
-    Say(&'a [u8]),
+    /// Someone said `text` to the room; `seq` is its number in the room's history (`None`
+    /// with history off).
+    Say {
+        /// What was said.
+        text: &'a [u8],
+        /// Its number in the room's history.
+        seq: Option<u64>,
+    },
     /// Someone said this to the recipient alone.
     Whisper(&'a [u8]),
 }

@@ -28,9 +28,11 @@ pub mod link;
 pub mod stream;
 pub mod wire;
 
+use crate::chat::history::{self, Query};
 use crate::chat::{Chat, Peer, Remote};
 use crate::config::RedisUrl;
 use crate::metrics;
+use crate::text::User;
 use link::{Backplane, Event as Link};
 use log::{debug, info};
 use mio::{Registry, Token};
@@ -39,7 +41,7 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use stream::{Next, Page, Streams};
+use stream::{Next, Streams};
 use wire::Wire;
 
 /// Frees a name only if `node` still holds it, with its `im:users` entry: a late or
@@ -69,8 +71,12 @@ enum Ask<C> {
         ctx: C,
     },
     /// `EVALSHA` of [`stream::SAY_LUA`]: a broadcast by the user at `by` (`None`: the
-    /// HTTP API, which has nobody to tell if it fails).
-    Say { by: Option<Peer> },
+    /// HTTP API, which has nobody to tell if it fails), and what the users here who see
+    /// its number still wait for.
+    Say {
+        by: Option<Peer>,
+        echo: Option<Echo>,
+    },
     /// `PUBLISH im:node:{node}` of a whisper: confirmed when Redis counts a receiver.
     Deliver { ctx: C },
     /// `GET im:epoch` after (re)connecting.
@@ -81,8 +87,12 @@ enum Ask<C> {
     Top { room: Box<str> },
     /// `XREAD BLOCK` on the reader link.
     Read,
-    /// `EVALSHA` of [`stream::HISTORY_LUA`].
-    History { ctx: C, room: Box<str> },
+    /// `EVALSHA` of [`stream::HISTORY_LUA`], for entries after `since` if any.
+    History {
+        ctx: C,
+        room: Box<str>,
+        since: Option<u64>,
+    },
 }
 
 /// What the cluster hands the loop to act on.
@@ -131,6 +141,16 @@ pub enum News<C> {
         user: Remote,
         /// The text, byte for byte.
         text: Vec<u8>,
+        /// Its number in the room's stream.
+        seq: u64,
+    },
+    /// A broadcast said here, numbered by Redis (`None`: Redis did not take it): now the
+    /// users here who see numbers (`/im`) hear it.
+    Numbered {
+        /// What was said.
+        echo: Echo,
+        /// Its number.
+        seq: Option<u64>,
     },
     /// A broadcast by the user at `by` did not reach Redis (down, or no answer in time):
     /// it reached this server's users only. (Redis may still apply a command it had
@@ -155,7 +175,7 @@ pub enum News<C> {
         /// The room.
         room: Box<str>,
         /// The page.
-        page: Option<Page>,
+        page: Option<history::Page>,
     },
     /// A user of another server said this to a user of ours.
     Whispered {
@@ -168,6 +188,32 @@ pub enum News<C> {
         /// The text.
         text: Vec<u8>,
     },
+}
+
+/// A broadcast, as a server says it to its room's stream.
+#[derive(Debug, Clone, Copy)]
+pub struct Speech<'a> {
+    /// The speaker's name.
+    pub name: &'a str,
+    /// The speaker's address.
+    pub addr: SocketAddr,
+    /// The room.
+    pub room: &'a str,
+    /// The text.
+    pub text: &'a [u8],
+}
+
+/// A broadcast said here, kept until Redis numbers it.
+#[derive(Debug)]
+pub struct Echo {
+    /// The speaker's name.
+    pub name: Box<str>,
+    /// The speaker's address.
+    pub addr: SocketAddr,
+    /// The room.
+    pub room: Box<str>,
+    /// The text.
+    pub text: Vec<u8>,
 }
 
 /// A private message for a user of another server.
@@ -201,8 +247,6 @@ pub struct Cluster<C> {
     scripts: [Vec<u8>; 2],
     /// What `im:epoch` is set to if nobody set it yet.
     epoch: Vec<u8>,
-    /// Entries a room's history holds (`--history`).
-    history: usize,
     /// The `MAXLEN ~` of every room stream: the history, and at least
     /// [`stream::MIN_STREAM_LEN`].
     maxlen: Vec<u8>,
@@ -237,7 +281,6 @@ impl<C> Cluster<C> {
                 stream::sha(stream::HISTORY_LUA),
             ],
             epoch: format!("{node}-{random:016x}").into_bytes(),
-            history,
             maxlen: history.max(stream::MIN_STREAM_LEN).to_string().into_bytes(),
             ups: 0,
         }
@@ -451,9 +494,16 @@ impl<C> Cluster<C> {
                     node: Some(node),
                 });
             }
-            Ask::Say { by } => {
-                if let (OwnedFrame::Error(_), Some(by)) = (frame, by) {
+            Ask::Say { by, echo } => {
+                let seq = match frame {
+                    OwnedFrame::Integer(seq) => u64::try_from(seq).ok(),
+                    _ => None,
+                };
+                if let (None, Some(by)) = (seq, by) {
                     news.push(News::LocalOnly { by });
+                }
+                if let Some(echo) = echo {
+                    news.push(News::Numbered { echo, seq });
                 }
             }
             Ask::Deliver { ctx } => {
@@ -474,8 +524,9 @@ impl<C> Cluster<C> {
             }
             Ask::Top { room } => self.streams.start_at(&room, stream::parse_top(&frame)),
             Ask::Read => self.on_read(frame, news),
-            Ask::History { ctx, room } => {
-                let page = stream::parse_page(&frame, self.history);
+            Ask::History { ctx, room, since } => {
+                let page = stream::parse_page(&frame)
+                    .map(|(last, entries)| history_page(room.clone(), since, last, &entries));
                 news.push(News::History { ctx, room, page });
             }
         }
@@ -495,6 +546,7 @@ impl<C> Cluster<C> {
                 name: name.into(),
                 user: Remote { room, ..user },
                 text: text.to_vec(),
+                seq: entry.seq,
             });
         }
     }
@@ -517,13 +569,16 @@ impl<C> Cluster<C> {
                 text,
                 node: None,
             }),
-            Ask::Say { by } => news.extend(by.map(|by| News::LocalOnly { by })),
+            Ask::Say { by, echo } => {
+                news.extend(by.map(|by| News::LocalOnly { by }));
+                news.extend(echo.map(|echo| News::Numbered { echo, seq: None }));
+            }
             Ask::Deliver { ctx } => news.push(News::Delivered { ctx, ok: false }),
             Ask::Top { room } => self.streams.ask_failed(&room),
             Ask::Read => {
                 self.streams.read(None);
             }
-            Ask::History { ctx, room } => news.push(News::History {
+            Ask::History { ctx, room, .. } => news.push(News::History {
                 ctx,
                 room,
                 page: None,
@@ -739,23 +794,17 @@ impl<C> Cluster<C> {
         self.publish(wire::ROOM_CHANNEL, &event, None, now);
     }
 
-    /// A user of ours (at `by`; `None`: the HTTP API speaking as `name`) said `text` to
-    /// `room`: one entry in the room's stream (see [`stream::SAY_LUA`]). False, sending
+    /// A user of ours (at `by`; `None`: the HTTP API) said `speech`: one entry in the
+    /// room's stream (see [`stream::SAY_LUA`]). With `echo`, the users here who see
+    /// numbers hear it once Redis has numbered it ([`News::Numbered`]). False, sending
     /// nothing, while Redis is down: the broadcast reached this server's users only. If
     /// Redis does not take it in time, [`News::LocalOnly`] says so later.
-    pub fn said(
-        &mut self,
-        name: &str,
-        room: &str,
-        addr: SocketAddr,
-        text: &[u8],
-        by: Option<Peer>,
-        now: Instant,
-    ) -> bool {
-        let user = self.user(room, addr);
+    pub fn said(&mut self, speech: Speech<'_>, by: Option<Peer>, echo: bool, now: Instant) -> bool {
+        let user = self.user(speech.room, speech.addr);
         let mut event = Vec::new();
+        let (name, text) = (speech.name, speech.text);
         Wire::Say { name, user, text }.encode(&mut event);
-        let key = stream::key(room);
+        let key = stream::key(speech.room);
         let args: [&[u8]; 6] = [
             b"EVALSHA",
             &self.scripts[0],
@@ -764,7 +813,13 @@ impl<C> Cluster<C> {
             &self.maxlen,
             &event,
         ];
-        self.link.command(&args, Some(Ask::Say { by }), now)
+        let echo = echo.then(|| Echo {
+            name: name.into(),
+            addr: speech.addr,
+            room: speech.room.into(),
+            text: text.to_vec(),
+        });
+        self.link.command(&args, Some(Ask::Say { by, echo }), now)
     }
 
     /// Hands `letter` to server `node`: one PUBLISH to that server, whose answer comes
@@ -794,32 +849,39 @@ impl<C> Cluster<C> {
         );
     }
 
-    /// Asks for a page of `room`'s history: the last `limit` broadcasts, or (`since`) the
-    /// first `limit` after that sequence number. The answer comes back as
-    /// [`News::History`] with `ctx` (at once, empty, while Redis is down).
+    /// Asks for `query` on `room`'s history, the last `keep` broadcasts of its stream.
+    /// The answer comes back as [`News::History`] with `ctx` (at once, failed, while
+    /// Redis is down).
     pub fn history(
         &mut self,
         room: &str,
-        limit: usize,
-        since: Option<u64>,
+        query: Query,
+        keep: usize,
         ctx: C,
         now: Instant,
         news: &mut Vec<News<C>>,
     ) {
         let key = stream::key(room);
+        let (limit, since) = match query {
+            Query::Last(k) => (k, None),
+            Query::Since { seq, limit } => (limit, Some(seq)),
+        };
         let limit = limit.max(1).to_string();
         let start = since.map_or(String::new(), |s| s.saturating_add(1).to_string());
-        let args: [&[u8]; 6] = [
+        let keep = keep.to_string();
+        let args: [&[u8]; 7] = [
             b"EVALSHA",
             &self.scripts[1],
             b"1",
             &key,
             limit.as_bytes(),
             start.as_bytes(),
+            keep.as_bytes(),
         ];
         let ask = Ask::History {
             ctx,
             room: room.into(),
+            since,
         };
         if self.link.is_up() {
             self.link.command(&args, Some(ask), now);
@@ -865,4 +927,34 @@ impl<C> Cluster<C> {
         event.encode(&mut bytes);
         self.link.command(&[b"PUBLISH", channel, &bytes], ask, now);
     }
+}
+
+/// A room stream's entries as a history page: the same answer the in-memory store gives
+/// (`gap` when the message right after `since` is gone, though newer ones exist).
+fn history_page(
+    room: Box<str>,
+    since: Option<u64>,
+    last: u64,
+    entries: &[stream::Entry],
+) -> history::Page {
+    let gap = since.is_some_and(|seq| {
+        seq < last
+            && entries
+                .first()
+                .is_none_or(|e| e.seq != seq.saturating_add(1))
+    });
+    let entries = entries
+        .iter()
+        .filter_map(|e| match e.say()? {
+            Wire::Say { name, user, text } => {
+                let from = User {
+                    addr: &user.addr,
+                    name: Some(name),
+                };
+                Some(history::Entry::new(e.seq, e.time_ms, from, text))
+            }
+            _ => None,
+        })
+        .collect();
+    history::Page { room, entries, gap }
 }

@@ -46,19 +46,24 @@ pub const SAY_LUA: &[u8] = b"local top = redis.call('XREVRANGE', KEYS[1], '+', '
       'e', ARGV[2], 't', string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))) \
     return seq";
 
-/// Reads a page of a room's history: `{first, last, entries}`, the oldest and newest
-/// sequence numbers kept (0 when none) and up to ARGV[1] entries: the newest ones (newest
-/// first) when ARGV[2] is empty, else the oldest from sequence ARGV[2] on.
-/// KEYS: `im:stream:{room}`.
+/// Reads a page of a room's history, which is the last ARGV[3] entries of its stream (the
+/// stream may keep more, for the transport): `{first, last, entries}`, the oldest number
+/// in the history and the newest of the room (0 when none), and up to ARGV[1] entries:
+/// the newest ones (newest first) when ARGV[2] is empty, else the oldest of the history
+/// from number ARGV[2] on. KEYS: `im:stream:{room}`.
 pub const HISTORY_LUA: &[u8] = b"local function seq(e) \
       if e then return tonumber(string.match(e[1], '^%d+')) end return 0 end \
     local last = seq(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]) \
     local first = seq(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]) \
+    first = math.max(first, last - tonumber(ARGV[3]) + 1) \
     local entries \
     if ARGV[2] == '' then \
-      entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1]) \
+      entries = redis.call('XREVRANGE', KEYS[1], '+', string.format('%.0f', first), \
+        'COUNT', ARGV[1]) \
     else \
-      entries = redis.call('XRANGE', KEYS[1], ARGV[2], '+', 'COUNT', ARGV[1]) \
+      local from = math.max(tonumber(ARGV[2]), first) \
+      entries = redis.call('XRANGE', KEYS[1], string.format('%.0f', from), '+', \
+        'COUNT', ARGV[1]) \
     end \
     return {first, last, entries}";
 
@@ -167,38 +172,17 @@ fn parse_xread(frame: OwnedFrame) -> Vec<(Box<str>, Vec<Entry>)> {
     out
 }
 
-/// A page of a room's history, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    /// The oldest sequence number still in the history (0 when it is empty).
-    pub first: u64,
-    /// The newest sequence number of the room (0 when nothing was ever said).
-    pub last: u64,
-    /// The entries asked for, oldest first.
-    pub entries: Vec<Entry>,
-}
-
-/// A [`HISTORY_LUA`] reply as a [`Page`], within a history of `keep` entries: what the
-/// stream keeps beyond that (for the transport) is not history.
-pub fn parse_page(frame: &OwnedFrame, keep: usize) -> Option<Page> {
+/// A [`HISTORY_LUA`] reply: the room's newest number, and the entries, oldest first.
+pub fn parse_page(frame: &OwnedFrame) -> Option<(u64, Vec<Entry>)> {
     let OwnedFrame::Array(parts) = frame else {
         return None;
     };
-    let [OwnedFrame::Integer(first), OwnedFrame::Integer(last), entries] = parts.as_slice() else {
+    let [OwnedFrame::Integer(_), OwnedFrame::Integer(last), entries] = parts.as_slice() else {
         return None;
     };
-    let last = u64::try_from(*last).ok()?;
-    let keep = u64::try_from(keep).unwrap_or(u64::MAX);
-    let oldest_kept = last.saturating_sub(keep).saturating_add(1);
-    let first = u64::try_from(*first).ok()?.max(oldest_kept).min(last);
     let mut entries = parse_entries(entries);
-    entries.retain(|e| e.seq >= first && first > 0);
     entries.sort_unstable_by_key(|e| e.seq);
-    Some(Page {
-        first,
-        last,
-        entries,
-    })
+    Some((u64::try_from(*last).ok()?, entries))
 }
 
 /// Where this server is in one followed room's stream.
@@ -577,33 +561,16 @@ mod tests {
     }
 
     #[test]
-    fn history_pages_keep_only_the_history_s_length() {
+    fn history_pages_come_oldest_first() {
         let page = OwnedFrame::Array(vec![
-            OwnedFrame::Integer(3),
+            OwnedFrame::Integer(8),
             OwnedFrame::Integer(12),
-            OwnedFrame::Array(vec![entry(12, "l"), entry(11, "k"), entry(4, "d")]),
+            OwnedFrame::Array(vec![entry(12, "l"), entry(11, "k")]),
         ]);
-        let p = parse_page(&page, 5).unwrap();
-        assert_eq!((p.first, p.last), (8, 12));
-        let seqs: Vec<u64> = p.entries.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, [11, 12]);
-        let all = parse_page(&page, 100).unwrap();
-        assert_eq!(all.first, 3);
-        assert_eq!(all.entries.len(), 3);
-        let empty = OwnedFrame::Array(vec![
-            OwnedFrame::Integer(0),
-            OwnedFrame::Integer(0),
-            OwnedFrame::Array(vec![]),
-        ]);
-        assert_eq!(
-            parse_page(&empty, 5),
-            Some(Page {
-                first: 0,
-                last: 0,
-                entries: vec![]
-            })
-        );
-        assert_eq!(parse_page(&OwnedFrame::Null, 5), None);
+        let (last, entries) = parse_page(&page).unwrap();
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!((last, seqs), (12, vec![11, 12]));
+        assert_eq!(parse_page(&OwnedFrame::Null), None);
     }
 
     #[test]

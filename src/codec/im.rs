@@ -68,6 +68,14 @@ pub enum Command {
     Heartbeat,
     /// `ping`, answered with `"pong"`.
     Ping,
+    /// `history`: the sender's room's last `limit` messages, or (with `since`) the first
+    /// `limit` after number `since`; `limit` at most what a room keeps.
+    History {
+        /// `data.limit`: how many, from 1.
+        limit: Option<usize>,
+        /// `data.since`: the last number the client has.
+        since: Option<u64>,
+    },
     /// `msg`: to everyone in the sender's room, or to `target`.
     Msg {
         /// One recipient's name, or `None` for the room.
@@ -114,6 +122,7 @@ pub fn parse(text: &str) -> Request {
         "heartbeat" => Ok(Command::Heartbeat),
         "ping" => Ok(Command::Ping),
         "msg" => parse_msg(data),
+        "history" => parse_history(data),
         _ => Err(Refusal::Code(Code::NoRoute)),
     };
     Request { seq, cmd, command }
@@ -162,6 +171,26 @@ fn parse_login(data: &Value) -> Result<Command, Refusal> {
     })
 }
 
+/// `{"limit":K,"since":SEQ}`, both optional, as JSON numbers or their text: K from 1,
+/// SEQ from 0; anything else (negative, fractional, not a number) is 1001.
+fn parse_history(data: &Value) -> Result<Command, Refusal> {
+    let number = |key: &str| -> Result<Option<u64>, Refusal> {
+        match data.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            v => scalar_text(v)
+                .and_then(|t| t.parse::<u64>().ok())
+                .map(Some)
+                .ok_or(Refusal::Code(Code::BadParams)),
+        }
+    };
+    let limit = match number("limit")? {
+        Some(0) => return Err(Refusal::Code(Code::BadParams)),
+        limit => limit.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
+    };
+    let since = number("since")?;
+    Ok(Command::History { limit, since })
+}
+
 fn parse_msg(data: &Value) -> Result<Command, Refusal> {
     let Some(Value::String(msg)) = data.get("msg") else {
         return Err(Refusal::Code(Code::BadParams));
@@ -192,11 +221,30 @@ pub fn answer(out: &mut Vec<u8>, seq: &str, cmd: &str, code: u32, code_msg: &str
     let _ = serde_json::to_writer(&mut *out, &v);
 }
 
-/// Appends a push (`cmd` is `msg`, `enter` or `exit`): a chat line or notice from `from`,
-/// in the answer shape with code 200 and its `codeMsg`.
-pub fn push(out: &mut Vec<u8>, cmd: &str, code_msg: &str, target: &str, msg: &str, from: &str) {
-    let data = json!({"target": target, "type": "text", "msg": msg, "from": from});
-    answer(out, "", cmd, Code::Success.number(), code_msg, data);
+/// What a push says: `cmd` (`msg`, `enter` or `exit`), its `target` (the recipient of a
+/// private message, else empty), the text and its sender, and a room message's number in
+/// its room's history (`seq`, for a client to ask `history` `since` it after a reconnect).
+#[derive(Debug, Clone, Copy)]
+pub struct Push<'a> {
+    /// `cmd`.
+    pub cmd: &'a str,
+    /// `data.target`.
+    pub target: &'a str,
+    /// `data.msg`.
+    pub msg: &'a str,
+    /// `data.from`.
+    pub from: &'a str,
+    /// `data.seq`, left out when `None`.
+    pub seq: Option<u64>,
+}
+
+/// Appends a push, in the answer shape with code 200 and its `codeMsg`.
+pub fn push(out: &mut Vec<u8>, code_msg: &str, p: Push<'_>) {
+    let mut data = json!({"target": p.target, "type": "text", "msg": p.msg, "from": p.from});
+    if let (Some(seq), Value::Object(fields)) = (p.seq, &mut data) {
+        fields.insert("seq".into(), json!(seq));
+    }
+    answer(out, "", p.cmd, Code::Success.number(), code_msg, data);
 }
 
 #[cfg(test)]
@@ -322,10 +370,53 @@ mod tests {
             json!({"seq":"3","cmd":"ping","response":{"code":200,"codeMsg":"Success","data":"pong"}})
         );
         out.clear();
-        push(&mut out, "enter", "Success", "", "哈喽~", "alice");
+        let enter = Push {
+            cmd: "enter",
+            target: "",
+            msg: "哈喽~",
+            from: "alice",
+            seq: None,
+        };
+        push(&mut out, "Success", enter);
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["response"]["data"]["msg"], "哈喽~");
         assert_eq!(v["response"]["data"]["from"], "alice");
         assert_eq!(v["cmd"], "enter");
+        out.clear();
+        let said = Push {
+            cmd: "msg",
+            msg: "hi",
+            seq: Some(7),
+            ..enter
+        };
+        push(&mut out, "Success", said);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"seq":"","cmd":"msg","response":{"code":200,"codeMsg":"Success","data":{"target":"","type":"text","msg":"hi","from":"alice","seq":7}}}"#
+        );
+    }
+
+    #[test]
+    fn history_takes_an_optional_limit_and_since() {
+        let h = |data: &str| cmd(&format!(r#"{{"cmd":"history","data":{data}}}"#));
+        let ok = |limit, since| Ok(Command::History { limit, since });
+        assert_eq!(cmd(r#"{"cmd":"history"}"#), ok(None, None));
+        assert_eq!(h("{}"), ok(None, None));
+        assert_eq!(h(r#"{"limit":5}"#), ok(Some(5), None));
+        assert_eq!(h(r#"{"limit":"5","since":"0"}"#), ok(Some(5), Some(0)));
+        assert_eq!(h(r#"{"since":42,"limit":null}"#), ok(None, Some(42)));
+        let bad = Err(Refusal::Code(Code::BadParams));
+        for data in [
+            r#"{"limit":0}"#,
+            r#"{"limit":-1}"#,
+            r#"{"limit":1.5}"#,
+            r#"{"limit":"x"}"#,
+            r#"{"limit":[1]}"#,
+            r#"{"since":-1}"#,
+            r#"{"since":1e30}"#,
+            r#"{"since":true}"#,
+        ] {
+            assert_eq!(h(data), bad, "{data}");
+        }
     }
 }

@@ -67,6 +67,9 @@ pub enum Command<'a> {
     Room(Option<&'a str>),
     /// `rooms`: list the rooms with users.
     Rooms,
+    /// `history` (`None`: as many as are kept) or `history|K` (K from 1; a K too large
+    /// for a number reads as the largest): the last messages of the user's room.
+    History(Option<usize>),
     /// Anything else: broadcast as it is.
     Say(&'a [u8]),
 }
@@ -82,6 +85,8 @@ pub enum ProtocolError {
     LineTooLong,
     /// `room|NAME` where NAME breaks the name rules.
     InvalidRoom,
+    /// `history|K` where K is not a whole number from 1.
+    BadCount,
 }
 
 impl fmt::Display for ProtocolError {
@@ -91,6 +96,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidName => "invalid user name",
             ProtocolError::LineTooLong => "line too long",
             ProtocolError::InvalidRoom => "invalid room name",
+            ProtocolError::BadCount => "invalid history count",
         })
     }
 }
@@ -105,7 +111,8 @@ pub const MAX_NAME_CHARS: usize = 32;
 /// # Errors
 /// [`ProtocolError::MissingRecipient`] for `to|` with no name,
 /// [`ProtocolError::InvalidName`] for a rename to a name [`check_name`] refuses, and
-/// [`ProtocolError::InvalidRoom`] for a move to a room name it refuses.
+/// [`ProtocolError::InvalidRoom`] for a move to a room name it refuses, and
+/// [`ProtocolError::BadCount`] for `history|K` with K not a whole number from 1.
 pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
     if line.is_empty() {
         return Ok(Command::Empty);
@@ -114,7 +121,11 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtocolError> {
         b"who" => return Ok(Command::Who),
         b"room" => return Ok(Command::Room(None)),
         b"rooms" => return Ok(Command::Rooms),
+        b"history" => return Ok(Command::History(None)),
         _ => {}
+    }
+    if let Some(count) = line.strip_prefix(b"history|") {
+        return parse_count(count).map(|k| Command::History(Some(k)));
     }
     if let Some(room) = line.strip_prefix(b"room|") {
         return check_room(room).map(|room| Command::Room(Some(room)));
@@ -154,6 +165,21 @@ pub fn check_name(name: &[u8]) -> Result<&str, ProtocolError> {
         return Err(ProtocolError::InvalidName);
     }
     Ok(name)
+}
+
+/// A count of at least 1, in decimal digits only; one too large for a `usize` is
+/// `usize::MAX` (whoever reads it caps it anyway).
+fn parse_count(digits: &[u8]) -> Result<usize, ProtocolError> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(ProtocolError::BadCount);
+    }
+    if digits.iter().all(|&b| b == b'0') {
+        return Err(ProtocolError::BadCount);
+    }
+    let count = digits.iter().try_fold(0usize, |n, &b| {
+        n.checked_mul(10)?.checked_add(usize::from(b - b'0'))
+    });
+    Ok(count.unwrap_or(usize::MAX))
 }
 
 /// Checks a room name: the rules of [`check_name`] (so `/im` appIDs, `101`, are names).
@@ -307,6 +333,33 @@ mod tests {
         assert_eq!(parse(long.as_bytes()), Err(ProtocolError::InvalidRoom));
         assert_eq!(parse(b"room "), Ok(Command::Say(b"room ")));
         assert_eq!(parse(b"roomy"), Ok(Command::Say(b"roomy")));
+    }
+
+    #[test]
+    fn history_takes_a_count_from_one() {
+        assert_eq!(parse(b"history"), Ok(Command::History(None)));
+        assert_eq!(parse(b"history|1"), Ok(Command::History(Some(1))));
+        assert_eq!(parse(b"history|007"), Ok(Command::History(Some(7))));
+        assert_eq!(
+            parse(b"history|99999999999999999999999999"),
+            Ok(Command::History(Some(usize::MAX)))
+        );
+        for bad in [
+            &b"history|"[..],
+            b"history|0",
+            b"history|00",
+            b"history|-1",
+            b"history|+1",
+            b"history|abc",
+            b"history|1.5",
+            b"history| 1",
+            b"history|1 ",
+            "history|１".as_bytes(),
+        ] {
+            assert_eq!(parse(bad), Err(ProtocolError::BadCount), "{bad:?}");
+        }
+        assert_eq!(parse(b"history "), Ok(Command::Say(b"history ")));
+        assert_eq!(parse(b"historys"), Ok(Command::Say(b"historys")));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 use super::flood::{millis, Verdict};
 use super::host::{Purpose, Speaker, State, Waiting};
+use crate::chat::history::Query;
 use crate::chat::{Chat, Event, Kind, Member, NameTaken, Peer, Place};
+use crate::cluster::Speech;
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
-use crate::proto::{self, api::Web, Claim, Host, Pace, Reply, Routed, Voice};
+use crate::proto::{self, api::Web, Claim, Host, Pace, Recalled, Reply, Routed, Voice};
 use crate::text::Texts;
 use log::debug;
 use mio::Token;
@@ -118,15 +120,43 @@ impl Host for Ctx<'_> {
         &self.st.chat
     }
 
+    /// Reads this user's room's history: from memory at once, or in a cluster from the
+    /// room's stream in Redis, answered through [`proto::recalled`] once Redis answers.
+    fn recall(&mut self, query: Query, reply: impl FnOnce() -> Reply) -> Recalled {
+        let keep = self.st.history.keep();
+        let room = self
+            .me()
+            .map(|m| Box::<str>::from(self.st.chat.room_name(m.room)));
+        let (Some(room), true) = (room, keep > 0) else {
+            return Recalled::Off;
+        };
+        let query = query.within(keep);
+        let Some(cluster) = self.st.cluster.as_mut() else {
+            return Recalled::Page(self.st.history.page(&room, query));
+        };
+        let waiting = Waiting {
+            token: self.token,
+            reply: reply(),
+            purpose: Purpose::History,
+        };
+        let news = &mut self.st.news;
+        cluster.history(&room, query, keep, waiting, self.now, news);
+        Recalled::Pending
+    }
+
     fn me(&self) -> Option<&Member> {
         let id = self.st.conns.get(self.token)?.user?;
         self.st.chat.get(id)
     }
 
-    /// `voice` of this connection says `text` to `room` (`None`: the speaker's room):
-    /// everyone here at once, the other servers through one entry in the room's stream.
-    /// A speaker whose broadcast cannot reach Redis is told once per outage that it
-    /// reached this server's users only.
+    /// `voice` of this connection says `text` to `room` (`None`: the speaker's room).
+    ///
+    /// One server: into the room's history, which numbers it, and to everyone here at
+    /// once. In a cluster the room's stream in Redis numbers it: everyone here hears it at
+    /// once but the users who see numbers (`/im`), who hear it numbered once Redis answers
+    /// (at once and unnumbered while Redis is down); the other servers read it from the
+    /// stream. A speaker whose broadcast cannot reach Redis is told once per outage that
+    /// it reached this server's users only.
     fn say(&mut self, voice: Voice<'_>, room: Option<&str>, text: &[u8]) {
         let Some(speaker) = self.st.speaker(self.token, voice) else {
             return;
@@ -141,20 +171,34 @@ impl Host for Ctx<'_> {
             (None, Some(id)) => (Some(id), chat.room_name(id)),
             (None, None) => return,
         };
-        if let Some(id) = id {
-            let event = Event::Say(text);
-            let conns = &mut self.st.conns;
-            self.st.fanout.room(chat, conns, id, from, event, None);
-        }
+        let time = self.st.unix_ms(self.now);
+        let conns = &mut self.st.conns;
+        let Some(cluster) = self.st.cluster.as_mut() else {
+            let seq = self.st.history.push(name, from, time, text);
+            if let Some(id) = id {
+                let event = Event::Say { text, seq };
+                self.st.fanout.room(chat, conns, id, from, event, None);
+            }
+            return;
+        };
         // Only the connection's own user is told; the HTTP API answered already.
         let by = matches!(voice, Voice::Me).then_some(Peer(self.token.0));
-        if let Some(cluster) = self.st.cluster.as_mut() {
-            let speaker = from.name_string();
-            if !cluster.said(&speaker, name, *from.addr, text, by, self.now) {
-                if let Some(by) = by {
-                    self.st.local_only(by);
-                }
-            }
+        let numbered = id.is_some_and(|id| chat.seats(id).iter().any(|s| proto::shows_seq(s.kind)));
+        let speaker = from.name_string();
+        let speech = Speech {
+            name: &speaker,
+            addr: *from.addr,
+            room: name,
+            text,
+        };
+        let sent = cluster.said(speech, by, numbered, self.now);
+        if let Some(id) = id {
+            let event = Event::Say { text, seq: None };
+            let now = |kind| !(sent && proto::shows_seq(kind));
+            self.st.fanout.room_where(chat, conns, id, from, event, now);
+        }
+        if let (false, Some(by)) = (sent, by) {
+            self.st.local_only(by);
         }
     }
 

@@ -3,7 +3,7 @@
 //! the protocol adapters decide the bytes; nothing is written until the flush phase.
 
 use super::conns::Conns;
-use crate::chat::{Chat, Event, Kind, Member, RoomId, UserId};
+use crate::chat::{Chat, Event, Kind, Member, RoomId, Seat, UserId};
 use crate::proto;
 use crate::text::{Texts, User};
 use mio::Token;
@@ -46,10 +46,39 @@ impl Fanout {
         event: Event<'_>,
         except: Option<UserId>,
     ) {
+        self.tell(chat, conns, room, from, event, |seat| {
+            except != Some(seat.id)
+        });
+    }
+
+    /// Like [`Fanout::room`], for the users whose protocol `kinds` picks (in a cluster,
+    /// users who see a broadcast's number hear it only once Redis has numbered it).
+    pub fn room_where(
+        &mut self,
+        chat: &Chat,
+        conns: &mut Conns,
+        room: RoomId,
+        from: User<'_>,
+        event: Event<'_>,
+        kinds: impl Fn(Kind) -> bool,
+    ) {
+        self.tell(chat, conns, room, from, event, |seat| kinds(seat.kind));
+    }
+
+    /// Tells the users of `room` that `pick` picks.
+    fn tell(
+        &mut self,
+        chat: &Chat,
+        conns: &mut Conns,
+        room: RoomId,
+        from: User<'_>,
+        event: Event<'_>,
+        pick: impl Fn(&Seat) -> bool,
+    ) {
         let mut encoded = [false; Kind::COUNT];
         let notice = matches!(event, Event::Online | Event::Offline);
         for seat in chat.seats(room) {
-            if except == Some(seat.id) {
+            if !pick(seat) {
                 continue;
             }
             let token = Token(seat.peer.0);

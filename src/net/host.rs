@@ -3,8 +3,8 @@
 //!
 //! - presence: [`State::enter`], [`State::leave`] and [`State::move_to`] (the
 //!   online/offline fan-out, and the one "announce a user to Redis" sequence);
-//! - speech: [`State::say`] (local fan-out, then one PUBLISH) and [`State::whisper`]
-//!   (routing by [`Chat::locate`]: local, another server, or ask Redis);
+//! - speech: `say` (the room's history, local fan-out, then one PUBLISH) and `whisper`
+//!   (routing by [`Chat::locate`]: local, another server, or ask Redis), on [`Ctx`];
 //! - names: [`State::rename`] and [`State::login`] (a claim, decided here or by Redis);
 //! - what the cluster answers or hears later: [`State::apply_news`].
 //!
@@ -15,11 +15,13 @@ use super::conns::Conns;
 use super::ctx::Ctx;
 use super::fanout::{Departures, Fanout};
 use super::flood::Rule;
+use crate::chat::history::History;
+use crate::chat::history::Page;
 use crate::chat::{Chat, Event, Kind, Moved, NameTaken, Peer, Remote, RoomId, UserId};
-use crate::cluster::{Cluster, Letter, News};
+use crate::cluster::{Cluster, Echo, Letter, News};
 use crate::config::Config;
 use crate::metrics::{Backplane, Gauges, Metrics};
-use crate::proto::{self, api::Web, Claim, Reply, Routed, Session, Voice};
+use crate::proto::{self, api::Web, Claim, Recalled, Reply, Routed, Session, Voice};
 use crate::text::{Texts, User};
 use crate::timer::Wheel;
 use log::debug;
@@ -54,6 +56,8 @@ pub(super) enum Purpose {
     },
     /// A private message handed to another server, answered once Redis confirms it.
     Deliver,
+    /// A history read from Redis.
+    History,
 }
 
 /// Everything a command can touch: the loop's state apart from the poll and listeners.
@@ -85,6 +89,11 @@ pub struct State {
     pub local_only: (u64, HashSet<Token>),
     /// When the server started: flood buckets count milliseconds from here.
     pub epoch: Instant,
+    /// The wall clock at `epoch`, in milliseconds since the Unix epoch: a message's time is
+    /// counted from it with the loop's own clock, read once per turn.
+    pub epoch_unix_ms: u64,
+    /// Each room's recent messages.
+    pub history: History,
 }
 
 impl State {
@@ -96,6 +105,13 @@ impl State {
     /// The server's texts.
     pub fn texts(&self) -> &'static Texts {
         self.fanout.texts()
+    }
+
+    /// `now` in milliseconds since the Unix epoch.
+    pub fn unix_ms(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.epoch).as_millis();
+        self.epoch_unix_ms
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
 
     /// Whether `token` is a connection that still takes commands.
@@ -379,7 +395,19 @@ impl State {
             } => self.routed(ctx, &name, &text, node, now),
             News::Arrived { name, user } => self.remote_event(&name, &user, Event::Online),
             News::Left { name, user } => self.remote_event(&name, &user, Event::Offline),
-            News::Said { name, user, text } => self.remote_event(&name, &user, Event::Say(&text)),
+            News::Said {
+                name,
+                user,
+                text,
+                seq,
+            } => {
+                let event = Event::Say {
+                    text: &text,
+                    seq: Some(seq),
+                };
+                self.remote_event(&name, &user, event);
+            }
+            News::Numbered { echo, seq } => self.numbered(&echo, seq),
             News::LocalOnly { by } => self.local_only(by),
             News::Delivered { ctx, ok } => {
                 // Answered even if the asker left: a delivered message keeps the HTTP
@@ -387,7 +415,7 @@ impl State {
                 let outcome = if ok { Routed::Sent } else { Routed::Unknown };
                 proto::routed(ctx.reply, outcome, &mut self.ctx(ctx.token, now));
             }
-            News::History { .. } => {}
+            News::History { ctx, room, page } => self.recalled(ctx, &room, page, now),
             News::Whispered {
                 from,
                 addr,
@@ -399,6 +427,45 @@ impl State {
                 }
             }
         }
+    }
+
+    /// A broadcast said here, now numbered by Redis (`None`: not taken): the users of its
+    /// room here who see numbers hear it now (the others heard it when it was said).
+    fn numbered(&mut self, echo: &Echo, seq: Option<u64>) {
+        let Some(room) = self.chat.room_id(&echo.room) else {
+            return;
+        };
+        let from = User {
+            addr: &echo.addr,
+            name: Some(&echo.name),
+        };
+        let event = Event::Say {
+            text: &echo.text,
+            seq,
+        };
+        let (chat, conns) = (&self.chat, &mut self.conns);
+        self.fanout
+            .room_where(chat, conns, room, from, event, proto::shows_seq);
+    }
+
+    /// A history read that waited for Redis (`None`: Redis went away first). A user who
+    /// left the room meanwhile gets an empty page: nothing more of that room.
+    fn recalled(&mut self, waiting: Waiting, room: &str, page: Option<Page>, now: Instant) {
+        let here = self.conns.get(waiting.token).and_then(|c| c.user);
+        let same_room = here
+            .and_then(|id| self.chat.get(id))
+            .is_some_and(|m| self.chat.room_name(m.room) == room);
+        let outcome = match page {
+            None => Recalled::Unavailable,
+            Some(mut page) => {
+                if !same_room {
+                    page.entries.clear();
+                    page.gap = false;
+                }
+                Recalled::Page(page)
+            }
+        };
+        proto::recalled(waiting.reply, outcome, &mut self.ctx(waiting.token, now));
     }
 
     /// Something a user of another server did, told to its room here.
@@ -444,7 +511,9 @@ impl State {
                     Claim::Granted
                 }
             }
-            (Some(true), Purpose::Route { .. } | Purpose::Deliver) => Claim::Taken,
+            (Some(true), Purpose::Route { .. } | Purpose::Deliver | Purpose::History) => {
+                Claim::Taken
+            }
         };
         proto::claimed(reply, outcome, &mut self.ctx(token, now));
     }
@@ -539,6 +608,8 @@ impl State {
             ws,
             http,
             users: self.chat.len(),
+            history_messages: self.history.messages(),
+            history_bytes: self.history.bytes(),
             backplane: self.cluster.as_ref().map(|c| Backplane {
                 remote_users: self.chat.remote_count(),
                 ..c.stats()

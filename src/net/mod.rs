@@ -33,6 +33,7 @@ mod per_ip;
 mod storm;
 mod tls;
 
+use crate::chat::history::History;
 use crate::chat::Chat;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -155,7 +156,7 @@ impl Server {
                     &node,
                     config.cluster.node_timeout,
                     reserved::REDIS,
-                    0,
+                    config.history,
                 );
                 (Some(cluster), Some(node))
             }
@@ -185,6 +186,8 @@ impl Server {
                 shutting_down: false,
                 local_only: (0, HashSet::new()),
                 epoch: Instant::now(),
+                epoch_unix_ms: unix_now_ms(),
+                history: History::new(config.history, config.max_line_bytes, config.history_bytes),
                 config,
             },
             again: Vec::new(),
@@ -668,4 +671,12 @@ impl Server {
             }
         }
     }
+}
+
+/// The wall clock in milliseconds since the Unix epoch, read once at start: a message's
+/// time is counted from here with the loop's monotonic clock (see `State::unix_ms`).
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -111,7 +111,7 @@ pub fn render(
     let (kind, content) = match event {
         Event::Online => (hub::CONNECT, texts.line.online.into()),
         Event::Offline => (hub::CLOSE, texts.line.offline.into()),
-        Event::Say(text) => (hub::BROADCAST, String::from_utf8_lossy(text)),
+        Event::Say { text, .. } => (hub::BROADCAST, String::from_utf8_lossy(text)),
         Event::Whisper(text) => (hub::SEND, String::from_utf8_lossy(text)),
     };
     // Only a private message has a recipient (`to`); everything else is from the server's

@@ -3,7 +3,8 @@
 //! and pushes (`enter`, `exit`, `msg`, `kick`) in the same shape.
 
 use super::ws::send_json;
-use super::{access, Claim, Host, Reply, Routed, Voice};
+use super::{access, Claim, Host, Recalled, Reply, Routed, Voice};
+use crate::chat::history::Query;
 use crate::chat::{Event, Kind};
 use crate::codec::im::{self, Code, Command, Refusal, DEFAULT_APP_ID};
 use crate::codec::ws;
@@ -95,6 +96,7 @@ pub fn on_text<H: Host>(text: &str, expires: &mut Option<Instant>, host: &mut H)
             let outcome = host.login(user_id, Kind::Im, &room, reply);
             return answer_login(&req.seq, "login", outcome, host);
         }
+        Ok(Command::History { limit, since }) => return history(&req.seq, limit, since, host),
         Ok(Command::Msg {
             target: None,
             ref msg,
@@ -116,6 +118,55 @@ pub fn on_text<H: Host>(text: &str, expires: &mut Option<Instant>, host: &mut H)
         }
     };
     answer(host, &req.seq, &req.cmd, code, data);
+}
+
+/// Answers `history`: `{"room","messages":[{"seq","time","sender","content"}],"gap"}`,
+/// the room being the user's; `gap` says the message right after `since` is lost (the
+/// client missed messages it cannot have). With history off: 1009 and why; in a cluster
+/// the answer waits for Redis.
+fn history<H: Host>(seq: &str, limit: Option<usize>, since: Option<u64>, host: &mut H) {
+    let limit = limit.unwrap_or(usize::MAX);
+    let query = match since {
+        Some(seq) => Query::Since { seq, limit },
+        None => Query::Last(limit),
+    };
+    let reply = || Reply::Im {
+        seq: seq.into(),
+        cmd: "history",
+    };
+    let outcome = host.recall(query, reply);
+    answer_history(seq, outcome, host);
+}
+
+/// Answers a `history` request.
+pub fn answer_history<H: Host>(seq: &str, outcome: Recalled, host: &mut H) {
+    let texts = host.texts();
+    let page = match outcome {
+        Recalled::Pending => return,
+        Recalled::Off => {
+            let off = json!(texts.line.history_off.trim_end());
+            return answer(host, seq, "history", Code::Failed, off);
+        }
+        Recalled::Unavailable => {
+            let why = json!(texts.line.cluster_unavailable.trim_end());
+            return answer(host, seq, "history", Code::Failed, why);
+        }
+        Recalled::Page(page) => page,
+    };
+    let messages: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq,
+                "time": e.time_ms,
+                "sender": e.sender().name_string(),
+                "content": String::from_utf8_lossy(e.text()),
+            })
+        })
+        .collect();
+    let data = json!({"room": page.room, "messages": messages, "gap": page.gap});
+    answer(host, seq, "history", Code::Success, data);
 }
 
 /// Answers a `login`.
@@ -155,35 +206,36 @@ pub fn render(
 ) {
     // Only a private message has a recipient (`to`), and names it as its target.
     let target = to.map(|u| u.name_string()).unwrap_or_default();
-    let (cmd, msg) = match event {
-        Event::Online => ("enter", texts.web.enter.into()),
-        Event::Offline => ("exit", texts.web.exit.into()),
-        Event::Say(text) | Event::Whisper(text) => ("msg", String::from_utf8_lossy(text)),
+    let (cmd, msg, seq) = match event {
+        Event::Online => ("enter", texts.web.enter.into(), None),
+        Event::Offline => ("exit", texts.web.exit.into(), None),
+        Event::Say { text, seq } => ("msg", String::from_utf8_lossy(text), seq),
+        Event::Whisper(text) => ("msg", String::from_utf8_lossy(text), None),
     };
     let mut json = Vec::new();
-    im::push(
-        &mut json,
+    let from = from.name_string();
+    let push = im::Push {
         cmd,
-        texts.codes.code_success,
-        &target,
-        &msg,
-        &from.name_string(),
-    );
+        target: &target,
+        msg: &msg,
+        from: &from,
+        seq,
+    };
+    im::push(&mut json, texts.codes.code_success, push);
     ws::encode_text(out, &json);
 }
 
 /// A notice from the server: a `msg` push from the system sender.
 pub fn render_notice(texts: &Texts, notice: &str, out: &mut Vec<u8>) {
     let mut json = Vec::new();
-    let system = texts.web.system_sender;
-    im::push(
-        &mut json,
-        "msg",
-        texts.codes.code_success,
-        "",
-        notice,
-        system,
-    );
+    let push = im::Push {
+        cmd: "msg",
+        target: "",
+        msg: notice,
+        from: texts.web.system_sender,
+        seq: None,
+    };
+    im::push(&mut json, texts.codes.code_success, push);
     ws::encode_text(out, &json);
 }
 

@@ -1,8 +1,10 @@
 //! The line protocol of the Go chat server this follows: newline-framed commands (`who`,
 //! `rename|NEW`, `to|NAME|TEXT`, anything else is said to the room), answered with the
-//! lines of the text table; and rooms (`room|NAME`, `room`, `rooms`).
+//! lines of the text table; and rooms (`room|NAME`, `room`, `rooms`) with their history
+//! (`history`, `history|K`).
 
-use super::{Claim, Host, Pace, Reply, Routed, Voice};
+use super::{Claim, Host, Pace, Recalled, Reply, Routed, Voice};
+use crate::chat::history::Query;
 use crate::chat::Event;
 use crate::codec::line::{next_line, parse, Command, Line, ProtocolError};
 use crate::text::{self, Texts, User};
@@ -27,6 +29,7 @@ pub fn error_text(texts: &Texts, e: ProtocolError) -> &'static str {
         ProtocolError::InvalidName => texts.line.name_invalid,
         ProtocolError::LineTooLong => texts.line.too_long,
         ProtocolError::InvalidRoom => texts.line.room_invalid,
+        ProtocolError::BadCount => texts.line.history_bad_count,
     }
 }
 
@@ -105,6 +108,7 @@ fn execute<H: Host>(line: &[u8], host: &mut H) {
         }
         Ok(Command::Room(None)) => answer_room(texts.line.room_current, host),
         Ok(Command::Rooms) => rooms(host),
+        Ok(Command::History(count)) => history(count, host),
         Ok(Command::Say(text)) => host.say(Voice::Me, None, text),
         Err(e) => {
             debug!("{}: {e}", host.addr());
@@ -147,6 +151,33 @@ fn rooms<H: Host>(host: &mut H) {
     for (room, count) in host.chat().rooms() {
         text::room_line(&mut out, texts, room, count);
     }
+    host.send(&out);
+}
+
+/// `history|K`: the last K (all kept when `None`, at most `--history`) messages of the
+/// user's room, oldest first, then the end line with their number, in one block: the
+/// whole answer is queued at once, before any later command (a move) runs; in a cluster
+/// it waits for Redis, and a user who moved meanwhile gets an empty one.
+fn history<H: Host>(count: Option<usize>, host: &mut H) {
+    let query = Query::Last(count.unwrap_or(usize::MAX));
+    let outcome = host.recall(query, || Reply::Line);
+    answer_history(outcome, host);
+}
+
+/// Answers `history|K`.
+pub fn answer_history<H: Host>(outcome: Recalled, host: &mut H) {
+    let texts = host.texts();
+    let page = match outcome {
+        Recalled::Pending => return,
+        Recalled::Off => return host.send(texts.line.history_off.as_bytes()),
+        Recalled::Unavailable => return host.send(texts.line.cluster_unavailable.as_bytes()),
+        Recalled::Page(page) => page,
+    };
+    let mut out = Vec::new();
+    for entry in &page.entries {
+        text::history_line(&mut out, entry.time_ms, entry.sender(), entry.text());
+    }
+    text::history_end(&mut out, texts, page.entries.len());
     host.send(&out);
 }
 
@@ -207,7 +238,7 @@ pub fn render(texts: &Texts, from: User<'_>, event: Event<'_>, out: &mut Vec<u8>
     let body = match event {
         Event::Online => texts.line.online.as_bytes(),
         Event::Offline => texts.line.offline.as_bytes(),
-        Event::Say(text) => text,
+        Event::Say { text, .. } => text,
         Event::Whisper(text) => return text::whisper(out, texts, from, text),
     };
     text::user_line(out, from, body);

@@ -21,6 +21,7 @@ pub mod im;
 pub mod line;
 pub mod ws;
 
+use crate::chat::history::{Page, Query};
 use crate::chat::{Chat, Event, Kind, Member};
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
@@ -52,6 +53,19 @@ pub enum Routed {
     /// The recipient exists but the text is empty (refused where the protocol asks).
     Empty,
     /// The answer comes later, through [`routed`].
+    Pending,
+}
+
+/// How a history read went.
+#[derive(Debug)]
+pub enum Recalled {
+    /// History is off (`--history 0`), or the connection has no user.
+    Off,
+    /// The messages.
+    Page(Page),
+    /// The cluster that keeps the history is unreachable.
+    Unavailable,
+    /// The answer comes later, through [`recalled`].
     Pending,
 }
 
@@ -138,6 +152,9 @@ pub trait Host {
     fn finish(&mut self);
     /// Who is online.
     fn chat(&self) -> &Chat;
+    /// Reads this user's room's history (at most `--history` messages): answered now, or
+    /// later through [`recalled`] (`reply` is asked for only then).
+    fn recall(&mut self, query: Query, reply: impl FnOnce() -> Reply) -> Recalled;
     /// This connection's user, while online.
     fn me(&self) -> Option<&Member>;
     /// `voice` says `text` to the room of this name (`None`: the speaker's own).
@@ -325,6 +342,20 @@ pub fn routed<H: Host>(reply: Reply, outcome: Routed, host: &mut H) {
         Reply::Hub { receiver } => hub::answer_routed(&receiver, outcome, host),
         Reply::Api { token, msg_id } => api::answer_routed(token, &msg_id, outcome, host),
     }
+}
+
+/// Answers a history read that waited for the cluster.
+pub fn recalled<H: Host>(reply: Reply, outcome: Recalled, host: &mut H) {
+    match reply {
+        Reply::Line => line::answer_history(outcome, host),
+        Reply::Im { seq, .. } => im::answer_history(&seq, outcome, host),
+        Reply::Hub { .. } | Reply::Api { .. } => {}
+    }
+}
+
+/// Whether a user of `kind` sees a room broadcast's number (`/im` pushes carry it).
+pub fn shows_seq(kind: Kind) -> bool {
+    kind == Kind::Im
 }
 
 /// Answers a name claim that waited for the cluster.

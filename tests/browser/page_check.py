@@ -3,7 +3,10 @@
 
 Two tabs log in as alice and bob; alice sends a message that must show on bob's page; a
 line-protocol user (driven by tests/browser.rs) answers and must show on alice's page; bob
-sends alice a private message; then a screenshot of bob's page is saved.
+sends alice a private message; bob reloads his page and finds the room's messages again
+(history); alice's socket drops and, reconnected, she gets what bob said meanwhile
+(recovery), and after a longer absence is told that messages were lost (the server runs
+with --history 20); then a screenshot of bob's page is saved.
 
 Usage:
   page_check.py --url http://127.0.0.1:HTTP/ --shot out.png [--devtools ws://...] [--line-name carol]
@@ -40,6 +43,9 @@ POLL_TRIES, POLL_EVERY = 100, 0.1  # 10 s for any one condition on a page
 ALICE_MSG = "hello from alice 你好"
 LINE_MSG = "hello from the line 你好"
 PRIVATE_MSG = "psst, only for alice"
+AWAY_MSG = "said while alice was away"
+HISTORY_KEPT = 20  # the server's --history
+LOST = "some messages were lost while you were away"
 
 
 class Failure(Exception):
@@ -129,6 +135,17 @@ class Page:
         await self.wait_for(f"login as {name}",
                             f"document.getElementById('status').textContent === {json.dumps('online as ' + name)}")
 
+    async def drop(self):
+        """Closes the page's socket without reconnecting, as a network drop would."""
+        await self.js("(() => { wanted = false; ws.close(); return true; })()")
+        await self.wait_for("the socket to close", "ws === null && document.getElementById('text').disabled")
+
+    async def reconnect(self):
+        """Lets the page reconnect (and log in again) after `drop`."""
+        await self.js("(() => { wanted = true; connect(); return true; })()")
+        await self.wait_for("the login after reconnecting",
+                            "online && document.getElementById('status').textContent.startsWith('online as')")
+
     async def type_and_enter(self, text):
         """Types like a person: focus the box, insert the text, press Enter."""
         await self.js("document.getElementById('text').focus(), true")
@@ -198,6 +215,43 @@ async def run(args, devtools):
         await alice.log_has("bob's private message", f"[bob → alice] {PRIVATE_MSG}", "private")
         await bob.log_has("bob's own copy of the private message", f"[bob → alice] {PRIVATE_MSG}", "private")
         ok("bob -> alice private message")
+
+        await bob.call("Page.reload")
+        await bob.wait_for("the reloaded page", "document.readyState === 'complete' && "
+                           "document.getElementById('log').children.length === 0")
+        await bob.login("bob")
+        await bob.log_has("alice's message from the history", f"[alice] {ALICE_MSG}", "history")
+        if args.line_name:
+            await bob.log_has("the line user's message from the history",
+                              f"[{args.line_name}] {LINE_MSG}", "history")
+        if await bob.js(f"document.getElementById('log').textContent.includes({json.dumps(PRIVATE_MSG)})"):
+            raise Failure("a private message came back in the room's history")
+        ok("history after reload")
+
+        await alice.drop()
+        await bob.type_and_enter(AWAY_MSG)
+        await bob.log_has("bob's own message", f"[bob] {AWAY_MSG}")
+        await alice.reconnect()
+        await alice.log_has("what bob said while alice was away", f"[bob] {AWAY_MSG}")
+        shown = await alice.js(f"[...document.getElementById('log').children]"
+                               f".filter(d => d.textContent === {json.dumps('[alice] ' + ALICE_MSG)}).length")
+        if shown != 1:
+            raise Failure(f"alice's own message shown {shown} times after recovery")
+        if await alice.js(f"document.getElementById('log').textContent.includes({json.dumps(LOST)})"):
+            raise Failure("a short absence was reported as lost messages")
+        ok("recovery after reconnect")
+
+        await alice.drop()
+        count = HISTORY_KEPT + 5
+        await bob.js(f"(() => {{ for (let i = 0; i < {count}; i++) send('msg', {{ msg: 'flood ' + i }});"
+                     " return true; })()")
+        await bob.log_has("bob's last flood message", f"[bob] flood {count - 1}")
+        await alice.reconnect()
+        await alice.log_has("the kept messages", f"[bob] flood {count - 1}")
+        await alice.log_has("the gap notice", LOST, "system")
+        if await alice.js("document.getElementById('log').textContent.includes('flood 0')"):
+            raise Failure("a message beyond the kept history came back")
+        ok("gap after a long absence")
 
         shot = await bob.call("Page.captureScreenshot", {"format": "png"})
         os.makedirs(os.path.dirname(os.path.abspath(args.shot)), exist_ok=True)

@@ -70,6 +70,13 @@ pub fn start(args: &[&str]) -> Server {
     start_bin(&server_bin(), args)
 }
 
+/// Like [`start`], with WebSocket and HTTP listeners on free ports too.
+pub fn start_web(extra: &[&str]) -> Server {
+    let mut args = vec!["--ws-port", "0", "--http-port", "0"];
+    args.extend_from_slice(extra);
+    start(&args)
+}
+
 /// Like [`start`], with the environment variables `vars` set for the server.
 pub fn start_with_env(vars: &[(&str, &str)], args: &[&str]) -> Server {
     let mut cmd = server_cmd();
@@ -246,6 +253,14 @@ pub fn connect(addr: SocketAddr) -> Client {
     c
 }
 
+/// Connects two users; the first has read the second's online notice.
+pub fn connect_two(addr: SocketAddr) -> (Client, Client) {
+    let mut a = connect(addr);
+    let b = connect(addr);
+    a.expect_line(&format!("[{}]{}:已上线\n", b.addr, b.addr));
+    (a, b)
+}
+
 impl Client {
     /// A client on a socket connected some other way; reads time out as [`connect_raw`]'s.
     pub fn from_stream(stream: TcpStream) -> Client {
@@ -280,6 +295,12 @@ impl Client {
     /// Reads one line and asserts it equals `want` exactly.
     pub fn expect_line(&mut self, want: &str) {
         assert_eq!(self.read_line(), want);
+    }
+
+    /// Renames the user, expecting the (Chinese) answer.
+    pub fn rename(&mut self, name: &str) {
+        self.send(format!("rename|{name}\n").as_bytes());
+        self.expect_line(&format!("您已更新用户名：{name}\n"));
     }
 
     /// Reads `n` lines, returned sorted (for replies whose order is not specified).
@@ -364,6 +385,14 @@ pub fn http(addr: SocketAddr, request: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// GETs `path` (`Connection: close`); returns the status and the body.
+pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 /// POSTs a form to the HTTP API (`Connection: close`) and returns the status and the raw
