@@ -1287,3 +1287,351 @@ fn no_password_for_a_redis_that_wants_one_is_one_clear_line() {
     let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
     assert_eq!(text.matches("Redis wants a password").count(), 1, "{text}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Room streams: the transport of broadcasts, and the history of each room.
+// ---------------------------------------------------------------------------------------
+
+/// `history` (all kept): the lines of the answer, end line included.
+fn history(u: &mut User) -> Vec<String> {
+    u.send("history\n");
+    let mut lines = Vec::new();
+    loop {
+        let line = u.line();
+        let end = line.starts_with("历史消息结束（");
+        lines.push(line);
+        if end {
+            return lines;
+        }
+        assert!(lines.len() < 200, "{}: no end of history", u.name);
+    }
+}
+
+/// The text after `[time]` of a history line.
+fn untimed(line: &str) -> &str {
+    line.split_once(']').map_or(line, |(_, rest)| rest)
+}
+
+#[test]
+fn rooms_span_servers_and_their_history_is_the_same_from_each() {
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &[]);
+    let b = node(&redis.url(), "B", &[]);
+    redis.wait_ready(&["A", "B"]);
+    let mut a1 = join(&a, "A");
+    let mut b1 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b1.online());
+    let mut b2 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b2.online());
+    b1.expect(&b2.online());
+    // a1 (on A) and b1 (on B) meet in 茶室; b2 stays in 101.
+    a1.send("room|茶室\n");
+    a1.expect("您已进入房间：茶室\n");
+    b1.expect(&a1.offline());
+    b2.expect(&a1.offline());
+    b1.send("room|茶室\n");
+    b1.expect("您已进入房间：茶室\n");
+    a1.expect(&b1.online());
+    b2.expect(&b1.offline());
+
+    // Broadcasts cross servers within the room, and stay in it.
+    a1.send("tea from a\n");
+    let said = a1.said("tea from a");
+    for u in [&mut a1, &mut b1] {
+        u.expect(&said);
+    }
+    b1.send("tea from b\n");
+    let said = b1.said("tea from b");
+    for u in [&mut b1, &mut a1] {
+        u.expect(&said);
+    }
+    b2.send("lobby\n");
+    b2.expect(&b2.said("lobby"));
+    // `who` and `rooms` count the other server's users by room.
+    b1.send("who\n");
+    assert_eq!(
+        b1.lines_sorted(2),
+        sorted(vec![a1.who_entry(), b1.who_entry()])
+    );
+    b2.send("rooms\n");
+    b2.expect("101：1\n");
+    b2.expect("茶室：2\n");
+
+    // Every server serves the same history: Redis numbered and timed each message once.
+    let from_a = history(&mut a1);
+    let from_b = history(&mut b1);
+    assert_eq!(from_a, from_b);
+    let texts: Vec<&str> = from_a.iter().map(|l| untimed(l)).collect();
+    assert_eq!(
+        texts,
+        [
+            a1.said("tea from a").as_str(),
+            b1.said("tea from b").as_str(),
+            "历史消息结束（2 条）\n"
+        ]
+    );
+    let ids = redis.call(&["XRANGE", "im:stream:茶室", "-", "+"]);
+    let Resp::Array(entries) = ids else {
+        panic!("XRANGE: {ids:?}")
+    };
+    let ids: Vec<Resp> = entries
+        .into_iter()
+        .map(|e| match e {
+            Resp::Array(mut parts) => parts.remove(0),
+            other => other,
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            Resp::Bulk(Some(b"1-0".to_vec())),
+            Resp::Bulk(Some(b"2-0".to_vec()))
+        ]
+    );
+
+    // b1 leaves: B no longer reads 茶室; coming back, it reads from then on.
+    b1.send("room|101\n");
+    b1.expect("您已进入房间：101\n");
+    a1.expect(&b1.offline());
+    b2.expect(&b1.online());
+    a1.send("anyone?\n");
+    a1.expect(&a1.said("anyone?"));
+    b1.send("room|茶室\n");
+    b1.expect("您已进入房间：茶室\n");
+    a1.expect(&b1.online());
+    b2.expect(&b1.offline());
+    a1.send("welcome back\n");
+    a1.expect(&a1.said("welcome back"));
+    b1.expect(&a1.said("welcome back"));
+    let from_b = history(&mut b1);
+    assert_eq!(from_b.len(), 5, "{from_b:?}");
+    assert_eq!(from_b, history(&mut a1));
+    for u in [&mut a1, &mut b1, &mut b2] {
+        u.silence(Duration::from_millis(300));
+    }
+}
+
+/// `/im` pushes carry the room's number, the same on every server (Redis numbers each
+/// broadcast), so a page that reconnects to another server recovers exactly what it missed.
+#[test]
+fn im_users_see_the_same_numbers_on_every_server() {
+    let redis = Redis::start();
+    let web = ["--ws-port", "0"];
+    let a = node(&redis.url(), "A", &web);
+    let b = node(&redis.url(), "B", &web);
+    redis.wait_ready(&["A", "B"]);
+    let mut wa = ws_connect(a.web.unwrap(), "/im");
+    assert_eq!(im_login(&mut wa, "wa")["code"], 200);
+    let mut a1 = join(&a, "A");
+    let mut wb = ws_connect(b.web.unwrap(), "/im");
+    assert_eq!(im_login(&mut wb, "wb")["code"], 200);
+    let online = a1.line();
+    assert!(online.ends_with("]wb:已上线\n"), "{online:?}");
+    let pushed = |ws: &mut Ws, text: &str| -> Value {
+        ws_recv_until(ws, text, |v| {
+            v["cmd"] == "msg" && v["response"]["data"]["msg"] == text
+        })["response"]["data"]
+            .clone()
+    };
+    a1.send("one\n");
+    a1.expect(&a1.said("one"));
+    for ws in [&mut wa, &mut wb] {
+        assert_eq!(pushed(ws, "one")["seq"], 1);
+    }
+    ws_send(&mut wb, json!({"seq":"2","cmd":"msg","data":{"msg":"two"}}));
+    for ws in [&mut wb, &mut wa] {
+        assert_eq!(pushed(ws, "two")["seq"], 2);
+    }
+    let two = a1.line();
+    assert!(two.ends_with("]wb:two\n"), "{two:?}");
+    // Recovery from either server: the same messages, the same numbers.
+    for ws in [&mut wa, &mut wb] {
+        ws_send(ws, json!({"seq":"h","cmd":"history","data":{"since":1}}));
+        let v = ws_recv_until(ws, "history", |v| v["cmd"] == "history");
+        let data = &v["response"]["data"];
+        assert_eq!(data["gap"], false, "{v}");
+        assert_eq!(data["messages"].as_array().map(Vec::len), Some(1), "{v}");
+        assert_eq!(data["messages"][0]["seq"], 2, "{v}");
+        assert_eq!(data["messages"][0]["content"], "two", "{v}");
+        assert_eq!(data["messages"][0]["sender"], "wb", "{v}");
+    }
+}
+
+/// Numbers the lines `[addr]name:m N` of `prefix` in `lines`.
+fn numbered(lines: &[String], prefix: &str) -> Vec<usize> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            l.strip_prefix(prefix)?
+                .strip_prefix("m ")?
+                .trim_end()
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Every line `u` gets until it is quiet for `quiet` (at most 30 s in all).
+fn drain(u: &mut User, quiet: Duration) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    while let Some(line) = u.try_line(quiet) {
+        lines.push(line);
+        assert!(Instant::now() < deadline, "{}: no end of lines", u.name);
+    }
+    lines
+}
+
+/// Redis stopped (SIGSTOP) for 3 s while a user broadcasts every 50 ms: the other server
+/// delivers every broadcast Redis took, once (it reads the room's stream from where it
+/// left off), and whatever stayed here is told to its sender, once; a whisper during the
+/// stall is answered `集群暂不可用` after the reply timeout (2 s), not lost in silence.
+#[test]
+fn a_redis_stall_loses_nothing_redis_took_and_delivers_nothing_twice() {
+    const TOTAL: usize = 120;
+    const STOP_AT: usize = 10;
+    const CONT_AT: usize = 70; // 60 sends of 50 ms: a 3 s stall
+    const WHISPER_AT: usize = 20;
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &[]);
+    let b = node(&redis.url(), "B", &[]);
+    redis.wait_ready(&["A", "B"]);
+    let mut a1 = join(&a, "A");
+    let mut b1 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b1.online());
+    let mut resumed = None;
+    let mut sent_at = Vec::new();
+    for i in 0..TOTAL {
+        if i == STOP_AT {
+            redis.signal("STOP");
+        }
+        if i == CONT_AT {
+            redis.signal("CONT");
+            resumed = Some(Instant::now());
+        }
+        a1.send(&format!("m {i}\n"));
+        sent_at.push(Instant::now());
+        if i == WHISPER_AT {
+            a1.send(&format!("to|{}|psst\n", b1.name));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let resumed = resumed.unwrap();
+    let got = drain(&mut b1, Duration::from_secs(3));
+    let prefix = a1.said("");
+    let prefix = prefix.trim_end();
+    let delivered = numbered(&got, prefix);
+    let whispered = got.iter().filter(|l| l.ends_with("对您说psst\n")).count();
+    assert_eq!(
+        delivered.len() + whispered,
+        got.len(),
+        "unexpected lines: {got:?}"
+    );
+    assert!(whispered <= 1, "{got:?}");
+    let mut unique = delivered.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        delivered.len(),
+        "delivered twice: {delivered:?}"
+    );
+    // Before the stall, and a second after it ended: everything, in order.
+    let must: Vec<usize> = (0..TOTAL)
+        .filter(|&i| i < STOP_AT || sent_at[i] >= resumed + Duration::from_secs(1))
+        .collect();
+    let missing: Vec<usize> = (0..TOTAL).filter(|i| !unique.contains(i)).collect();
+    assert!(
+        missing.iter().all(|i| !must.contains(i)),
+        "lost outside the stall: {missing:?}"
+    );
+    // The sender: its own lines, the whisper refused once, and (if anything stayed
+    // here) one notice for the whole outage.
+    let mine = drain(&mut a1, Duration::from_millis(500));
+    assert_eq!(numbered(&mine, prefix), (0..TOTAL).collect::<Vec<_>>());
+    let count = |want: &str| mine.iter().filter(|l| *l == want).count();
+    assert_eq!(count(UNAVAILABLE), 1, "{mine:?}");
+    let told = count(LOCAL_ONLY);
+    assert_eq!(told, usize::from(!missing.is_empty()), "{mine:?}");
+    assert_eq!(mine.len(), TOTAL + 1 + told, "{mine:?}");
+    eprintln!(
+        "sent {TOTAL}, delivered on B {} (once each), stayed on A {} (sender told {told}x)",
+        unique.len(),
+        missing.len()
+    );
+}
+
+/// Redis killed while server B sleeps (SIGSTOP), and restarted on the same port: with an
+/// append-only file the stream survives and B, woken, delivers what it missed; without
+/// persistence what Redis held is gone, but what was said after the restart still reaches
+/// B (it sees the new data set by `im:epoch` and reads the new streams from their start).
+fn restart_while_b_sleeps(persist: bool) -> Vec<String> {
+    let dir = std::env::temp_dir().join(format!("imserver-aof-{}", common::redis::free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let extra: Vec<&str> = if persist {
+        vec![
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            &dir_arg,
+        ]
+    } else {
+        vec!["--dir", &dir_arg]
+    };
+    let mut redis = Redis::start_with(&extra, &[]);
+    let slow = ["--node-timeout", "30"];
+    let a = node(&redis.url(), "A", &slow);
+    let b = node(&redis.url(), "B", &slow);
+    redis.wait_ready(&["A", "B"]);
+    let mut a1 = join(&a, "A");
+    let mut b1 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b1.online());
+    a1.send("before\n");
+    a1.expect(&a1.said("before"));
+    b1.expect(&a1.said("before"));
+    common::signal(b.child.id(), "STOP");
+    a1.send("while b sleeps\n");
+    a1.expect(&a1.said("while b sleeps"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.call(&["XLEN", "im:stream:101"]) != Resp::Int(2) {
+        assert!(
+            Instant::now() < deadline,
+            "the broadcast did not reach Redis"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let port = redis.port;
+    redis.kill();
+    a1.send("redis down\n");
+    a1.expect(&a1.said("redis down"));
+    a1.expect(LOCAL_ONLY);
+    redis = Redis::try_start_on(port, &extra, &[]).expect("redis-server restarts");
+    redis.wait_ready(&["A"]);
+    a1.send("after restart\n");
+    a1.expect(&a1.said("after restart"));
+    common::signal(b.child.id(), "CONT");
+    let got = drain(&mut b1, Duration::from_secs(3));
+    a1.silence(Duration::from_millis(300));
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+    let prefix = a1.said("");
+    got.iter()
+        .map(|l| l.strip_prefix(prefix.trim_end()).unwrap_or(l).to_owned())
+        .collect()
+}
+
+#[test]
+fn a_redis_restarted_from_its_append_only_file_resumes_every_stream() {
+    assert_eq!(
+        restart_while_b_sleeps(true),
+        ["while b sleeps\n", "after restart\n"]
+    );
+}
+
+#[test]
+fn a_redis_restarted_empty_loses_what_it_held_but_not_what_came_after() {
+    assert_eq!(restart_while_b_sleeps(false), ["after restart\n"]);
+}

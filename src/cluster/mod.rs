@@ -245,8 +245,6 @@ pub struct Cluster<C> {
     streams: Streams,
     /// `EVALSHA` hashes of [`stream::SAY_LUA`] and [`stream::HISTORY_LUA`].
     scripts: [Vec<u8>; 2],
-    /// What `im:epoch` is set to if nobody set it yet.
-    epoch: Vec<u8>,
     /// The `MAXLEN ~` of every room stream: the history, and at least
     /// [`stream::MIN_STREAM_LEN`].
     maxlen: Vec<u8>,
@@ -267,7 +265,6 @@ impl<C> Cluster<C> {
         history: usize,
     ) -> Self {
         let channels = vec![wire::ROOM_CHANNEL.to_vec(), wire::node_channel(node)];
-        let random = RandomState::new().hash_one(node);
         Cluster {
             link: Backplane::new(addr, url.db, url.auth.clone(), tokens, channels),
             node: node.into(),
@@ -280,7 +277,6 @@ impl<C> Cluster<C> {
                 stream::sha(stream::SAY_LUA),
                 stream::sha(stream::HISTORY_LUA),
             ],
-            epoch: format!("{node}-{random:016x}").into_bytes(),
             maxlen: history.max(stream::MIN_STREAM_LEN).to_string().into_bytes(),
             ups: 0,
         }
@@ -423,9 +419,13 @@ impl<C> Cluster<C> {
         for script in [stream::SAY_LUA, stream::HISTORY_LUA] {
             self.link.command(&[b"SCRIPT", b"LOAD", script], None, now);
         }
-        let epoch = self.epoch.clone();
+        // A new value on every connect: a Redis that lost its data must not get back the
+        // value it had, or the servers reading it would not see the loss.
+        let random = RandomState::new().hash_one(&self.node);
+        let epoch = format!("{}-{}-{random:016x}", self.node, self.ups);
+        let epoch = epoch.as_bytes();
         self.link
-            .command(&[b"SET", stream::EPOCH_KEY, &epoch, b"NX"], None, now);
+            .command(&[b"SET", stream::EPOCH_KEY, epoch, b"NX"], None, now);
         self.link
             .command(&[b"GET", stream::EPOCH_KEY], Some(Ask::Epoch), now);
         self.link

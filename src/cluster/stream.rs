@@ -15,8 +15,8 @@
 //! user here entered it, and forgotten when its last user here leaves.
 //!
 //! A Redis that lost its data (restarted without persistence) starts every stream again at
-//! sequence 1. The key `im:epoch` tells: each server sets it `NX` to a random value and
-//! reads it back on every connect; a changed value means the data is new, and every
+//! sequence 1. The key `im:epoch` tells: on every connect each server sets it `NX` to a
+//! new random value and reads it back; a changed value means the data is new, and every
 //! position goes back to 0 (everything in the new streams was written after the loss, so
 //! none of it was delivered yet).
 

@@ -44,6 +44,15 @@ pub struct Server {
     pub child: Child,
 }
 
+/// Sends signal `sig` (`"STOP"`, `"CONT"`) to process `pid` with kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let done = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(done.success(), "kill -{sig} {pid}");
+}
+
 /// Every flag of the server can come from an `IMSERVER_*` variable, so a stray one in the
 /// test runner's environment would change every server the tests start: the server's
 /// commands get none of them but those a test sets itself.

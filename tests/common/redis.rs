@@ -228,6 +228,12 @@ impl Redis {
         }
     }
 
+    /// Stops (`"STOP"`) or resumes (`"CONT"`) the redis-server process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        super::signal(pid, sig);
+    }
+
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
