@@ -1592,7 +1592,7 @@ fn restart_while_b_sleeps(persist: bool) -> Vec<String> {
     a1.send("before\n");
     a1.expect(&a1.said("before"));
     b1.expect(&a1.said("before"));
-    common::signal(b.child.id(), "STOP");
+    b.signal("STOP");
     a1.send("while b sleeps\n");
     a1.expect(&a1.said("while b sleeps"));
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -1612,7 +1612,7 @@ fn restart_while_b_sleeps(persist: bool) -> Vec<String> {
     redis.wait_ready(&["A"]);
     a1.send("after restart\n");
     a1.expect(&a1.said("after restart"));
-    common::signal(b.child.id(), "CONT");
+    b.signal("CONT");
     let got = drain(&mut b1, Duration::from_secs(3));
     a1.silence(Duration::from_millis(300));
     drop(redis);

@@ -25,23 +25,25 @@
 //! is dead, and its users are announced offline and their names freed within the timeout.
 
 pub mod link;
+mod news;
 pub mod stream;
 pub mod wire;
 
-use crate::chat::history::{self, Query};
+use crate::chat::history::Query;
 use crate::chat::{Chat, Peer, Remote};
 use crate::config::RedisUrl;
 use crate::metrics;
-use crate::text::User;
 use link::{Backplane, Event as Link};
 use log::{debug, info};
 use mio::{Registry, Token};
+use news::{history_page, Ask};
+pub use news::{Echo, Letter, News, Speech};
 use redis_protocol::resp2::types::OwnedFrame;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use stream::{Next, Streams};
+use stream::{Next, Scripts, Streams};
 use wire::Wire;
 
 /// Frees a name only if `node` still holds it, with its `im:users` entry: a late or
@@ -53,181 +55,6 @@ const FORGET_NAME_LUA: &[u8] = b"if redis.call('GET', KEYS[1]) == ARGV[1] then \
     if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '\\0' then \
       redis.call('HDEL', KEYS[2], ARGV[2]) end \
     return 1 end return 0";
-
-/// What a Redis command was sent for: its reply is routed back by this.
-#[derive(Debug)]
-enum Ask<C> {
-    /// `SET im:name:{name} node NX`.
-    Claim { name: Box<str>, ctx: C },
-    /// `HGETALL im:users` after (re)connecting.
-    Users,
-    /// `EXISTS im:alive:{node}`.
-    Alive { node: Box<str> },
-    /// `GET im:name:{name}` for a private message to a name the replica does not know
-    /// (yet: a rename or login elsewhere may not have reached us).
-    Route {
-        name: Box<str>,
-        text: Vec<u8>,
-        ctx: C,
-    },
-    /// `EVALSHA` of [`stream::SAY_LUA`]: a broadcast by the user at `by` (`None`: the
-    /// HTTP API, which has nobody to tell if it fails), and what the users here who see
-    /// its number still wait for.
-    Say {
-        by: Option<Peer>,
-        echo: Option<Echo>,
-    },
-    /// `PUBLISH im:node:{node}` of a whisper: confirmed when Redis counts a receiver.
-    Deliver { ctx: C },
-    /// `GET im:epoch` after (re)connecting.
-    Epoch,
-    /// `CLIENT ID` of the reader link.
-    Reader,
-    /// `XREVRANGE im:stream:{room} + - COUNT 1`: where to start reading `room`.
-    Top { room: Box<str> },
-    /// `XREAD BLOCK` on the reader link.
-    Read,
-    /// `EVALSHA` of [`stream::HISTORY_LUA`], for entries after `since` if any.
-    History {
-        ctx: C,
-        room: Box<str>,
-        since: Option<u64>,
-    },
-}
-
-/// What the cluster hands the loop to act on.
-#[derive(Debug)]
-pub enum News<C> {
-    /// A name claim was answered: `Some(won)`, or `None` when Redis went away first.
-    Claimed {
-        /// What the claim was for.
-        ctx: C,
-        /// The name.
-        name: Box<str>,
-        /// Redis's answer.
-        won: Option<bool>,
-    },
-    /// A look-up was answered: `Some(Some(node))` holds the name (another server),
-    /// `Some(None)` nobody else does, `None` Redis went away.
-    Routed {
-        /// Who asked, and how to answer.
-        ctx: C,
-        /// The recipient's name.
-        name: Box<str>,
-        /// The text to deliver if found.
-        text: Vec<u8>,
-        /// Where it is.
-        node: Option<Option<Box<str>>>,
-    },
-    /// A user of another server came online (local users get a notice).
-    Arrived {
-        /// The name.
-        name: Box<str>,
-        /// Where.
-        user: Remote,
-    },
-    /// A user of another server left.
-    Left {
-        /// The name.
-        name: Box<str>,
-        /// Where it was.
-        user: Remote,
-    },
-    /// A user of another server said this to a room.
-    Said {
-        /// The speaker.
-        name: Box<str>,
-        /// Where (the room is the recipients').
-        user: Remote,
-        /// The text, byte for byte.
-        text: Vec<u8>,
-        /// Its number in the room's stream.
-        seq: u64,
-    },
-    /// A broadcast said here, numbered by Redis (`None`: Redis did not take it): now the
-    /// users here who see numbers (`/im`) hear it.
-    Numbered {
-        /// What was said.
-        echo: Echo,
-        /// Its number.
-        seq: Option<u64>,
-    },
-    /// A broadcast by the user at `by` did not reach Redis (down, or no answer in time):
-    /// it reached this server's users only. (Redis may still apply a command it had
-    /// received before it stalled; the other servers then deliver it late, once.)
-    LocalOnly {
-        /// The speaker's connection.
-        by: Peer,
-    },
-    /// A whisper handed to another server: `ok` when Redis counted a receiver (that
-    /// server's subscriber link was there to take it), false when nobody listened or
-    /// Redis went away first.
-    Delivered {
-        /// Who asked, and how to answer.
-        ctx: C,
-        /// Confirmed.
-        ok: bool,
-    },
-    /// A page of a room's history; `None` when Redis went away first.
-    History {
-        /// Who asked, and how to answer.
-        ctx: C,
-        /// The room.
-        room: Box<str>,
-        /// The page.
-        page: Option<history::Page>,
-    },
-    /// A user of another server said this to a user of ours.
-    Whispered {
-        /// The speaker.
-        from: Box<str>,
-        /// The speaker's address.
-        addr: SocketAddr,
-        /// Our user.
-        to: Box<str>,
-        /// The text.
-        text: Vec<u8>,
-    },
-}
-
-/// A broadcast, as a server says it to its room's stream.
-#[derive(Debug, Clone, Copy)]
-pub struct Speech<'a> {
-    /// The speaker's name.
-    pub name: &'a str,
-    /// The speaker's address.
-    pub addr: SocketAddr,
-    /// The room.
-    pub room: &'a str,
-    /// The text.
-    pub text: &'a [u8],
-}
-
-/// A broadcast said here, kept until Redis numbers it.
-#[derive(Debug)]
-pub struct Echo {
-    /// The speaker's name.
-    pub name: Box<str>,
-    /// The speaker's address.
-    pub addr: SocketAddr,
-    /// The room.
-    pub room: Box<str>,
-    /// The text.
-    pub text: Vec<u8>,
-}
-
-/// A private message for a user of another server.
-#[derive(Debug, Clone, Copy)]
-pub struct Letter<'a> {
-    /// The sender's name.
-    pub from: &'a str,
-    /// The sender's address.
-    pub addr: SocketAddr,
-    /// The recipient's name.
-    pub to: &'a str,
-    /// The text.
-    pub text: &'a [u8],
-}
 
 /// The cluster state of one server.
 pub struct Cluster<C> {
@@ -243,11 +70,8 @@ pub struct Cluster<C> {
     orphans: Vec<Box<str>>,
     /// The rooms read, and where.
     streams: Streams,
-    /// `EVALSHA` hashes of [`stream::SAY_LUA`] and [`stream::HISTORY_LUA`].
-    scripts: [Vec<u8>; 2],
-    /// The `MAXLEN ~` of every room stream: the history, and at least
-    /// [`stream::MIN_STREAM_LEN`].
-    maxlen: Vec<u8>,
+    /// The room streams' scripts and length.
+    scripts: Scripts,
     /// Times the link came up: an outage ends with each.
     ups: u64,
 }
@@ -273,11 +97,7 @@ impl<C> Cluster<C> {
             next_beat: Instant::now(),
             orphans: Vec::new(),
             streams: Streams::default(),
-            scripts: [
-                stream::sha(stream::SAY_LUA),
-                stream::sha(stream::HISTORY_LUA),
-            ],
-            maxlen: history.max(stream::MIN_STREAM_LEN).to_string().into_bytes(),
+            scripts: Scripts::new(history),
             ups: 0,
         }
     }
@@ -416,7 +236,7 @@ impl<C> Cluster<C> {
         chat.set_cluster_up(true);
         self.ups += 1;
         self.next_beat = now;
-        for script in [stream::SAY_LUA, stream::HISTORY_LUA] {
+        for script in Scripts::ALL {
             self.link.command(&[b"SCRIPT", b"LOAD", script], None, now);
         }
         // A new value on every connect: a Redis that lost its data must not get back the
@@ -523,31 +343,16 @@ impl<C> Cluster<C> {
                 }
             }
             Ask::Top { room } => self.streams.start_at(&room, stream::parse_top(&frame)),
-            Ask::Read => self.on_read(frame, news),
+            Ask::Read => {
+                for (room, entry) in self.streams.read(Some(frame)) {
+                    news.extend(News::heard(room, &entry, &self.node));
+                }
+            }
             Ask::History { ctx, room, since } => {
                 let page = stream::parse_page(&frame)
                     .map(|(last, entries)| history_page(room.clone(), since, last, &entries));
                 news.push(News::History { ctx, room, page });
             }
-        }
-    }
-
-    /// Broadcasts read from the room streams: those of other servers are handed over
-    /// (ours were delivered here when they were said).
-    fn on_read(&mut self, frame: OwnedFrame, news: &mut Vec<News<C>>) {
-        for (room, entry) in self.streams.read(Some(frame)) {
-            let Some(Wire::Say { name, user, text }) = entry.say() else {
-                continue;
-            };
-            if *user.node == *self.node {
-                continue;
-            }
-            news.push(News::Said {
-                name: name.into(),
-                user: Remote { room, ..user },
-                text: text.to_vec(),
-                seq: entry.seq,
-            });
         }
     }
 
@@ -804,22 +609,16 @@ impl<C> Cluster<C> {
         let mut event = Vec::new();
         let (name, text) = (speech.name, speech.text);
         Wire::Say { name, user, text }.encode(&mut event);
-        let key = stream::key(speech.room);
-        let args: [&[u8]; 6] = [
-            b"EVALSHA",
-            &self.scripts[0],
-            b"1",
-            &key,
-            &self.maxlen,
-            &event,
-        ];
         let echo = echo.then(|| Echo {
             name: name.into(),
             addr: speech.addr,
             room: speech.room.into(),
             text: text.to_vec(),
         });
-        self.link.command(&args, Some(Ask::Say { by, echo }), now)
+        let ask = Some(Ask::Say { by, echo });
+        let link = &mut self.link;
+        self.scripts
+            .say(speech.room, &event, |args| link.command(args, ask, now))
     }
 
     /// Hands `letter` to server `node`: one PUBLISH to that server, whose answer comes
@@ -861,33 +660,22 @@ impl<C> Cluster<C> {
         now: Instant,
         news: &mut Vec<News<C>>,
     ) {
-        let key = stream::key(room);
-        let (limit, since) = match query {
-            Query::Last(k) => (k, None),
-            Query::Since { seq, limit } => (limit, Some(seq)),
+        let since = match query {
+            Query::Since { seq, .. } => Some(seq),
+            Query::Last(_) => None,
         };
-        let limit = limit.max(1).to_string();
-        let start = since.map_or(String::new(), |s| s.saturating_add(1).to_string());
-        let keep = keep.to_string();
-        let args: [&[u8]; 7] = [
-            b"EVALSHA",
-            &self.scripts[1],
-            b"1",
-            &key,
-            limit.as_bytes(),
-            start.as_bytes(),
-            keep.as_bytes(),
-        ];
         let ask = Ask::History {
             ctx,
             room: room.into(),
             since,
         };
-        if self.link.is_up() {
-            self.link.command(&args, Some(ask), now);
-        } else {
-            self.on_failed(ask, news);
+        if !self.link.is_up() {
+            return self.on_failed(ask, news);
         }
+        let link = &mut self.link;
+        self.scripts.history(room, query, keep, |args| {
+            link.command(args, Some(ask), now);
+        });
     }
 
     /// Frees a name this server claimed for nobody (the asker left meanwhile).
@@ -927,34 +715,4 @@ impl<C> Cluster<C> {
         event.encode(&mut bytes);
         self.link.command(&[b"PUBLISH", channel, &bytes], ask, now);
     }
-}
-
-/// A room stream's entries as a history page: the same answer the in-memory store gives
-/// (`gap` when the message right after `since` is gone, though newer ones exist).
-fn history_page(
-    room: Box<str>,
-    since: Option<u64>,
-    last: u64,
-    entries: &[stream::Entry],
-) -> history::Page {
-    let gap = since.is_some_and(|seq| {
-        seq < last
-            && entries
-                .first()
-                .is_none_or(|e| e.seq != seq.saturating_add(1))
-    });
-    let entries = entries
-        .iter()
-        .filter_map(|e| match e.say()? {
-            Wire::Say { name, user, text } => {
-                let from = User {
-                    addr: &user.addr,
-                    name: Some(name),
-                };
-                Some(history::Entry::new(e.seq, e.time_ms, from, text))
-            }
-            _ => None,
-        })
-        .collect();
-    history::Page { room, entries, gap }
 }

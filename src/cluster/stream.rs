@@ -21,6 +21,7 @@
 //! none of it was delivered yet).
 
 use super::wire::Wire;
+use crate::chat::history::Query;
 use log::warn;
 use redis_protocol::resp2::types::OwnedFrame;
 use std::collections::HashMap;
@@ -67,6 +68,55 @@ pub const HISTORY_LUA: &[u8] = b"local function seq(e) \
     end \
     return {first, last, entries}";
 
+/// The room streams' scripts, by their `EVALSHA` hashes, and the streams' length.
+#[derive(Debug)]
+pub struct Scripts {
+    say: Vec<u8>,
+    history: Vec<u8>,
+    /// The `MAXLEN ~` of every room stream: the history, and at least
+    /// [`MIN_STREAM_LEN`].
+    maxlen: Vec<u8>,
+}
+
+impl Scripts {
+    /// Every script, for `SCRIPT LOAD` on every (re)connect.
+    pub const ALL: [&'static [u8]; 2] = [SAY_LUA, HISTORY_LUA];
+
+    /// The scripts of rooms keeping `history` broadcasts.
+    pub fn new(history: usize) -> Self {
+        Scripts {
+            say: sha(SAY_LUA),
+            history: sha(HISTORY_LUA),
+            maxlen: history.max(MIN_STREAM_LEN).to_string().into_bytes(),
+        }
+    }
+
+    /// Hands `send` the command that appends `event` (a [`Wire::Say`]) to `room`'s
+    /// stream; its reply is the broadcast's number.
+    pub fn say<R>(&self, room: &str, event: &[u8], send: impl FnOnce(&[&[u8]]) -> R) -> R {
+        let key = key(room);
+        send(&[b"EVALSHA", &self.say, b"1", &key, &self.maxlen, event])
+    }
+
+    /// Hands `send` the command that reads `query` from `room`'s history, its last `keep`
+    /// entries; its reply is read by [`parse_page`].
+    pub fn history<R>(
+        &self,
+        room: &str,
+        query: Query,
+        keep: usize,
+        send: impl FnOnce(&[&[u8]]) -> R,
+    ) -> R {
+        let (limit, start) = match query {
+            Query::Last(k) => (k, String::new()),
+            Query::Since { seq, limit } => (limit, seq.saturating_add(1).to_string()),
+        };
+        let (key, limit, keep) = (key(room), limit.max(1).to_string(), keep.to_string());
+        let (limit, start, keep) = (limit.as_bytes(), start.as_bytes(), keep.as_bytes());
+        send(&[b"EVALSHA", &self.history, b"1", &key, limit, start, keep])
+    }
+}
+
 /// `im:stream:{room}`.
 pub fn key(room: &str) -> Vec<u8> {
     [b"im:stream:".as_slice(), room.as_bytes()].concat()
@@ -78,7 +128,7 @@ fn room_of(key: &[u8]) -> Option<&str> {
 }
 
 /// The SHA1 of a script, in hex, for `EVALSHA`.
-pub fn sha(script: &[u8]) -> Vec<u8> {
+fn sha(script: &[u8]) -> Vec<u8> {
     use sha1::{Digest, Sha1};
     let digest = Sha1::digest(script);
     let mut hex = Vec::with_capacity(40);

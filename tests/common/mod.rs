@@ -212,13 +212,9 @@ fn start_cmd_with(mut cmd: Command, args: &[&str], stderr: Stdio) -> Server {
 }
 
 impl Server {
-    /// Sends a signal (e.g. libc's SIGTERM = 15) through the `kill` command.
+    /// Sends a signal (`TERM`, `STOP`, `CONT`) through the `kill` command.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
+        signal(self.child.id(), name);
     }
 
     /// Waits at most `limit` for the process to exit.
