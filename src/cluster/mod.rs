@@ -36,14 +36,14 @@ use crate::metrics;
 use link::{Backplane, Event as Link};
 use log::{debug, info};
 use mio::{Registry, Token};
-use news::{history_page, Ask};
+use news::{history_page, Ask, Sayer};
 pub use news::{Echo, Letter, News, Speech};
 use redis_protocol::resp2::types::OwnedFrame;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use stream::{Next, Scripts, Streams};
+use stream::{Next, Outbox, Scripts, Streams};
 use wire::Wire;
 
 /// Frees a name only if `node` still holds it, with its `im:users` entry: a late or
@@ -72,6 +72,8 @@ pub struct Cluster<C> {
     streams: Streams,
     /// The room streams' scripts and length.
     scripts: Scripts,
+    /// This turn's broadcasts, sent at its end.
+    outbox: Outbox<Sayer>,
     /// Times the link came up: an outage ends with each.
     ups: u64,
 }
@@ -98,6 +100,7 @@ impl<C> Cluster<C> {
             orphans: Vec::new(),
             streams: Streams::default(),
             scripts: Scripts::new(history),
+            outbox: Outbox::default(),
             ups: 0,
         }
     }
@@ -121,7 +124,7 @@ impl<C> Cluster<C> {
     /// When the cluster next needs the loop.
     pub fn next_deadline(&self) -> Option<Instant> {
         let beat = self.link.is_up().then_some(self.next_beat);
-        [self.link.next_deadline(), beat]
+        [self.link.next_deadline(), beat, self.outbox.due()]
             .into_iter()
             .flatten()
             .min()
@@ -179,6 +182,7 @@ impl<C> Cluster<C> {
                     .command(&[b"EXISTS", &key], Some(Ask::Alive { node }), now);
             }
         }
+        self.send_said(now, news);
         self.pump(now);
         self.link.flush(registry, now, &mut events);
         self.apply(events, chat, now, news);
@@ -314,16 +318,19 @@ impl<C> Cluster<C> {
                     node: Some(node),
                 });
             }
-            Ask::Say { by, echo } => {
-                let seq = match frame {
+            Ask::Say { says } => {
+                let first = match frame {
                     OwnedFrame::Integer(seq) => u64::try_from(seq).ok(),
                     _ => None,
                 };
-                if let (None, Some(by)) = (seq, by) {
-                    news.push(News::LocalOnly { by });
-                }
-                if let Some(echo) = echo {
-                    news.push(News::Numbered { echo, seq });
+                let seqs = (0..).map(|i| first.map(|f| f + i));
+                for (say, seq) in says.into_iter().zip(seqs) {
+                    if let (None, Some(by)) = (seq, say.by) {
+                        news.push(News::LocalOnly { by });
+                    }
+                    if let Some(echo) = say.echo {
+                        news.push(News::Numbered { echo, seq });
+                    }
                 }
             }
             Ask::Deliver { ctx } => {
@@ -374,9 +381,11 @@ impl<C> Cluster<C> {
                 text,
                 node: None,
             }),
-            Ask::Say { by, echo } => {
-                news.extend(by.map(|by| News::LocalOnly { by }));
-                news.extend(echo.map(|echo| News::Numbered { echo, seq: None }));
+            Ask::Say { says } => {
+                for say in says {
+                    news.extend(say.by.map(|by| News::LocalOnly { by }));
+                    news.extend(say.echo.map(|echo| News::Numbered { echo, seq: None }));
+                }
             }
             Ask::Deliver { ctx } => news.push(News::Delivered { ctx, ok: false }),
             Ask::Top { room } => self.streams.ask_failed(&room),
@@ -600,11 +609,15 @@ impl<C> Cluster<C> {
     }
 
     /// A user of ours (at `by`; `None`: the HTTP API) said `speech`: one entry in the
-    /// room's stream (see [`stream::SAY_LUA`]). With `echo`, the users here who see
-    /// numbers hear it once Redis has numbered it ([`News::Numbered`]). False, sending
-    /// nothing, while Redis is down: the broadcast reached this server's users only. If
-    /// Redis does not take it in time, [`News::LocalOnly`] says so later.
+    /// room's stream (see [`stream::SAY_LUA`]), sent with the turn's other broadcasts to
+    /// that room ([`stream::Outbox`]). With `echo`, the users here who see numbers hear it
+    /// once Redis has numbered it ([`News::Numbered`]). False, sending nothing, while
+    /// Redis is down: the broadcast reached this server's users only. If Redis does not
+    /// take it in time, [`News::LocalOnly`] says so later.
     pub fn said(&mut self, speech: Speech<'_>, by: Option<Peer>, echo: bool, now: Instant) -> bool {
+        if !self.link.is_up() {
+            return false;
+        }
         let user = self.user(speech.room, speech.addr);
         let mut event = Vec::new();
         let (name, text) = (speech.name, speech.text);
@@ -615,10 +628,24 @@ impl<C> Cluster<C> {
             room: speech.room.into(),
             text: text.to_vec(),
         });
-        let ask = Some(Ask::Say { by, echo });
-        let link = &mut self.link;
-        self.scripts
-            .say(speech.room, &event, |args| link.command(args, ask, now))
+        self.outbox
+            .push(speech.room, event, Sayer { by, echo }, now);
+        true
+    }
+
+    /// Sends the turn's broadcasts: one `EVALSHA` per room.
+    fn send_said(&mut self, now: Instant, news: &mut Vec<News<C>>) {
+        for (room, batch) in self.outbox.take() {
+            let ask = Ask::Say { says: batch.tags };
+            if !self.link.is_up() {
+                self.on_failed(ask, news);
+                continue;
+            }
+            let link = &mut self.link;
+            self.scripts.say(&room, &batch.events, |args| {
+                link.command(args, Some(ask), now)
+            });
+        }
     }
 
     /// Hands `letter` to server `node`: one PUBLISH to that server, whose answer comes

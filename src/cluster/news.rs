@@ -25,13 +25,8 @@ pub(super) enum Ask<C> {
         text: Vec<u8>,
         ctx: C,
     },
-    /// `EVALSHA` of [`stream::SAY_LUA`]: a broadcast by the user at `by` (`None`: the
-    /// HTTP API, which has nobody to tell if it fails), and what the users here who see
-    /// its number still wait for.
-    Say {
-        by: Option<Peer>,
-        echo: Option<Echo>,
-    },
+    /// `EVALSHA` of [`stream::SAY_LUA`]: a turn's broadcasts to one room, in order.
+    Say { says: Vec<Sayer> },
     /// `PUBLISH im:node:{node}` of a whisper: confirmed when Redis counts a receiver.
     Deliver { ctx: C },
     /// `GET im:epoch` after (re)connecting.
@@ -156,6 +151,15 @@ pub struct Speech<'a> {
     pub room: &'a str,
     /// The text.
     pub text: &'a [u8],
+}
+
+/// One broadcast waiting for Redis: said by the user at `by` (`None`: the HTTP API, which
+/// has nobody to tell if it fails), and what the users here who see its number still wait
+/// for.
+#[derive(Debug)]
+pub(super) struct Sayer {
+    pub(super) by: Option<Peer>,
+    pub(super) echo: Option<Echo>,
 }
 
 /// A broadcast said here, kept until Redis numbers it.

@@ -25,7 +25,7 @@ use crate::chat::history::Query;
 use log::warn;
 use redis_protocol::resp2::types::OwnedFrame;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Entries a room stream keeps at least, whatever `--history` says: room for a server
 /// to catch up after a stall (the transport works with history off).
@@ -37,15 +37,19 @@ pub const READ_BLOCK: Duration = Duration::from_millis(2000);
 /// Changes only when Redis loses its data (see the module doc).
 pub const EPOCH_KEY: &[u8] = b"im:epoch";
 
-/// Appends one broadcast to a room stream and returns its sequence number.
-/// KEYS: `im:stream:{room}`; ARGV: MAXLEN, the wire event.
+/// Appends broadcasts to a room stream, numbered on from its newest entry, and returns the
+/// first one's number. KEYS: `im:stream:{room}`; ARGV: MAXLEN, the wire events.
 pub const SAY_LUA: &[u8] = b"local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1) \
-    local seq = 1 \
-    if top[1] then seq = tonumber(string.match(top[1][1], '^%d+')) + 1 end \
+    local seq = 0 \
+    if top[1] then seq = tonumber(string.match(top[1][1], '^%d+')) end \
     local t = redis.call('TIME') \
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], string.format('%.0f-0', seq), \
-      'e', ARGV[2], 't', string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))) \
-    return seq";
+    local ms = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000)) \
+    for i = 2, #ARGV do \
+      seq = seq + 1 \
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], string.format('%.0f-0', seq), \
+        'e', ARGV[i], 't', ms) \
+    end \
+    return seq - #ARGV + 2";
 
 /// Reads a page of a room's history, which is the last ARGV[3] entries of its stream (the
 /// stream may keep more, for the transport): `{first, last, entries}`, the oldest number
@@ -91,11 +95,13 @@ impl Scripts {
         }
     }
 
-    /// Hands `send` the command that appends `event` (a [`Wire::Say`]) to `room`'s
-    /// stream; its reply is the broadcast's number.
-    pub fn say<R>(&self, room: &str, event: &[u8], send: impl FnOnce(&[&[u8]]) -> R) -> R {
+    /// Hands `send` the command that appends `events` (each a [`Wire::Say`]) to `room`'s
+    /// stream; its reply is the first one's number.
+    pub fn say<R>(&self, room: &str, events: &[Vec<u8>], send: impl FnOnce(&[&[u8]]) -> R) -> R {
         let key = key(room);
-        send(&[b"EVALSHA", &self.say, b"1", &key, &self.maxlen, event])
+        let mut args: Vec<&[u8]> = vec![b"EVALSHA", &self.say, b"1", &key, &self.maxlen];
+        args.extend(events.iter().map(Vec::as_slice));
+        send(&args)
     }
 
     /// Hands `send` the command that reads `query` from `room`'s history, its last `keep`
@@ -114,6 +120,66 @@ impl Scripts {
         let (key, limit, keep) = (key(room), limit.max(1).to_string(), keep.to_string());
         let (limit, start, keep) = (limit.as_bytes(), start.as_bytes(), keep.as_bytes());
         send(&[b"EVALSHA", &self.history, b"1", &key, limit, start, keep])
+    }
+}
+
+/// Broadcasts said in this turn, by room, each with what its reply is for (`T`): sent as
+/// one `EVALSHA` per room at the end of the turn. Redis serves a blocked `XREAD` after each
+/// command, so one command per broadcast would wake every reader once per broadcast, with
+/// one entry; one per turn and room hands readers the whole burst at once (and costs Redis
+/// one script call instead of many).
+#[derive(Debug)]
+pub struct Outbox<T> {
+    rooms: HashMap<Box<str>, Batch<T>>,
+    /// When the oldest waiting broadcast was said.
+    since: Option<Instant>,
+}
+
+/// One room's broadcasts of a turn: the wire events, and what each reply is for.
+#[derive(Debug)]
+pub struct Batch<T> {
+    /// The events, in order.
+    pub events: Vec<Vec<u8>>,
+    /// One tag per event.
+    pub tags: Vec<T>,
+}
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Batch {
+            events: Vec::new(),
+            tags: Vec::new(),
+        }
+    }
+}
+
+impl<T> Default for Outbox<T> {
+    fn default() -> Self {
+        Outbox {
+            rooms: HashMap::new(),
+            since: None,
+        }
+    }
+}
+
+impl<T> Outbox<T> {
+    /// Keeps `event` for `room`'s next command.
+    pub fn push(&mut self, room: &str, event: Vec<u8>, tag: T, now: Instant) {
+        let batch = self.rooms.entry(room.into()).or_default();
+        batch.events.push(event);
+        batch.tags.push(tag);
+        self.since.get_or_insert(now);
+    }
+
+    /// When the outbox must be sent: at once, if anything waits.
+    pub fn due(&self) -> Option<Instant> {
+        self.since
+    }
+
+    /// Everything waiting, by room.
+    pub fn take(&mut self) -> Vec<(Box<str>, Batch<T>)> {
+        self.since = None;
+        self.rooms.drain().collect()
     }
 }
 
