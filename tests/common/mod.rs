@@ -8,6 +8,7 @@
 
 pub mod imbench;
 pub mod python;
+pub mod redis;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
