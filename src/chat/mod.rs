@@ -11,8 +11,11 @@
 //!   races; the replica is only a fast answer);
 //! - [`Chat::locate`] is the one routing rule: local, on another server, nowhere, or
 //!   unknown while the cluster is unreachable.
+//!
+//! [`offline`] keeps private messages for signed-in users who are offline, in memory.
 
 mod directory;
+pub mod offline;
 
 use directory::Directory;
 pub use directory::NameTaken;

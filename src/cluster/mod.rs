@@ -12,6 +12,11 @@
 //! opaque here, and comes back with it in [`News::Claimed`] or [`News::Routed`]; nothing
 //! here knows a protocol or a connection.
 //!
+//! Offline private messages (with `--auth-secret`): a look-up for a name online nowhere
+//! keeps the message for it in the same step, if it signed in with a token before
+//! ([`ROUTE_OR_KEEP_LUA`]); a signed login records itself and takes what was kept
+//! ([`SIGN_IN_LUA`]), whichever server it comes back to.
+//!
 //! Liveness: every `node_timeout / 5` the server refreshes `im:alive:{node}` (TTL 3/5 of
 //! the timeout) and asks whether the others' keys still exist; a server whose key is gone
 //! is dead, and its users are announced offline and their names freed within the timeout.
@@ -19,8 +24,9 @@
 pub mod link;
 pub mod wire;
 
-use crate::chat::{Chat, Remote};
-use crate::config::RedisUrl;
+use crate::chat::offline::{Delivery, Keep, Letter};
+use crate::chat::{Chat, Peer, Remote};
+use crate::config::{OfflineSettings, RedisUrl};
 use link::{Backplane, Event as Link};
 use log::{debug, info};
 use mio::{Registry, Token};
@@ -40,6 +46,32 @@ const FORGET_NAME_LUA: &[u8] = b"if redis.call('GET', KEYS[1]) == ARGV[1] then \
       redis.call('HDEL', KEYS[2], ARGV[2]) end \
     return 1 end return 0";
 
+/// Routes a private message, keeping it for a signed-in user who is offline: one atomic
+/// step, so a login elsewhere either comes first (and the message goes there) or takes the
+/// letter kept here. A full mailbox refuses the newest letter (its sender is told), so no
+/// kept letter is ever dropped unseen.
+/// KEYS: `im:name:{to}`, `im:signed:{to}`, `im:offline:{to}`; ARGV: letters kept at most,
+/// the TTL in milliseconds, the letter (empty: only ask whether `to` signed in).
+/// Returns the node holding the name; else 0 (never signed in: nobody), -2 (signed in;
+/// nothing to keep), -1 (full: not kept), or how many letters are kept now.
+const ROUTE_OR_KEEP_LUA: &[u8] = b"local node = redis.call('GET', KEYS[1]) \
+    if node then return node end \
+    if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end \
+    if ARGV[3] == '' then return -2 end \
+    local n = redis.call('LLEN', KEYS[3]) \
+    if n >= tonumber(ARGV[1]) then return -1 end \
+    redis.call('RPUSH', KEYS[3], ARGV[3]) \
+    redis.call('PEXPIRE', KEYS[3], ARGV[2]) \
+    return n + 1";
+
+/// A signed login: records it for the TTL and takes what was kept for the name, oldest
+/// first, in one step (a letter kept meanwhile is either taken now or waits for the next
+/// login). KEYS: `im:signed:{name}`, `im:offline:{name}`; ARGV: the TTL in milliseconds.
+const SIGN_IN_LUA: &[u8] = b"redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) \
+    local kept = redis.call('LRANGE', KEYS[2], 0, -1) \
+    redis.call('DEL', KEYS[2]) \
+    return kept";
+
 /// What a Redis command was sent for: its reply is routed back by this.
 #[derive(Debug)]
 enum Ask<C> {
@@ -49,13 +81,25 @@ enum Ask<C> {
     Users,
     /// `EXISTS im:alive:{node}`.
     Alive { node: Box<str> },
-    /// `GET im:name:{name}` for a private message to a name the replica does not know
-    /// (yet: a rename or login elsewhere may not have reached us).
+    /// `GET im:name:{name}` (with offline messages: [`ROUTE_OR_KEEP_LUA`]) for a private
+    /// message to a name the replica does not know (yet: a rename or login elsewhere may
+    /// not have reached us).
     Route {
         name: Box<str>,
         text: Vec<u8>,
         ctx: C,
     },
+    /// [`SIGN_IN_LUA`] for the signed login of `name` on connection `peer`.
+    SignIn { name: Box<str>, peer: Peer },
+}
+
+/// Where a look-up found a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Online on this server (another one).
+    At(Box<str>),
+    /// Online nowhere; what became of the message.
+    Offline(Keep),
 }
 
 /// What the cluster hands the loop to act on.
@@ -70,8 +114,8 @@ pub enum News<C> {
         /// Redis's answer.
         won: Option<bool>,
     },
-    /// A look-up was answered: `Some(Some(node))` holds the name (another server),
-    /// `Some(None)` nobody else does, `None` Redis went away.
+    /// A look-up was answered: where the name is, or `None` when Redis went away (or
+    /// refused the question).
     Routed {
         /// Who asked, and how to answer.
         ctx: C,
@@ -80,8 +124,10 @@ pub enum News<C> {
         /// The text to deliver if found.
         text: Vec<u8>,
         /// Where it is.
-        node: Option<Option<Box<str>>>,
+        found: Option<Found>,
     },
+    /// The letters kept for a user who signed in here, to deliver.
+    Mail(Delivery),
     /// A user of another server came online (local users get a notice).
     Arrived {
         /// The name.
@@ -130,17 +176,21 @@ pub struct Cluster<C> {
     /// Names claimed for users who are gone, whose release could not reach Redis (a claim
     /// that timed out may still have been applied): released on the next connect.
     orphans: Vec<Box<str>>,
+    /// With `--auth-secret`: private messages to signed-in users who are offline are kept.
+    mail: Option<OfflineSettings>,
 }
 
 impl<C> Cluster<C> {
     /// The cluster state for node `node`, talking to the Redis of `url` at `addr` (`url`
-    /// resolved), under two reserved tokens of the loop's poll.
+    /// resolved), under two reserved tokens of the loop's poll; `mail`: private messages
+    /// to signed-in users who are offline are kept in Redis so.
     pub fn new(
         addr: SocketAddr,
         url: &RedisUrl,
         node: &str,
         timeout: Duration,
         tokens: [Token; 2],
+        mail: Option<OfflineSettings>,
     ) -> Self {
         let channels = vec![wire::ROOM_CHANNEL.to_vec(), wire::node_channel(node)];
         let [cmd, sub] = tokens;
@@ -151,6 +201,7 @@ impl<C> Cluster<C> {
             timeout,
             next_beat: Instant::now(),
             orphans: Vec::new(),
+            mail,
         }
     }
 
@@ -304,20 +355,54 @@ impl<C> Cluster<C> {
                 }
             }
             Ask::Route { name, text, ctx } => {
-                let node = match frame {
-                    OwnedFrame::BulkString(node) => String::from_utf8(node).ok(),
-                    _ => None,
-                };
-                // Our own node holding it means nobody else does.
-                let node = node.filter(|n| *n != *self.node).map(Box::from);
+                let found = self.found(frame);
                 news.push(News::Routed {
                     ctx,
                     name,
                     text,
-                    node: Some(node),
+                    found,
                 });
             }
+            Ask::SignIn { name, peer } => {
+                let OwnedFrame::Array(items) = frame else {
+                    return;
+                };
+                let letters: Vec<Letter> = items
+                    .iter()
+                    .filter_map(|item| match item {
+                        OwnedFrame::BulkString(v) => wire::parse_letter(v),
+                        _ => None,
+                    })
+                    .collect();
+                if !letters.is_empty() {
+                    news.push(News::Mail(Delivery {
+                        peer,
+                        name,
+                        letters,
+                    }));
+                }
+            }
         }
+    }
+
+    /// What a look-up's reply says: a node (ours holding the name means nobody else
+    /// does), nil (`GET`: nobody), or [`ROUTE_OR_KEEP_LUA`]'s number; `None` for an error.
+    fn found(&self, frame: OwnedFrame) -> Option<Found> {
+        let nobody = Found::Offline(Keep::NotSigned);
+        Some(match frame {
+            OwnedFrame::BulkString(node) => match String::from_utf8(node) {
+                Ok(node) if *node != *self.node => Found::At(node.into()),
+                _ => nobody,
+            },
+            OwnedFrame::Integer(n) if n > 0 => Found::Offline(Keep::Saved),
+            OwnedFrame::Integer(-1) => Found::Offline(Keep::Full),
+            OwnedFrame::Integer(-2) => Found::Offline(Keep::Signed),
+            OwnedFrame::Null | OwnedFrame::Integer(_) => nobody,
+            other => {
+                debug!("cluster: a look-up was answered {other:?}");
+                return None;
+            }
+        })
     }
 
     fn on_failed(&mut self, ask: Ask<C>, news: &mut Vec<News<C>>) {
@@ -336,9 +421,10 @@ impl<C> Cluster<C> {
                 ctx,
                 name,
                 text,
-                node: None,
+                found: None,
             }),
-            Ask::Users | Ask::Alive { .. } => {}
+            // Kept letters stay kept unless the script ran before Redis went away.
+            Ask::Users | Ask::Alive { .. } | Ask::SignIn { .. } => {}
         }
     }
 
@@ -454,12 +540,15 @@ impl<C> Cluster<C> {
             .command(&[b"SET", &key, node.as_bytes(), b"NX"], Some(ask), now)
     }
 
-    /// Asks Redis where `name` is, to deliver `text`; the answer comes back as
-    /// [`News::Routed`] with `ctx`, or at once as a failure when Redis is unreachable.
+    /// Asks Redis where `name` is, to deliver `text`; with offline messages, `letter` is
+    /// kept for `name` if it is online nowhere but signed in before (`None`: only ask
+    /// whether it did). The answer comes back as [`News::Routed`] with `ctx`, or at once
+    /// as a failure when Redis is unreachable.
     pub fn route(
         &mut self,
         name: &str,
         text: &[u8],
+        letter: Option<&Letter>,
         ctx: C,
         now: Instant,
         news: &mut Vec<News<C>>,
@@ -473,7 +562,64 @@ impl<C> Cluster<C> {
             return self.on_failed(ask, news);
         }
         let key = wire::name_key(name);
-        self.link.command(&[b"GET", &key], Some(ask), now);
+        let Some(mail) = self.mail else {
+            self.link.command(&[b"GET", &key], Some(ask), now);
+            return;
+        };
+        let letter = letter.map(wire::letter_value).unwrap_or_default();
+        let max = mail.max_per_user.to_string();
+        let ttl = ttl_millis(mail);
+        let args: [&[u8]; 9] = [
+            b"EVAL",
+            ROUTE_OR_KEEP_LUA,
+            b"3",
+            &key,
+            &wire::signed_key(name),
+            &wire::offline_key(name),
+            max.as_bytes(),
+            ttl.as_bytes(),
+            &letter,
+        ];
+        self.link.command(&args, Some(ask), now);
+    }
+
+    /// A signed login of `name` on connection `peer`: recorded for the TTL, and what was
+    /// kept for it comes back as [`News::Mail`]. Nothing without offline messages, or
+    /// while Redis is unreachable (the letters wait for the next login).
+    pub fn sign_in(&mut self, name: &str, peer: Peer, now: Instant) {
+        let Some(mail) = self.mail else {
+            return;
+        };
+        let ttl = ttl_millis(mail);
+        let args: [&[u8]; 6] = [
+            b"EVAL",
+            SIGN_IN_LUA,
+            b"2",
+            &wire::signed_key(name),
+            &wire::offline_key(name),
+            ttl.as_bytes(),
+        ];
+        let ask = Ask::SignIn {
+            name: name.into(),
+            peer,
+        };
+        self.link.command(&args, Some(ask), now);
+    }
+
+    /// Keeps again letters taken for a login that left before they arrived, ahead of any
+    /// kept since (the TTL renewed, like a new letter's).
+    pub fn put_back(&mut self, name: &str, letters: &[Letter], now: Instant) {
+        let Some(mail) = self.mail else {
+            return;
+        };
+        let key = wire::offline_key(name);
+        let values: Vec<Vec<u8>> = letters.iter().rev().map(wire::letter_value).collect();
+        let mut args: Vec<&[u8]> = vec![b"LPUSH", &key];
+        args.extend(values.iter().map(Vec::as_slice));
+        self.link.command(&args, None, now);
+        let ttl = ttl_millis(mail);
+        self.link
+            .command(&[b"PEXPIRE", &key, ttl.as_bytes()], None, now);
     }
 
     /// Records a user of ours in Redis and tells the others (`notify`: with an online
@@ -582,4 +728,9 @@ impl<C> Cluster<C> {
         event.encode(&mut bytes);
         self.link.command(&[b"PUBLISH", channel, &bytes], None, now);
     }
+}
+
+/// The offline TTL in milliseconds, as Redis takes it (at least 1).
+fn ttl_millis(mail: OfflineSettings) -> String {
+    mail.ttl.as_millis().max(1).to_string()
 }

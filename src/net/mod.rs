@@ -29,6 +29,7 @@ mod flood;
 mod flush;
 mod host;
 mod listen;
+mod mail;
 mod per_ip;
 mod storm;
 mod tls;
@@ -144,18 +145,22 @@ impl Server {
                     .clone()
                     .unwrap_or_else(listen::random_node_id);
                 info!("cluster node id {node}, Redis at {addr}");
+                // Offline private messages live in Redis with signed logins.
+                let mail = config.access.auth_secret.as_ref().map(|_| config.offline);
                 let cluster = Cluster::new(
                     addr,
                     url,
                     &node,
                     config.cluster.node_timeout,
                     reserved::REDIS,
+                    mail,
                 );
                 (Some(cluster), Some(node))
             }
         };
         let texts = config.lang.texts();
         let addrs = listeners.iter().map(|l| l.addr).collect();
+        let epoch = Instant::now();
         Ok(Server {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
@@ -177,7 +182,8 @@ impl Server {
                 fanout: Fanout::new(texts),
                 departures: Departures::default(),
                 shutting_down: false,
-                epoch: Instant::now(),
+                epoch,
+                mail: mail::Mail::new(&config, epoch),
                 config,
             },
             again: Vec::new(),
