@@ -13,22 +13,24 @@
 //! here knows a protocol or a connection.
 //!
 //! Offline private messages (with `--auth-secret`): a look-up for a name online nowhere
-//! keeps the message for it in the same step, if it signed in with a token before
-//! ([`ROUTE_OR_KEEP_LUA`]); a signed login records itself and takes what was kept
-//! ([`SIGN_IN_LUA`]), whichever server it comes back to.
+//! keeps the message for it in the same step, if it signed in with a token before; a
+//! signed login records itself and takes what was kept, whichever server it comes back
+//! to ([`mailbox`]).
 //!
 //! Liveness: every `node_timeout / 5` the server refreshes `im:alive:{node}` (TTL 3/5 of
 //! the timeout) and asks whether the others' keys still exist; a server whose key is gone
 //! is dead, and its users are announced offline and their names freed within the timeout.
 
 pub mod link;
+pub mod mailbox;
 pub mod wire;
 
-use crate::chat::offline::{Delivery, Keep, Letter};
+use crate::chat::offline::{Delivery, Letter};
 use crate::chat::{Chat, Peer, Remote};
 use crate::config::{OfflineSettings, RedisUrl};
 use link::{Backplane, Event as Link};
 use log::{debug, info};
+pub use mailbox::Found;
 use mio::{Registry, Token};
 use redis_protocol::resp2::types::OwnedFrame;
 use std::collections::HashSet;
@@ -46,32 +48,6 @@ const FORGET_NAME_LUA: &[u8] = b"if redis.call('GET', KEYS[1]) == ARGV[1] then \
       redis.call('HDEL', KEYS[2], ARGV[2]) end \
     return 1 end return 0";
 
-/// Routes a private message, keeping it for a signed-in user who is offline: one atomic
-/// step, so a login elsewhere either comes first (and the message goes there) or takes the
-/// letter kept here. A full mailbox refuses the newest letter (its sender is told), so no
-/// kept letter is ever dropped unseen.
-/// KEYS: `im:name:{to}`, `im:signed:{to}`, `im:offline:{to}`; ARGV: letters kept at most,
-/// the TTL in milliseconds, the letter (empty: only ask whether `to` signed in).
-/// Returns the node holding the name; else 0 (never signed in: nobody), -2 (signed in;
-/// nothing to keep), -1 (full: not kept), or how many letters are kept now.
-const ROUTE_OR_KEEP_LUA: &[u8] = b"local node = redis.call('GET', KEYS[1]) \
-    if node then return node end \
-    if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end \
-    if ARGV[3] == '' then return -2 end \
-    local n = redis.call('LLEN', KEYS[3]) \
-    if n >= tonumber(ARGV[1]) then return -1 end \
-    redis.call('RPUSH', KEYS[3], ARGV[3]) \
-    redis.call('PEXPIRE', KEYS[3], ARGV[2]) \
-    return n + 1";
-
-/// A signed login: records it for the TTL and takes what was kept for the name, oldest
-/// first, in one step (a letter kept meanwhile is either taken now or waits for the next
-/// login). KEYS: `im:signed:{name}`, `im:offline:{name}`; ARGV: the TTL in milliseconds.
-const SIGN_IN_LUA: &[u8] = b"redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) \
-    local kept = redis.call('LRANGE', KEYS[2], 0, -1) \
-    redis.call('DEL', KEYS[2]) \
-    return kept";
-
 /// What a Redis command was sent for: its reply is routed back by this.
 #[derive(Debug)]
 enum Ask<C> {
@@ -81,25 +57,16 @@ enum Ask<C> {
     Users,
     /// `EXISTS im:alive:{node}`.
     Alive { node: Box<str> },
-    /// `GET im:name:{name}` (with offline messages: [`ROUTE_OR_KEEP_LUA`]) for a private
-    /// message to a name the replica does not know (yet: a rename or login elsewhere may
+    /// `GET im:name:{name}` (with offline messages: [`mailbox::ROUTE_OR_KEEP_LUA`]) for a
+    /// private message to a name the replica does not know (yet: a rename or login elsewhere may
     /// not have reached us).
     Route {
         name: Box<str>,
         text: Vec<u8>,
         ctx: C,
     },
-    /// [`SIGN_IN_LUA`] for the signed login of `name` on connection `peer`.
+    /// [`mailbox::SIGN_IN_LUA`] for the signed login of `name` on connection `peer`.
     SignIn { name: Box<str>, peer: Peer },
-}
-
-/// Where a look-up found a name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Found {
-    /// Online on this server (another one).
-    At(Box<str>),
-    /// Online nowhere; what became of the message.
-    Offline(Keep),
 }
 
 /// What the cluster hands the loop to act on.
@@ -355,7 +322,7 @@ impl<C> Cluster<C> {
                 }
             }
             Ask::Route { name, text, ctx } => {
-                let found = self.found(frame);
+                let found = mailbox::found(frame, &self.node);
                 news.push(News::Routed {
                     ctx,
                     name,
@@ -364,16 +331,7 @@ impl<C> Cluster<C> {
                 });
             }
             Ask::SignIn { name, peer } => {
-                let OwnedFrame::Array(items) = frame else {
-                    return;
-                };
-                let letters: Vec<Letter> = items
-                    .iter()
-                    .filter_map(|item| match item {
-                        OwnedFrame::BulkString(v) => wire::parse_letter(v),
-                        _ => None,
-                    })
-                    .collect();
+                let letters = mailbox::letters(frame);
                 if !letters.is_empty() {
                     news.push(News::Mail(Delivery {
                         peer,
@@ -383,26 +341,6 @@ impl<C> Cluster<C> {
                 }
             }
         }
-    }
-
-    /// What a look-up's reply says: a node (ours holding the name means nobody else
-    /// does), nil (`GET`: nobody), or [`ROUTE_OR_KEEP_LUA`]'s number; `None` for an error.
-    fn found(&self, frame: OwnedFrame) -> Option<Found> {
-        let nobody = Found::Offline(Keep::NotSigned);
-        Some(match frame {
-            OwnedFrame::BulkString(node) => match String::from_utf8(node) {
-                Ok(node) if *node != *self.node => Found::At(node.into()),
-                _ => nobody,
-            },
-            OwnedFrame::Integer(n) if n > 0 => Found::Offline(Keep::Saved),
-            OwnedFrame::Integer(-1) => Found::Offline(Keep::Full),
-            OwnedFrame::Integer(-2) => Found::Offline(Keep::Signed),
-            OwnedFrame::Null | OwnedFrame::Integer(_) => nobody,
-            other => {
-                debug!("cluster: a look-up was answered {other:?}");
-                return None;
-            }
-        })
     }
 
     fn on_failed(&mut self, ask: Ask<C>, news: &mut Vec<News<C>>) {
@@ -561,26 +499,16 @@ impl<C> Cluster<C> {
         if !self.link.is_up() {
             return self.on_failed(ask, news);
         }
-        let key = wire::name_key(name);
-        let Some(mail) = self.mail else {
-            self.link.command(&[b"GET", &key], Some(ask), now);
-            return;
-        };
-        let letter = letter.map(wire::letter_value).unwrap_or_default();
-        let max = mail.max_per_user.to_string();
-        let ttl = ttl_millis(mail);
-        let args: [&[u8]; 9] = [
-            b"EVAL",
-            ROUTE_OR_KEEP_LUA,
-            b"3",
-            &key,
-            &wire::signed_key(name),
-            &wire::offline_key(name),
-            max.as_bytes(),
-            ttl.as_bytes(),
-            &letter,
-        ];
-        self.link.command(&args, Some(ask), now);
+        match self.mail {
+            None => {
+                let key = wire::name_key(name);
+                self.link.command(&[b"GET", &key], Some(ask), now);
+            }
+            Some(mail) => {
+                let args = mailbox::route_or_keep(mail, name, letter);
+                self.send(&args, Some(ask), now);
+            }
+        }
     }
 
     /// A signed login of `name` on connection `peer`: recorded for the TTL, and what was
@@ -590,20 +518,11 @@ impl<C> Cluster<C> {
         let Some(mail) = self.mail else {
             return;
         };
-        let ttl = ttl_millis(mail);
-        let args: [&[u8]; 6] = [
-            b"EVAL",
-            SIGN_IN_LUA,
-            b"2",
-            &wire::signed_key(name),
-            &wire::offline_key(name),
-            ttl.as_bytes(),
-        ];
         let ask = Ask::SignIn {
             name: name.into(),
             peer,
         };
-        self.link.command(&args, Some(ask), now);
+        self.send(&mailbox::sign_in(mail, name), Some(ask), now);
     }
 
     /// Keeps again letters taken for a login that left before they arrived, ahead of any
@@ -612,14 +531,15 @@ impl<C> Cluster<C> {
         let Some(mail) = self.mail else {
             return;
         };
-        let key = wire::offline_key(name);
-        let values: Vec<Vec<u8>> = letters.iter().rev().map(wire::letter_value).collect();
-        let mut args: Vec<&[u8]> = vec![b"LPUSH", &key];
-        args.extend(values.iter().map(Vec::as_slice));
-        self.link.command(&args, None, now);
-        let ttl = ttl_millis(mail);
-        self.link
-            .command(&[b"PEXPIRE", &key, ttl.as_bytes()], None, now);
+        for args in mailbox::put_back(mail, name, letters) {
+            self.send(&args, None, now);
+        }
+    }
+
+    /// Queues a command built by [`mailbox`] (nothing while Redis is down).
+    fn send(&mut self, args: &mailbox::Command, ask: Option<Ask<C>>, now: Instant) {
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        self.link.command(&args, ask, now);
     }
 
     /// Records a user of ours in Redis and tells the others (`notify`: with an online
@@ -728,9 +648,4 @@ impl<C> Cluster<C> {
         event.encode(&mut bytes);
         self.link.command(&[b"PUBLISH", channel, &bytes], None, now);
     }
-}
-
-/// The offline TTL in milliseconds, as Redis takes it (at least 1).
-fn ttl_millis(mail: OfflineSettings) -> String {
-    mail.ttl.as_millis().max(1).to_string()
 }
