@@ -166,7 +166,7 @@ fn a_line_users_messages_wait_for_a_signed_im_user_and_come_oldest_first_after_i
 }
 
 #[test]
-fn a_hub_user_gets_what_an_im_user_and_the_api_left_while_it_was_away() {
+fn a_hub_user_gets_what_an_im_user_the_api_and_a_hub_user_left_while_it_was_away() {
     let server = signed_server(&["--lang", "en", "--http-port", "0"]);
     let mut carol = im_login(&server, "carol", true);
     let bob_path = format!("/ws/bob?token={}", token("bob"));
@@ -197,6 +197,16 @@ fn a_hub_user_gets_what_an_im_user_and_the_api_left_while_it_was_away() {
         body,
         r#"{"code":200,"msg":"Success","data":{"sendResults":true,"offline":"user offline, message saved"}}"#
     );
+    let mut dan = ws_open(&server, &format!("/ws/dan?token={}", token("dan")));
+    recv_text(&mut dan); // its own online notice
+    send(
+        &mut dan,
+        json!({"type": 1, "receiver": "bob", "content": "from dan"}),
+    );
+    assert_eq!(
+        recv_text(&mut dan),
+        r#"{"content":"user offline, message saved","receiver":"bob","sender":0,"type":2}"#
+    );
 
     let mut bob = ws_open(&server, &bob_path);
     assert_eq!(
@@ -205,7 +215,7 @@ fn a_hub_user_gets_what_an_im_user_and_the_api_left_while_it_was_away() {
     );
     assert_eq!(
         recv_text(&mut bob),
-        r#"{"content":"offline messages (2):","receiver":"bob","sender":0,"type":2}"#
+        r#"{"content":"offline messages (3):","receiver":"bob","sender":0,"type":2}"#
     );
     assert_eq!(
         recv_text(&mut bob),
@@ -214,6 +224,10 @@ fn a_hub_user_gets_what_an_im_user_and_the_api_left_while_it_was_away() {
     assert_eq!(
         recv_text(&mut bob),
         r#"{"content":"from the api","receiver":"bob","sender":"system","type":1}"#
+    );
+    assert_eq!(
+        recv_text(&mut bob),
+        r#"{"content":"from dan","receiver":"bob","sender":"dan","type":1}"#
     );
 }
 
@@ -267,10 +281,10 @@ fn a_user_who_leaves_before_its_messages_arrive_gets_them_next_time() {
 
 #[test]
 fn messages_and_signed_logins_are_forgotten_after_the_ttl() {
-    let server = signed_server(&["--offline-ttl", "2s"]);
+    let server = signed_server(&["--offline-ttl", "1s"]);
     let mut sender = sender_after_a_visit(&server, "alice", true);
     whisper_all(&mut sender, "alice", &["soon gone"], SAVED);
-    std::thread::sleep(Duration::from_millis(2_500));
+    std::thread::sleep(Duration::from_millis(1_500));
     // Alice signed in more than a TTL ago: her name is nobody's again, and what was kept
     // for her is gone when she comes back.
     whisper_all(&mut sender, "alice", &["too late"], NO_SUCH_USER);
