@@ -28,8 +28,8 @@ use std::time::Duration;
 pub const MAX_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 /// Names (signed logins and mailboxes) the in-memory mailbox remembers at most.
 pub const MAX_NAMES: usize = 250_000;
-/// What a letter costs besides its text and sender name (its fields, the queue's slot).
-const LETTER_OVERHEAD_BYTES: usize = 64;
+/// What a letter costs besides its text and sender name: its slot in a queue.
+const LETTER_OVERHEAD_BYTES: usize = std::mem::size_of::<Letter>();
 /// Expired names looked at per call, so one call never stalls the loop.
 const SWEEP_BATCH: usize = 256;
 
