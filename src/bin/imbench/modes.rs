@@ -8,7 +8,7 @@ use crate::engine::{Engine, Fail, Settings, Sources};
 use crate::report::{Report, Value};
 use crate::sys::{self, ProcSample};
 use crate::track::{self, Histogram, Pattern, Tracker};
-use crate::transport::Transport;
+use crate::transport::{Listen, Transport};
 
 /// Failed connects a churn run tolerates before it gives up.
 const MAX_CHURN_CONNECT_ERRORS: u64 = 100;
@@ -44,7 +44,8 @@ pub struct Outcome {
     pub failure: Option<String>,
 }
 
-fn engine(c: &Common, size: usize) -> Result<Engine, Outcome> {
+/// The loop of one run; `listen`: the channel a pub/sub peer's users subscribe to.
+fn engine(c: &Common, size: usize, listen: Listen) -> Result<Engine, Outcome> {
     Engine::new(Settings {
         servers: c.addrs.clone(),
         transport: c.transport,
@@ -54,6 +55,7 @@ fn engine(c: &Common, size: usize) -> Result<Engine, Outcome> {
         progress: c.progress,
         connect_errors_fatal: true,
         pids: c.pids.clone(),
+        listen,
     })
     .map_err(|e| Outcome {
         report: None,
@@ -186,6 +188,11 @@ impl Usage {
                     ms as f64 * 1e6 / d as f64,
                     1,
                 );
+                // The same, upside down: the headline next to deliveries/s, which a
+                // generator sharing the cores with the server bends more.
+                if ms > 0 {
+                    r.float("deliveries_per_server_cpu_s", d as f64 * 1e3 / ms as f64, 0);
+                }
             }
             Work::Joins(j) if j > 0 => {
                 r.float("server_cpu_us_per_join", ms as f64 * 1e3 / j as f64, 1);
@@ -285,18 +292,14 @@ fn header(mode: &str, c: &Common) -> Report {
     let addrs: Vec<String> = c.addrs.iter().map(SocketAddr::to_string).collect();
     r.set("addr", Value::Text(addrs.join(",")));
     r.uint("servers", c.addrs.len() as u64);
-    let transport = match c.transport {
-        Transport::Line => "line",
-        Transport::Ws => "ws",
-    };
-    r.set("transport", Value::Text(transport.to_owned()));
+    r.set("transport", Value::Text(c.transport.name().to_owned()));
     r
 }
 
 /// `imbench idle`: `conns` users join, then stay `hold` longer.
 pub fn idle(c: &Common, conns: usize, hold: Duration) -> Outcome {
     let usage = Usage::start(&c.pids);
-    let mut eng = match engine(c, 1) {
+    let mut eng = match engine(c, 1, Listen::Room) {
         Ok(e) => e,
         Err(o) => return o,
     };
@@ -369,14 +372,15 @@ fn traffic(
     t: &Traffic,
 ) -> Outcome {
     let mut usage = Usage::start(&c.pids);
-    let mut eng = match engine(c, t.size) {
+    let private = kind == track::KIND_PRIVATE;
+    let listen = if private { Listen::Own } else { Listen::Room };
+    let mut eng = match engine(c, t.size, listen) {
         Ok(e) => e,
         Err(o) => return o,
     };
     eng.set_tracker(tracker, kind);
     let mut result = join(&mut eng, conns, c.connect_burst);
     let join_time = eng.base().elapsed();
-    let private = kind == track::KIND_PRIVATE;
     if result.is_ok() && private {
         eng.pair_up();
         result = probe(&mut eng, c.timeout);
@@ -496,7 +500,7 @@ pub struct Churn {
 /// longest-online user leaves and a newcomer joins and says one line.
 pub fn churn(c: &Common, ch: &Churn) -> Outcome {
     let mut usage = Usage::start(&c.pids);
-    let mut eng = match engine(c, ch.size) {
+    let mut eng = match engine(c, ch.size, Listen::Room) {
         Ok(e) => e,
         Err(o) => return o,
     };
