@@ -81,13 +81,18 @@ fn sample_all(pids: &[u32]) -> Result<Vec<ProcSample>, String> {
         .collect()
 }
 
-/// `after - before` of each process's CPU time, ms.
+/// `after - before` of each process's CPU time, µs.
 fn cpu_between(before: &[ProcSample], after: &[ProcSample]) -> Vec<u64> {
     after
         .iter()
         .zip(before)
-        .map(|(a, b)| a.cpu_ms.saturating_sub(b.cpu_ms))
+        .map(|(a, b)| a.cpu_us.saturating_sub(b.cpu_us))
         .collect()
+}
+
+/// µs to the nearest ms.
+fn ms(us: u64) -> u64 {
+    us.saturating_add(500) / 1000
 }
 
 impl Usage {
@@ -130,7 +135,10 @@ impl Usage {
             }
         }
         if let (Some(before), Ok(after)) = (self.own_before, sys::sample("self")) {
-            r.uint("imbench_cpu_ms", after.cpu_ms.saturating_sub(before.cpu_ms));
+            r.uint(
+                "imbench_cpu_ms",
+                ms(after.cpu_us.saturating_sub(before.cpu_us)),
+            );
         }
     }
 
@@ -163,39 +171,42 @@ impl Usage {
             Value::Int(grown * 1024 / conns.max(1) as i64),
         );
         let cpu = cpu_between(before, after);
-        r.uint("server_cpu_ms", cpu.iter().sum());
+        r.uint("server_cpu_ms", ms(cpu.iter().sum()));
         if several {
-            r.set("server_cpu_ms_each", Value::List(cpu));
+            r.set(
+                "server_cpu_ms_each",
+                Value::List(cpu.into_iter().map(ms).collect()),
+            );
         }
         let Some(mark) = &self.at_phase else {
             return;
         };
         let phase = cpu_between(mark, after);
-        let ms: u64 = phase.iter().sum();
+        let us: u64 = phase.iter().sum();
         let (key, each) = match work {
             Work::Nothing => return,
             Work::Deliveries(_) => ("server_traffic_cpu_ms", "server_traffic_cpu_ms_each"),
             Work::Joins(_) => ("server_churn_cpu_ms", "server_churn_cpu_ms_each"),
         };
-        r.uint(key, ms);
+        r.uint(key, ms(us));
         if several {
-            r.set(each, Value::List(phase));
+            r.set(each, Value::List(phase.into_iter().map(ms).collect()));
         }
         match work {
             Work::Deliveries(d) if d > 0 => {
                 r.float(
                     "server_cpu_ms_per_m_deliveries",
-                    ms as f64 * 1e6 / d as f64,
+                    us as f64 * 1e3 / d as f64,
                     1,
                 );
                 // The same, upside down: the headline next to deliveries/s, which a
                 // generator sharing the cores with the server bends more.
-                if ms > 0 {
-                    r.float("deliveries_per_server_cpu_s", d as f64 * 1e3 / ms as f64, 0);
+                if us > 0 {
+                    r.float("deliveries_per_server_cpu_s", d as f64 * 1e6 / us as f64, 0);
                 }
             }
             Work::Joins(j) if j > 0 => {
-                r.float("server_cpu_us_per_join", ms as f64 * 1e3 / j as f64, 1);
+                r.float("server_cpu_us_per_join", us as f64 / j as f64, 1);
             }
             _ => {}
         }
