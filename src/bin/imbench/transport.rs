@@ -293,9 +293,15 @@ mod tests {
 
     #[test]
     fn idents_are_the_address_or_a_short_hub_id() {
-        assert_eq!(Transport::Line.ident(addr(), 0xbe7a, 3), "127.0.0.1:40000");
-        assert_eq!(Transport::Ws.ident(addr(), 0x00fa, 3), "b00fa3");
-        let longest = Transport::Ws.ident(addr(), u16::MAX, 1_000_000);
+        assert_eq!(
+            Transport::Line.ident(addr(), 0xbe7a, 3, Listen::Room),
+            "127.0.0.1:40000"
+        );
+        assert_eq!(
+            Transport::Ws.ident(addr(), 0x00fa, 3, Listen::Own),
+            "b00fa3"
+        );
+        let longest = Transport::Ws.ident(addr(), u16::MAX, 1_000_000, Listen::Own);
         assert!(longest.len() <= 19, "{longest}");
         assert!(!longest.contains(':') && !longest.bytes().all(|b| b.is_ascii_digit()));
     }
@@ -373,6 +379,97 @@ mod tests {
         assert_eq!(ws.payload(got), Some(&b"~abcdb1.2.3.xx"[..]));
         assert_eq!(ws.payload(br#"{"content":"~ab"#), Some(&b"~ab"[..]));
         assert_eq!(ws.payload(br#"{"content":"hi","type":3}"#), None);
+    }
+
+    #[test]
+    fn a_peer_user_subscribes_to_the_room_or_its_own_channel() {
+        for t in [Transport::Redis, Transport::Nats] {
+            assert_eq!(
+                t.ident(addr(), 0x00fa, 3, Listen::Room),
+                "imbench.00fa.room"
+            );
+            assert_eq!(t.ident(addr(), 0x00fa, 3, Listen::Own), "imbench.00fa.3");
+            assert!(t.is_peer() && !t.upgrades());
+        }
+        assert_eq!(
+            Transport::Line.ident(addr(), 1, 3, Listen::Own),
+            "127.0.0.1:40000"
+        );
+        let mut out = Vec::new();
+        Transport::Redis.greet(&mut out, addr(), "imbench.00fa.room");
+        assert_eq!(
+            out,
+            b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$17\r\nimbench.00fa.room\r\n"
+        );
+        out.clear();
+        Transport::Nats.greet(&mut out, addr(), "imbench.00fa.3");
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.starts_with("CONNECT {"), "{text}");
+        assert!(text.contains(r#""verbose":false"#) && text.contains(r#""echo":true"#));
+        assert!(
+            text.ends_with("}\r\nSUB imbench.00fa.3 1\r\nPING\r\n"),
+            "{text}"
+        );
+        out.clear();
+        Transport::Line.greet(&mut out, addr(), "127.0.0.1:40000");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn peers_publish_to_the_room_or_the_partner_with_the_payload_length() {
+        let fill = |out: &mut Vec<u8>| out.extend_from_slice(b"~abcdb1.2.3.xx");
+        let mut body = Vec::new();
+        let mut out = Vec::new();
+        let redis = Transport::Redis;
+        let to_room = redis.broadcast_prefix("imbench.00fa.room");
+        redis.push_message(&mut out, &mut body, &to_room, fill);
+        assert_eq!(
+            out,
+            b"*3\r\n$7\r\nPUBLISH\r\n$17\r\nimbench.00fa.room\r\n$14\r\n~abcdb1.2.3.xx\r\n"
+        );
+        out.clear();
+        let nats = Transport::Nats;
+        let to_partner = nats.whisper_prefix("imbench.00fa.4");
+        nats.push_message(&mut out, &mut body, &to_partner, fill);
+        assert_eq!(out, b"PUB imbench.00fa.4 14\r\n~abcdb1.2.3.xx\r\n");
+        assert!(Transport::Line
+            .broadcast_prefix("127.0.0.1:40000")
+            .is_empty());
+        assert!(Transport::Ws.broadcast_prefix("b00fa3").is_empty());
+    }
+
+    #[test]
+    fn peers_join_on_the_subscriptions_confirmation_and_find_payload_lines() {
+        let redis = Transport::Redis;
+        let me = "imbench.00fa.room";
+        // RESP3's confirmation: >3, $9, subscribe, $17, the channel, :1.
+        for line in [
+            &b">3"[..],
+            b"$9",
+            b"subscribe",
+            b"$17",
+            b":1",
+            b"imbench.00fa.roomy",
+        ] {
+            assert_eq!(redis.own_name(me, line), None, "{line:?}");
+        }
+        assert_eq!(redis.own_name(me, me.as_bytes()), Some(me.as_bytes()));
+        let nats = Transport::Nats;
+        assert_eq!(nats.own_name(me, b"PONG"), Some(me.as_bytes()));
+        assert_eq!(nats.own_name(me, b"INFO {\"server_id\":\"x\"}"), None);
+        assert_eq!(nats.answer(b"PING"), Some(&b"PONG\r\n"[..]));
+        assert_eq!(redis.answer(b"PING"), None);
+        assert_eq!(Transport::Line.answer(b"PING"), None);
+        for t in [redis, nats] {
+            assert_eq!(t.payload(b"~abcdb1.2.3.xx"), Some(&b"~abcdb1.2.3.xx"[..]));
+            assert_eq!(t.payload(b"MSG imbench.00fa.room 1 14"), None);
+            assert_eq!(t.payload(b"$14"), None);
+            assert_eq!(t.payload(b"x~abcd"), None);
+            assert!(t.is_server_message(b"-ERR 'Unknown Protocol Operation'"));
+            assert!(t.is_server_message(b"-NOAUTH Authentication required."));
+            assert!(!t.is_server_message(b":30"));
+            assert!(!t.is_server_message(b"+OK"));
+        }
     }
 
     #[test]
