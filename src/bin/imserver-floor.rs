@@ -107,6 +107,8 @@ struct Floor {
     again: Vec<usize>,
     /// Peers to remove after the turn's dispatch.
     gone: Vec<usize>,
+    /// Scratch: every peer's key, for a broadcast's flush.
+    keys: Vec<usize>,
     write: Syscall,
 }
 
@@ -161,6 +163,7 @@ impl Floor {
             dirty: Vec::new(),
             again: Vec::new(),
             gone: Vec::new(),
+            keys: Vec::new(),
             write: args.write,
         })
     }
@@ -190,7 +193,9 @@ impl Floor {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.on_readable(key);
                         }
-                        if event.is_writable() && self.peers.get(key).is_some() {
+                        if event.is_writable()
+                            && self.peers.get(key).is_some_and(|p| !p.owed.is_empty())
+                        {
                             self.mark_dirty(key);
                         }
                     }
@@ -298,10 +303,13 @@ impl Floor {
                 self.flush_one(key, false);
             }
         } else {
-            let keys: Vec<usize> = self.peers.iter().map(|(k, _)| k).collect();
-            for key in keys {
+            let mut keys = std::mem::take(&mut self.keys);
+            keys.extend(self.peers.iter().map(|(k, _)| k));
+            for &key in &keys {
                 self.flush_one(key, true);
             }
+            keys.clear();
+            self.keys = keys;
             self.turn.clear();
             self.ends.clear();
         }
@@ -311,8 +319,12 @@ impl Floor {
 
     /// One write to `key`: what it owes, then (`with_turn`) the turn's lines.
     fn flush_one(&mut self, key: usize, with_turn: bool) {
-        let Some(p) = self.peers.get_mut(key) else {
-            return;
+        let Some(p) = self
+            .peers
+            .get_mut(key)
+            .filter(|p| with_turn || !p.owed.is_empty())
+        else {
+            return; // gone, or nothing to write
         };
         let outcome = if !p.owed.is_empty() || !with_turn {
             // Behind already (or nothing broadcast): its own buffer, in order.
