@@ -20,24 +20,32 @@
 //! repaired by the `im:users` snapshot every server reads when it reconnects, and the
 //! replica must hear of users in every room, not only the rooms this server reads.
 //!
+//! Offline private messages (with `--auth-secret`): a look-up for a name online nowhere
+//! keeps the message for it in the same step, if it signed in with a token before; a
+//! signed login records itself and takes what was kept, whichever server it comes back
+//! to ([`mailbox`]).
+//!
 //! Liveness: every `node_timeout / 5` the server refreshes `im:alive:{node}` (TTL 3/5 of
 //! the timeout) and asks whether the others' keys still exist; a server whose key is gone
 //! is dead, and its users are announced offline and their names freed within the timeout.
 
 pub mod link;
+pub mod mailbox;
 mod news;
 pub mod stream;
 pub mod wire;
 
 use crate::chat::history::Query;
+use crate::chat::offline::{Delivery, Letter};
 use crate::chat::{Chat, Peer, Remote};
-use crate::config::RedisUrl;
+use crate::config::{OfflineSettings, RedisUrl};
 use crate::metrics;
 use link::{Backplane, Event as Link};
 use log::{debug, info};
+pub use mailbox::Found;
 use mio::{Registry, Token};
 use news::{history_page, Ask, Sayer};
-pub use news::{Echo, Letter, News, Speech};
+pub use news::{Echo, Envelope, News, Speech};
 use redis_protocol::resp2::types::OwnedFrame;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -76,12 +84,15 @@ pub struct Cluster<C> {
     outbox: Outbox<Sayer>,
     /// Times the link came up: an outage ends with each.
     ups: u64,
+    /// With `--auth-secret`: private messages to signed-in users who are offline are kept.
+    mail: Option<OfflineSettings>,
 }
 
 impl<C> Cluster<C> {
     /// The cluster state for node `node`, talking to the Redis of `url` at `addr` (`url`
     /// resolved), under three reserved tokens of the loop's poll; rooms keep `history`
-    /// broadcasts.
+    /// broadcasts; `mail`: private messages to signed-in users who are offline are kept in
+    /// Redis so.
     pub fn new(
         addr: SocketAddr,
         url: &RedisUrl,
@@ -89,6 +100,7 @@ impl<C> Cluster<C> {
         timeout: Duration,
         tokens: [Token; 3],
         history: usize,
+        mail: Option<OfflineSettings>,
     ) -> Self {
         let channels = vec![wire::ROOM_CHANNEL.to_vec(), wire::node_channel(node)];
         Cluster {
@@ -102,6 +114,7 @@ impl<C> Cluster<C> {
             scripts: Scripts::new(history),
             outbox: Outbox::default(),
             ups: 0,
+            mail,
         }
     }
 
@@ -305,17 +318,12 @@ impl<C> Cluster<C> {
                 }
             }
             Ask::Route { name, text, ctx } => {
-                let node = match frame {
-                    OwnedFrame::BulkString(node) => String::from_utf8(node).ok(),
-                    _ => None,
-                };
-                // Our own node holding it means nobody else does.
-                let node = node.filter(|n| *n != *self.node).map(Box::from);
+                let found = mailbox::found(frame, &self.node);
                 news.push(News::Routed {
                     ctx,
                     name,
                     text,
-                    node: Some(node),
+                    found,
                 });
             }
             Ask::Say { says } => {
@@ -360,6 +368,16 @@ impl<C> Cluster<C> {
                     .map(|(last, entries)| history_page(room.clone(), since, last, &entries));
                 news.push(News::History { ctx, room, page });
             }
+            Ask::SignIn { name, peer } => {
+                let letters = mailbox::letters(frame);
+                if !letters.is_empty() {
+                    news.push(News::Mail(Delivery {
+                        peer,
+                        name,
+                        letters,
+                    }));
+                }
+            }
         }
     }
 
@@ -379,7 +397,7 @@ impl<C> Cluster<C> {
                 ctx,
                 name,
                 text,
-                node: None,
+                found: None,
             }),
             Ask::Say { says } => {
                 for say in says {
@@ -397,7 +415,8 @@ impl<C> Cluster<C> {
                 room,
                 page: None,
             }),
-            Ask::Users | Ask::Alive { .. } | Ask::Epoch | Ask::Reader => {}
+            // Kept letters stay kept unless the script ran before Redis went away.
+            Ask::Users | Ask::Alive { .. } | Ask::SignIn { .. } | Ask::Epoch | Ask::Reader => {}
         }
     }
 
@@ -510,12 +529,15 @@ impl<C> Cluster<C> {
             .command(&[b"SET", &key, node.as_bytes(), b"NX"], Some(ask), now)
     }
 
-    /// Asks Redis where `name` is, to deliver `text`; the answer comes back as
-    /// [`News::Routed`] with `ctx`, or at once as a failure when Redis is unreachable.
+    /// Asks Redis where `name` is, to deliver `text`; with offline messages, `letter` is
+    /// kept for `name` if it is online nowhere but signed in before (`None`: only ask
+    /// whether it did). The answer comes back as [`News::Routed`] with `ctx`, or at once
+    /// as a failure when Redis is unreachable.
     pub fn route(
         &mut self,
         name: &str,
         text: &[u8],
+        letter: Option<&Letter>,
         ctx: C,
         now: Instant,
         news: &mut Vec<News<C>>,
@@ -528,8 +550,47 @@ impl<C> Cluster<C> {
         if !self.link.is_up() {
             return self.on_failed(ask, news);
         }
-        let key = wire::name_key(name);
-        self.link.command(&[b"GET", &key], Some(ask), now);
+        match self.mail {
+            None => {
+                let key = wire::name_key(name);
+                self.link.command(&[b"GET", &key], Some(ask), now);
+            }
+            Some(mail) => {
+                let args = mailbox::route_or_keep(mail, name, letter);
+                self.send(&args, Some(ask), now);
+            }
+        }
+    }
+
+    /// A signed login of `name` on connection `peer`: recorded for the TTL, and what was
+    /// kept for it comes back as [`News::Mail`]. Nothing without offline messages, or
+    /// while Redis is unreachable (the letters wait for the next login).
+    pub fn sign_in(&mut self, name: &str, peer: Peer, now: Instant) {
+        let Some(mail) = self.mail else {
+            return;
+        };
+        let ask = Ask::SignIn {
+            name: name.into(),
+            peer,
+        };
+        self.send(&mailbox::sign_in(mail, name), Some(ask), now);
+    }
+
+    /// Keeps again letters taken for a login that left before they arrived, ahead of any
+    /// kept since (the TTL renewed, like a new letter's).
+    pub fn put_back(&mut self, name: &str, letters: &[Letter], now: Instant) {
+        let Some(mail) = self.mail else {
+            return;
+        };
+        for args in mailbox::put_back(mail, name, letters) {
+            self.send(&args, None, now);
+        }
+    }
+
+    /// Queues a command built by [`mailbox`] (nothing while Redis is down).
+    fn send(&mut self, args: &mailbox::Command, ask: Option<Ask<C>>, now: Instant) {
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        self.link.command(&args, ask, now);
     }
 
     /// A user of ours came online: recorded in Redis, the others told, and its room's
@@ -653,7 +714,7 @@ impl<C> Cluster<C> {
     pub fn whisper(
         &mut self,
         node: &str,
-        letter: Letter<'_>,
+        envelope: Envelope<'_>,
         ctx: C,
         now: Instant,
         news: &mut Vec<News<C>>,
@@ -662,10 +723,10 @@ impl<C> Cluster<C> {
             return news.push(News::Delivered { ctx, ok: false });
         }
         let event = Wire::Whisper {
-            from: letter.from,
-            user: self.user("", letter.addr),
-            to: letter.to,
-            text: letter.text,
+            from: envelope.from,
+            user: self.user("", envelope.addr),
+            to: envelope.to,
+            text: envelope.text,
         };
         self.publish(
             &wire::node_channel(node),

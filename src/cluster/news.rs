@@ -2,9 +2,11 @@
 //! ([`Ask`], routed back with its reply), and what the cluster hands the loop to act on
 //! ([`News`]), with the messages they carry. Plain data: no I/O.
 
+use super::mailbox::Found;
 use super::stream;
 use super::wire::Wire;
 use crate::chat::history;
+use crate::chat::offline::Delivery;
 use crate::chat::{Peer, Remote};
 use crate::text::User;
 use std::net::SocketAddr;
@@ -18,13 +20,16 @@ pub(super) enum Ask<C> {
     Users,
     /// `EXISTS im:alive:{node}`.
     Alive { node: Box<str> },
-    /// `GET im:name:{name}` for a private message to a name the replica does not know
-    /// (yet: a rename or login elsewhere may not have reached us).
+    /// `GET im:name:{name}` (with offline messages: [`super::mailbox::ROUTE_OR_KEEP_LUA`]) for a
+    /// private message to a name the replica does not know (yet: a rename or login elsewhere
+    /// may not have reached us).
     Route {
         name: Box<str>,
         text: Vec<u8>,
         ctx: C,
     },
+    /// [`super::mailbox::SIGN_IN_LUA`] for the signed login of `name` on connection `peer`.
+    SignIn { name: Box<str>, peer: Peer },
     /// `EVALSHA` of [`stream::SAY_LUA`]: a turn's broadcasts to one room, in order.
     Say { says: Vec<Sayer> },
     /// `PUBLISH im:node:{node}` of a whisper: confirmed when Redis counts a receiver.
@@ -57,8 +62,8 @@ pub enum News<C> {
         /// Redis's answer.
         won: Option<bool>,
     },
-    /// A look-up was answered: `Some(Some(node))` holds the name (another server),
-    /// `Some(None)` nobody else does, `None` Redis went away.
+    /// A look-up was answered: where the name is, or `None` when Redis went away (or
+    /// refused the question).
     Routed {
         /// Who asked, and how to answer.
         ctx: C,
@@ -67,8 +72,10 @@ pub enum News<C> {
         /// The text to deliver if found.
         text: Vec<u8>,
         /// Where it is.
-        node: Option<Option<Box<str>>>,
+        found: Option<Found>,
     },
+    /// The letters kept for a user who signed in here, to deliver.
+    Mail(Delivery),
     /// A user of another server came online (local users get a notice).
     Arrived {
         /// The name.
@@ -177,7 +184,7 @@ pub struct Echo {
 
 /// A private message for a user of another server.
 #[derive(Debug, Clone, Copy)]
-pub struct Letter<'a> {
+pub struct Envelope<'a> {
     /// The sender's name.
     pub from: &'a str,
     /// The sender's address.

@@ -52,6 +52,11 @@ pub enum Routed {
     Unknown,
     /// The recipient exists but the text is empty (refused where the protocol asks).
     Empty,
+    /// The recipient is offline but has signed in with a token before: the message is
+    /// kept for its next signed login.
+    Saved,
+    /// The recipient is offline and its kept messages are full: this one is not kept.
+    Full,
     /// The answer comes later, through [`routed`].
     Pending,
 }
@@ -174,9 +179,16 @@ pub trait Host {
     fn rename(&mut self, new: &str, reply: Reply) -> Claim;
     /// Puts this connection online as `name` in the room called `room`. A user of the
     /// same kind holding the name is replaced (and told, in its protocol); another kind
-    /// keeps it.
-    fn login(&mut self, name: &str, kind: Kind, room: &str, reply: impl FnOnce() -> Reply)
-        -> Claim;
+    /// keeps it. `signed`: the login carried a valid token, so the messages kept for
+    /// `name` while it was offline follow the login's answer.
+    fn login(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        room: &str,
+        signed: bool,
+        reply: impl FnOnce() -> Reply,
+    ) -> Claim;
     /// Moves this connection's user to the room called `room` (a valid name); nothing
     /// happens if it is there already.
     fn enter_room(&mut self, room: &str);
@@ -307,15 +319,16 @@ pub fn render(
     }
 }
 
-/// Appends a notice from the server (a whole line of [`Texts`], like `local_only`) as a
-/// user of `kind` (`to`) receives it unasked: the line itself, an `/im` `msg` push from
-/// the system sender, a hub type 2 message.
+/// Appends a notice from the server to `to` (messages kept while it was offline, a
+/// broadcast that stayed on this server), as a user of `kind` receives it unasked: a line,
+/// an `/im` message from the system sender, a hub message from the server. `notice` is
+/// one line without its newline.
 pub fn render_notice(kind: Kind, texts: &Texts, to: User<'_>, notice: &str, out: &mut Vec<u8>) {
     out.clear();
     match kind {
-        Kind::Line => out.extend_from_slice(notice.as_bytes()),
-        Kind::Im => im::render_notice(texts, notice.trim_end(), out),
-        Kind::Hub => hub::render_notice(to, notice.trim_end(), out),
+        Kind::Line => line::render_notice(notice, out),
+        Kind::Im => im::render_notice(texts, to, notice, out),
+        Kind::Hub => hub::render_notice(to, notice, out),
     }
 }
 

@@ -177,6 +177,11 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The server process's id (for `imbench --pid`), until it is killed.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn call(&self, args: &[&str]) -> Resp {
         redis_call(self.port, &self.auth, args).unwrap_or_else(|e| panic!("Redis {args:?}: {e}"))
     }
