@@ -21,7 +21,8 @@
 //!   Speaks in [`chat::Event`]s and outcomes, never bytes. Uses only [`text`].
 //! - [`cluster`]: **many servers, one chat**: the Redis link (mio sources the loop
 //!   polls), the wire between servers, claims and look-ups carrying the caller's
-//!   context, liveness. Feeds what other servers say into the core and the loop.
+//!   context, liveness, the room streams that carry broadcasts and keep history.
+//!   Feeds what other servers say into the core and the loop.
 //! - [`codec`]: **pure codecs**: line framing and commands, HTTP heads, WebSocket
 //!   frames and handshake, `/im` and hub JSON. No I/O, no clock, no crate layer above.
 //! - Leaves: [`timer`] (the hashed wheel, `now` passed in), [`text`] (every text the
