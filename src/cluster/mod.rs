@@ -32,6 +32,7 @@
 pub mod link;
 pub mod mailbox;
 mod news;
+mod relay;
 pub mod stream;
 pub mod wire;
 
@@ -44,14 +45,13 @@ use link::{Backplane, Event as Link};
 use log::{debug, info};
 pub use mailbox::Found;
 use mio::{Registry, Token};
-use news::{history_page, Ask, Sayer};
+use news::{Ask, Sayer};
 pub use news::{Echo, Envelope, News, Speech};
 use redis_protocol::resp2::types::OwnedFrame;
+use relay::Relay;
 use std::collections::HashSet;
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use stream::{Next, Outbox, Scripts, Streams};
 use wire::Wire;
 
 /// Frees a name only if `node` still holds it, with its `im:users` entry: a late or
@@ -76,12 +76,8 @@ pub struct Cluster<C> {
     /// Names claimed for users who are gone, whose release could not reach Redis (a claim
     /// that timed out may still have been applied): released on the next connect.
     orphans: Vec<Box<str>>,
-    /// The rooms read, and where.
-    streams: Streams,
-    /// The room streams' scripts and length.
-    scripts: Scripts,
-    /// This turn's broadcasts, sent at its end.
-    outbox: Outbox<Sayer>,
+    /// The room streams: broadcasts out and in, history.
+    relay: Relay,
     /// Times the link came up: an outage ends with each.
     ups: u64,
     /// With `--auth-secret`: private messages to signed-in users who are offline are kept.
@@ -110,9 +106,7 @@ impl<C> Cluster<C> {
             timeout,
             next_beat: Instant::now(),
             orphans: Vec::new(),
-            streams: Streams::default(),
-            scripts: Scripts::new(history),
-            outbox: Outbox::default(),
+            relay: Relay::new(history),
             ups: 0,
             mail,
         }
@@ -137,7 +131,7 @@ impl<C> Cluster<C> {
     /// When the cluster next needs the loop.
     pub fn next_deadline(&self) -> Option<Instant> {
         let beat = self.link.is_up().then_some(self.next_beat);
-        [self.link.next_deadline(), beat, self.outbox.due()]
+        [self.link.next_deadline(), beat, self.relay.due()]
             .into_iter()
             .flatten()
             .min()
@@ -151,7 +145,7 @@ impl<C> Cluster<C> {
             commands_out: s.commands_out,
             pending: self.link.pending(),
             reconnects: s.reconnects,
-            stream_lost: self.streams.lost(),
+            stream_lost: self.relay.lost(),
             remote_users: 0,
         }
     }
@@ -195,34 +189,9 @@ impl<C> Cluster<C> {
                     .command(&[b"EXISTS", &key], Some(Ask::Alive { node }), now);
             }
         }
-        self.send_said(now, news);
-        self.pump(now);
+        self.relay.pump(&mut self.link, now, news);
         self.link.flush(registry, now, &mut events);
         self.apply(events, chat, now, news);
-    }
-
-    /// Keeps the room streams read: asks where new rooms start, cuts a blocked read short
-    /// when a room was added, and sends the next `XREAD` once the last one is answered.
-    fn pump(&mut self, now: Instant) {
-        if !self.link.is_up() {
-            return;
-        }
-        for room in self.streams.to_ask() {
-            let key = stream::key(&room);
-            let ask = Some(Ask::Top { room });
-            self.link
-                .command(&[b"XREVRANGE", &key, b"+", b"-", b"COUNT", b"1"], ask, now);
-        }
-        if let Some(id) = self.streams.unblock() {
-            let id = id.to_string();
-            self.link
-                .command(&[b"CLIENT", b"UNBLOCK", id.as_bytes()], None, now);
-        }
-        if let Next::Read(args) = self.streams.next_read() {
-            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            self.link
-                .read(&args, Some(Ask::Read), stream::READ_BLOCK, now);
-        }
     }
 
     fn apply(
@@ -238,7 +207,7 @@ impl<C> Cluster<C> {
                 Link::Down => {
                     chat.set_cluster_up(false);
                     self.left_before_snapshot = None;
-                    self.streams.down();
+                    self.relay.down();
                 }
                 Link::Reply(ask, frame) => self.on_reply(ask, frame, chat, now, news),
                 Link::Failed(ask) => self.on_failed(ask, news),
@@ -253,20 +222,7 @@ impl<C> Cluster<C> {
         chat.set_cluster_up(true);
         self.ups += 1;
         self.next_beat = now;
-        for script in Scripts::ALL {
-            self.link.command(&[b"SCRIPT", b"LOAD", script], None, now);
-        }
-        // A new value on every connect: a Redis that lost its data must not get back the
-        // value it had, or the servers reading it would not see the loss.
-        let random = RandomState::new().hash_one(&self.node);
-        let epoch = format!("{}-{}-{random:016x}", self.node, self.ups);
-        let epoch = epoch.as_bytes();
-        self.link
-            .command(&[b"SET", stream::EPOCH_KEY, epoch, b"NX"], None, now);
-        self.link
-            .command(&[b"GET", stream::EPOCH_KEY], Some(Ask::Epoch), now);
-        self.link
-            .read(&[b"CLIENT", b"ID"], Some(Ask::Reader), Duration::ZERO, now);
+        self.relay.up(&mut self.link, &self.node, self.ups, now);
         let mut name = String::new();
         let mut count = 0;
         for (_, member) in chat.members() {
@@ -326,48 +282,11 @@ impl<C> Cluster<C> {
                     found,
                 });
             }
-            Ask::Say { says } => {
-                let first = match frame {
-                    OwnedFrame::Integer(seq) => u64::try_from(seq).ok(),
-                    _ => None,
-                };
-                let seqs = (0..).map(|i| first.map(|f| f + i));
-                for (say, seq) in says.into_iter().zip(seqs) {
-                    if let (None, Some(by)) = (seq, say.by) {
-                        news.push(News::LocalOnly { by });
-                    }
-                    if let Some(echo) = say.echo {
-                        news.push(News::Numbered { echo, seq });
-                    }
-                }
-            }
             Ask::Deliver { ctx } => {
                 let ok = matches!(frame, OwnedFrame::Integer(n) if n >= 1);
                 news.push(News::Delivered { ctx, ok });
             }
-            Ask::Epoch => {
-                let epoch = match frame {
-                    OwnedFrame::BulkString(v) => v,
-                    _ => Vec::new(),
-                };
-                self.streams.epoch(epoch);
-            }
-            Ask::Reader => {
-                if let OwnedFrame::Integer(id) = frame {
-                    self.streams.set_reader(id);
-                }
-            }
-            Ask::Top { room } => self.streams.start_at(&room, stream::parse_top(&frame)),
-            Ask::Read => {
-                for (room, entry) in self.streams.read(Some(frame)) {
-                    news.extend(News::heard(room, &entry, &self.node));
-                }
-            }
-            Ask::History { ctx, room, since } => {
-                let page = stream::parse_page(&frame)
-                    .map(|(last, entries)| history_page(room.clone(), since, last, &entries));
-                news.push(News::History { ctx, room, page });
-            }
+            Ask::Stream(ask) => self.relay.on_reply(ask, frame, &self.node, news),
             Ask::SignIn { name, peer } => {
                 let letters = mailbox::letters(frame);
                 if !letters.is_empty() {
@@ -399,24 +318,10 @@ impl<C> Cluster<C> {
                 text,
                 found: None,
             }),
-            Ask::Say { says } => {
-                for say in says {
-                    news.extend(say.by.map(|by| News::LocalOnly { by }));
-                    news.extend(say.echo.map(|echo| News::Numbered { echo, seq: None }));
-                }
-            }
             Ask::Deliver { ctx } => news.push(News::Delivered { ctx, ok: false }),
-            Ask::Top { room } => self.streams.ask_failed(&room),
-            Ask::Read => {
-                self.streams.read(None);
-            }
-            Ask::History { ctx, room, .. } => news.push(News::History {
-                ctx,
-                room,
-                page: None,
-            }),
+            Ask::Stream(ask) => self.relay.on_failed(ask, news),
             // Kept letters stay kept unless the script ran before Redis went away.
-            Ask::Users | Ask::Alive { .. } | Ask::SignIn { .. } | Ask::Epoch | Ask::Reader => {}
+            Ask::Users | Ask::Alive { .. } | Ask::SignIn { .. } => {}
         }
     }
 
@@ -596,7 +501,7 @@ impl<C> Cluster<C> {
     /// A user of ours came online: recorded in Redis, the others told, and its room's
     /// stream read from now on.
     pub fn announce(&mut self, name: &str, user: Remote, now: Instant) {
-        self.streams.enter(&user.room);
+        self.relay.enter(&user.room);
         self.present(name, user, true, now);
     }
 
@@ -621,7 +526,7 @@ impl<C> Cluster<C> {
     pub fn left(&mut self, name: &str, room: &str, addr: SocketAddr, now: Instant) {
         let node = self.node.clone();
         self.forget_name(name, &node, now);
-        self.streams.leave(room);
+        self.relay.leave(room);
         let user = self.user(room, addr);
         self.publish(wire::ROOM_CHANNEL, &Wire::Offline { name, user }, None, now);
     }
@@ -654,8 +559,8 @@ impl<C> Cluster<C> {
     /// hear it leave the old room and arrive in the new one (their notices), and this
     /// server reads the new room's stream.
     pub fn moved(&mut self, name: &str, old: &str, room: &str, addr: SocketAddr, now: Instant) {
-        self.streams.leave(old);
-        self.streams.enter(room);
+        self.relay.leave(old);
+        self.relay.enter(room);
         let user = self.user(room, addr);
         self.record(name, &user, now);
         let gone = self.user(old, addr);
@@ -689,27 +594,11 @@ impl<C> Cluster<C> {
             room: speech.room.into(),
             text: text.to_vec(),
         });
-        self.outbox
-            .push(speech.room, event, Sayer { by, echo }, now);
+        self.relay.say(speech.room, event, Sayer { by, echo }, now);
         true
     }
 
-    /// Sends the turn's broadcasts: one `EVALSHA` per room.
-    fn send_said(&mut self, now: Instant, news: &mut Vec<News<C>>) {
-        for (room, batch) in self.outbox.take() {
-            let ask = Ask::Say { says: batch.tags };
-            if !self.link.is_up() {
-                self.on_failed(ask, news);
-                continue;
-            }
-            let link = &mut self.link;
-            self.scripts.say(&room, &batch.events, |args| {
-                link.command(args, Some(ask), now)
-            });
-        }
-    }
-
-    /// Hands `letter` to server `node`: one PUBLISH to that server, whose answer comes
+    /// Hands `envelope` to server `node`: one PUBLISH to that server, whose answer comes
     /// back as [`News::Delivered`] with `ctx` (at once, unconfirmed, while Redis is down).
     pub fn whisper(
         &mut self,
@@ -748,22 +637,10 @@ impl<C> Cluster<C> {
         now: Instant,
         news: &mut Vec<News<C>>,
     ) {
-        let since = match query {
-            Query::Since { seq, .. } => Some(seq),
-            Query::Last(_) => None,
-        };
-        let ask = Ask::History {
-            ctx,
-            room: room.into(),
-            since,
-        };
-        if !self.link.is_up() {
-            return self.on_failed(ask, news);
-        }
-        let link = &mut self.link;
-        self.scripts.history(room, query, keep, |args| {
-            link.command(args, Some(ask), now);
-        });
+        let failed = self
+            .relay
+            .history(&mut self.link, room, query, keep, ctx, now);
+        news.extend(failed);
     }
 
     /// Frees a name this server claimed for nobody (the asker left meanwhile).

@@ -3,6 +3,7 @@
 //! ([`News`]), with the messages they carry. Plain data: no I/O.
 
 use super::mailbox::Found;
+use super::relay::StreamAsk;
 use super::stream;
 use super::wire::Wire;
 use crate::chat::history;
@@ -30,24 +31,10 @@ pub(super) enum Ask<C> {
     },
     /// [`super::mailbox::SIGN_IN_LUA`] for the signed login of `name` on connection `peer`.
     SignIn { name: Box<str>, peer: Peer },
-    /// `EVALSHA` of [`stream::SAY_LUA`]: a turn's broadcasts to one room, in order.
-    Say { says: Vec<Sayer> },
     /// `PUBLISH im:node:{node}` of a whisper: confirmed when Redis counts a receiver.
     Deliver { ctx: C },
-    /// `GET im:epoch` after (re)connecting.
-    Epoch,
-    /// `CLIENT ID` of the reader link.
-    Reader,
-    /// `XREVRANGE im:stream:{room} + - COUNT 1`: where to start reading `room`.
-    Top { room: Box<str> },
-    /// `XREAD BLOCK` on the reader link.
-    Read,
-    /// `EVALSHA` of [`stream::HISTORY_LUA`], for entries after `since` if any.
-    History {
-        ctx: C,
-        room: Box<str>,
-        since: Option<u64>,
-    },
+    /// A room-stream command.
+    Stream(StreamAsk<C>),
 }
 
 /// What the cluster hands the loop to act on.
