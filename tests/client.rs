@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 
-const MENU: &str = "1.公聊模式\n2.私聊模式\n3.更新用户名\n0.退出\n";
+const MENU: &str = "1.公聊模式\n2.私聊模式\n3.更新用户名\n4.切换房间\n0.退出\n";
 const INVALID: &str = "请输入合法范围内的数字\n";
 const PUBLIC: &str = "输入消息，exit退出\n";
 const WHO_PROMPT: &str = ">>>>请输入聊天对象[用户名], exit退出:\n";
 const MSG_PROMPT: &str = ">>>>请输入消息内容, exit退出:\n";
 const RENAME_PROMPT: &str = ">>>>请输入用户名:\n";
+const ROOM_PROMPT: &str = ">>>>请输入房间名, exit退出:\n";
 const WAIT: Duration = Duration::from_secs(5);
 
 fn client_bin() -> &'static str {
@@ -324,6 +325,41 @@ fn private_chat_reaches_the_second_client() {
 }
 
 #[test]
+fn change_room_lists_the_rooms_and_moves() {
+    let server = common::start(&[]);
+    let mut other = named(&server, "bob");
+    let mut ui = menu_client(&server, &[]);
+    let a = ui.addr.clone();
+    other.expect_line(&format!("[{a}]{a}:已上线\n"));
+
+    ui.type_line("4");
+    ui.expect("101：2\n");
+    ui.expect(ROOM_PROMPT);
+    ui.type_line("exit");
+    ui.expect(MENU);
+    ui.type_line("4");
+    ui.expect("101：2\n");
+    ui.expect(ROOM_PROMPT);
+    ui.type_line("a:b");
+    ui.expect("房间名不合法\n");
+    ui.expect(MENU);
+    ui.type_line("4");
+    ui.expect("101：2\n");
+    ui.expect(ROOM_PROMPT);
+    ui.type_line("茶室");
+    ui.expect("您已进入房间：茶室\n");
+    ui.expect(MENU);
+    other.expect_line(&format!("[{a}]{a}:已下线\n"));
+    ui.type_line("1");
+    ui.expect(PUBLIC);
+    ui.type_line("only tea");
+    ui.expect(&format!("[{a}]{a}:only tea\n"));
+    other.expect_silence(Duration::from_millis(200));
+    ui.close_stdin();
+    ui.expect_clean_exit();
+}
+
+#[test]
 fn rename_shows_the_server_answer() {
     let server = common::start(&[]);
     let mut other = named(&server, "taken");
@@ -510,7 +546,7 @@ fn english_texts_with_lang_en() {
     let mut ui = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
     ui.expect("connected\n");
     ui.read_line(); // the server's online notice (the server's language is its own)
-    let menu = "1.public chat\n2.private chat\n3.change user name\n0.exit\n";
+    let menu = "1.public chat\n2.private chat\n3.change user name\n4.change room\n0.exit\n";
     ui.expect(menu);
     ui.type_line("5");
     ui.expect("please enter a number from the menu\n");

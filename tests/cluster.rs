@@ -409,6 +409,59 @@ fn line_users_on_two_servers_chat_whisper_list_and_rename() {
 }
 
 #[test]
+fn rooms_span_servers() {
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &[]);
+    let b = node(&redis.url(), "B", &[]);
+    redis.wait_ready(&["A", "B"]);
+    let mut a1 = join(&a, "A");
+    let mut b1 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b1.online());
+    let mut b2 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b2.online());
+    b1.expect(&b2.online());
+
+    // b2 moves to tea: 101 hears it leave, on both servers.
+    b2.send("room|tea\n");
+    b2.expect("您已进入房间：tea\n");
+    a1.expect(&b2.offline());
+    b1.expect(&b2.offline());
+    // a1 follows from the other server: 101 hears it leave, tea hears it arrive.
+    a1.send("room|tea\n");
+    a1.expect("您已进入房间：tea\n");
+    b1.expect(&a1.offline());
+    b2.expect(&a1.online());
+
+    // Broadcasts stay in their room across servers; who and rooms count both servers.
+    a1.send("tea time\n");
+    a1.expect(&a1.said("tea time"));
+    b2.expect(&a1.said("tea time"));
+    b1.send("in 101\n");
+    b1.expect(&b1.said("in 101"));
+    b2.send("who\n");
+    assert_eq!(
+        b2.lines_sorted(2),
+        sorted(vec![a1.who_entry(), b2.who_entry()])
+    );
+    b1.send("rooms\n");
+    b1.expect("101：1\n");
+    b1.expect("tea：2\n");
+    // B's history of tea holds what a1 said on A.
+    b2.send("history\n");
+    let line = b2.line();
+    assert!(
+        line.ends_with(&format!("]{}", a1.said("tea time"))),
+        "{line:?}"
+    );
+    b2.expect("历史消息结束（1 条）\n");
+    // A private message still crosses rooms and servers.
+    whisper(&mut b1, &mut a1, "across");
+    for u in [&mut a1, &mut b1, &mut b2] {
+        u.silence(Duration::from_millis(300));
+    }
+}
+
+#[test]
 fn concurrent_renames_to_one_name_on_two_servers_have_one_winner() {
     let redis = Redis::start();
     let a = node(&redis.url(), "A", &[]);

@@ -1,5 +1,5 @@
-//! `imclient`: the menu client for imserver-mio (public chat, private chat, rename), after the
-//! client of the Go chat server tutorials this project follows.
+//! `imclient`: the menu client for imserver-mio (public chat, private chat, rename, change
+//! room), after the client of the Go chat server tutorials this project follows.
 //!
 //! Blocking std sockets and one reader thread that copies what the server says to stdout
 //! while the main thread reads the user's lines from stdin. `--raw` turns it into a plain
@@ -59,6 +59,7 @@ struct Texts {
     name_prompt: &'static str,
     message_prompt: &'static str,
     rename_prompt: &'static str,
+    room_prompt: &'static str,
     bye: &'static str,
     closed: &'static str,
     cannot_connect: &'static str,
@@ -68,12 +69,13 @@ struct Texts {
 impl Texts {
     const ZH: Texts = Texts {
         connected: "连接成功",
-        menu: "1.公聊模式\n2.私聊模式\n3.更新用户名\n0.退出",
+        menu: "1.公聊模式\n2.私聊模式\n3.更新用户名\n4.切换房间\n0.退出",
         invalid: "请输入合法范围内的数字",
         public_prompt: "输入消息，exit退出",
         name_prompt: ">>>>请输入聊天对象[用户名], exit退出:",
         message_prompt: ">>>>请输入消息内容, exit退出:",
         rename_prompt: ">>>>请输入用户名:",
+        room_prompt: ">>>>请输入房间名, exit退出:",
         bye: "退出",
         closed: "连接已关闭",
         cannot_connect: "无法连接到",
@@ -81,12 +83,13 @@ impl Texts {
     };
     const EN: Texts = Texts {
         connected: "connected",
-        menu: "1.public chat\n2.private chat\n3.change user name\n0.exit",
+        menu: "1.public chat\n2.private chat\n3.change user name\n4.change room\n0.exit",
         invalid: "please enter a number from the menu",
         public_prompt: "type a message, exit to leave",
         name_prompt: ">>>>enter the user to chat with, exit to leave:",
         message_prompt: ">>>>enter a message, exit to leave:",
         rename_prompt: ">>>>enter the new user name:",
+        room_prompt: ">>>>enter the room to go to, exit to leave:",
         bye: "bye",
         closed: "connection closed",
         cannot_connect: "cannot connect to",
@@ -210,6 +213,7 @@ impl Client {
                 "1" => self.public_chat(),
                 "2" => self.private_chat(),
                 "3" => self.rename(),
+                "4" => self.change_room(),
                 "0" => self.quit(Some(self.texts.bye)),
                 _ => say(self.texts.invalid),
             }
@@ -228,17 +232,24 @@ impl Client {
         }
     }
 
+    /// Asks with `prompt` until a word is typed; `None` for `exit`.
+    fn ask(&mut self, prompt: &str) -> Option<String> {
+        loop {
+            say(prompt);
+            match self.line_or_quit().trim() {
+                "exit" => return None,
+                "" => {}
+                word => return Some(word.to_string()),
+            }
+        }
+    }
+
     fn private_chat(&mut self) {
         self.forget_printed();
         self.send("who");
         self.await_answer();
-        let name = loop {
-            say(self.texts.name_prompt);
-            match self.line_or_quit().trim() {
-                "exit" => return,
-                "" => {}
-                name => break name.to_string(),
-            }
+        let Some(name) = self.ask(self.texts.name_prompt) else {
+            return;
         };
         say(self.texts.message_prompt);
         loop {
@@ -261,6 +272,19 @@ impl Client {
         };
         self.forget_printed();
         self.send(&format!("rename|{name}"));
+        self.await_answer();
+    }
+
+    /// Shows the rooms (`rooms`), asks for one and moves there (`room|NAME`).
+    fn change_room(&mut self) {
+        self.forget_printed();
+        self.send("rooms");
+        self.await_answer();
+        let Some(room) = self.ask(self.texts.room_prompt) else {
+            return;
+        };
+        self.forget_printed();
+        self.send(&format!("room|{room}"));
         self.await_answer();
     }
 

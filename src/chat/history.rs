@@ -43,8 +43,8 @@ use std::net::SocketAddr;
 
 /// The longest name in bytes: 32 characters of at most 4 bytes (the name rules).
 pub const MAX_NAME_BYTES: usize = 128;
-/// What an entry costs besides its text and name: the entry itself and two allocations.
-pub const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Entry>() + 32;
+/// What an entry costs besides its text and name: the entry itself and its allocation.
+pub const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Entry>() + 16;
 /// What a room's history costs besides its entries and its name (the map slot, the ring).
 const ROOM_OVERHEAD_BYTES: usize = std::mem::size_of::<Log>() + 64;
 
@@ -57,10 +57,12 @@ pub struct Entry {
     pub time_ms: u64,
     /// The sender's address.
     addr: SocketAddr,
-    /// The sender's chosen name (`None`: it went by its address).
-    name: Option<Box<str>>,
-    /// What was said, as bytes.
-    text: Box<[u8]>,
+    /// How many bytes at the front of `bytes` are the sender's chosen name (`None`: it
+    /// went by its address; names are at most [`MAX_NAME_BYTES`]).
+    name_len: Option<u16>,
+    /// The name, then what was said: one allocation per message, not two (a push is paid
+    /// once per broadcast).
+    bytes: Box<[u8]>,
 }
 
 impl Entry {
@@ -78,20 +80,25 @@ impl Entry {
 
     /// The sender, as texts show it.
     pub fn sender(&self) -> User<'_> {
+        let name = self
+            .name_len
+            .and_then(|n| self.bytes.get(..usize::from(n)))
+            .and_then(|name| std::str::from_utf8(name).ok());
         User {
             addr: &self.addr,
-            name: self.name.as_deref(),
+            name,
         }
     }
 
     /// What was said.
     pub fn text(&self) -> &[u8] {
-        &self.text
+        let from = self.name_len.map_or(0, usize::from);
+        self.bytes.get(from..).unwrap_or_default()
     }
 
     /// What this entry counts for against the bounds.
     fn cost(&self) -> usize {
-        cost(self.name.as_deref(), &self.text)
+        self.bytes.len() + ENTRY_OVERHEAD_BYTES
     }
 }
 
@@ -252,7 +259,10 @@ impl History {
         };
         let seq = log.next_seq;
         log.next_seq += 1;
-        let need = cost(from.name, text);
+        // A name too long to count in a u16 (none is: the name rules) would go unshown.
+        let name_len = from.name.and_then(|n| u16::try_from(n.len()).ok());
+        let name = from.name.filter(|_| name_len.is_some());
+        let need = cost(name, text);
         if need > self.room_bytes {
             return Some(seq); // larger than the room's whole budget: numbered, not kept
         }
@@ -263,12 +273,13 @@ impl History {
             self.total -= freed;
             self.messages -= 1;
         }
+        let name = name.unwrap_or_default().as_bytes();
         log.entries.push_back(Entry {
             seq,
             time_ms,
             addr: *from.addr,
-            name: from.name.map(Box::from),
-            text: text.into(),
+            name_len,
+            bytes: [name, text].concat().into(),
         });
         log.bytes += need;
         self.total += need;
@@ -496,6 +507,14 @@ mod tests {
             assert!(h.bytes() <= 10 * ROOM_OVERHEAD_BYTES + 200);
         }
         assert!(h.logs.len() < 20);
+    }
+
+    /// The README states the per-entry cost: 88 bytes besides text and name.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn an_entry_costs_what_the_readme_says() {
+        assert_eq!(ENTRY_OVERHEAD_BYTES, 88);
+        assert_eq!(MAX_NAME_BYTES + ENTRY_OVERHEAD_BYTES, 216);
     }
 
     #[test]

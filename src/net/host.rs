@@ -172,25 +172,27 @@ impl State {
 
     /// Moves a connection's user to the room called `room` (a valid name): its old room
     /// gets the offline notice, the new one the online notice (not the mover: its move is
-    /// answered), and the other servers are told. Moving to one's own room changes
-    /// nothing. `None` if the connection has no user.
-    pub fn move_to(&mut self, token: Token, room: &str, now: Instant) -> Option<Moved> {
-        let id = self.conns.get(token)?.user?;
-        let moved = self.chat.move_to(id, room)?;
-        let Moved::From(old) = &moved else {
-            return Some(moved);
+    /// answered), and the other servers are told. Moving to one's own room, or without a
+    /// user, changes nothing.
+    pub fn move_to(&mut self, token: Token, room: &str, now: Instant) {
+        let Some(id) = self.conns.get(token).and_then(|c| c.user) else {
+            return;
         };
-        let new_room = self.chat.get(id)?.room;
+        let Some(Moved::From(old)) = self.chat.move_to(id, room) else {
+            return;
+        };
+        let Some(new_room) = self.chat.get(id).map(|m| m.room) else {
+            return;
+        };
         debug!("{token:?} moved from room {old} to {room}");
-        if let Some(old_room) = self.chat.room_id(old) {
+        if let Some(old_room) = self.chat.room_id(&old) {
             self.tell(id, old_room, Event::Offline, None);
         }
         self.tell(id, new_room, Event::Online, Some(id));
         if let (Some(cluster), Some(member)) = (self.cluster.as_mut(), self.chat.get(id)) {
             let name = member.shown().name_string();
-            cluster.moved(&name, old, room, member.addr, now);
+            cluster.moved(&name, &old, room, member.addr, now);
         }
-        Some(moved)
     }
 
     /// Tells `room` (but `except`) about `event` from the local user `id`.
