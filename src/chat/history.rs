@@ -69,12 +69,15 @@ impl Entry {
     /// Message number `seq` of its room, said by `from` at `time_ms` (milliseconds since
     /// the Unix epoch): how another store (a Redis stream) hands its entries over.
     pub fn new(seq: u64, time_ms: u64, from: User<'_>, text: &[u8]) -> Entry {
+        // A name too long to count in a u16 (none is: the name rules) would go unshown.
+        let name_len = from.name.and_then(|n| u16::try_from(n.len()).ok());
+        let name = from.name.filter(|_| name_len.is_some()).unwrap_or_default();
         Entry {
             seq,
             time_ms,
             addr: *from.addr,
-            name: from.name.map(Box::from),
-            text: text.into(),
+            name_len,
+            bytes: [name.as_bytes(), text].concat().into(),
         }
     }
 
@@ -259,10 +262,7 @@ impl History {
         };
         let seq = log.next_seq;
         log.next_seq += 1;
-        // A name too long to count in a u16 (none is: the name rules) would go unshown.
-        let name_len = from.name.and_then(|n| u16::try_from(n.len()).ok());
-        let name = from.name.filter(|_| name_len.is_some());
-        let need = cost(name, text);
+        let need = cost(from.name, text);
         if need > self.room_bytes {
             return Some(seq); // larger than the room's whole budget: numbered, not kept
         }
@@ -273,14 +273,7 @@ impl History {
             self.total -= freed;
             self.messages -= 1;
         }
-        let name = name.unwrap_or_default().as_bytes();
-        log.entries.push_back(Entry {
-            seq,
-            time_ms,
-            addr: *from.addr,
-            name_len,
-            bytes: [name, text].concat().into(),
-        });
+        log.entries.push_back(Entry::new(seq, time_ms, from, text));
         log.bytes += need;
         self.total += need;
         self.messages += 1;
