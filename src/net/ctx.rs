@@ -4,7 +4,7 @@
 use super::flood::{millis, Verdict};
 use super::host::{Purpose, Speaker, State, Waiting};
 use crate::chat::history::Query;
-use crate::chat::{Chat, Event, Kind, Member, NameTaken, Peer, Place};
+use crate::chat::{Chat, Event, Kind, Member, NameTaken, Peer, Place, Seat};
 use crate::cluster::Speech;
 use crate::config::Config;
 use crate::metrics::{Gauges, Metrics};
@@ -194,7 +194,7 @@ impl Host for Ctx<'_> {
         let sent = cluster.said(speech, by, numbered, self.now);
         if let Some(id) = id {
             let event = Event::Say { text, seq: None };
-            let now = |kind| !(sent && proto::shows_seq(kind));
+            let now = |seat: &Seat| !(sent && proto::shows_seq(seat.kind));
             self.st.fanout.room_where(chat, conns, id, from, event, now);
         }
         if let (false, Some(by)) = (sent, by) {

@@ -46,27 +46,14 @@ impl Fanout {
         event: Event<'_>,
         except: Option<UserId>,
     ) {
-        self.tell(chat, conns, room, from, event, |seat| {
+        self.room_where(chat, conns, room, from, event, |seat| {
             except != Some(seat.id)
         });
     }
 
-    /// Like [`Fanout::room`], for the users whose protocol `kinds` picks (in a cluster,
-    /// users who see a broadcast's number hear it only once Redis has numbered it).
+    /// Like [`Fanout::room`], for the users `pick` picks (in a cluster, a broadcast said
+    /// here reaches the users who see its number only once Redis has numbered it).
     pub fn room_where(
-        &mut self,
-        chat: &Chat,
-        conns: &mut Conns,
-        room: RoomId,
-        from: User<'_>,
-        event: Event<'_>,
-        kinds: impl Fn(Kind) -> bool,
-    ) {
-        self.tell(chat, conns, room, from, event, |seat| kinds(seat.kind));
-    }
-
-    /// Tells the users of `room` that `pick` picks.
-    fn tell(
         &mut self,
         chat: &Chat,
         conns: &mut Conns,

@@ -564,7 +564,7 @@ impl State {
         };
         let (chat, conns) = (&self.chat, &mut self.conns);
         self.fanout
-            .room_where(chat, conns, room, from, event, proto::shows_seq);
+            .room_where(chat, conns, room, from, event, |s| proto::shows_seq(s.kind));
     }
 
     /// A history read that waited for Redis (`None`: Redis went away first). A user who
