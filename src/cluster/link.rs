@@ -264,6 +264,9 @@ pub struct Backplane<A> {
     refusal_logged: bool,
     ever_up: bool,
     stats: LinkStats,
+    /// Since when commands wait in an output buffer: the loop must come back at once to
+    /// write them (a flush that could not write them all waits for writability instead).
+    unsent_since: Option<Instant>,
 }
 
 impl<A> Backplane<A> {
@@ -293,6 +296,7 @@ impl<A> Backplane<A> {
             refusal_logged: false,
             ever_up: false,
             stats: LinkStats::default(),
+            unsent_since: None,
         }
     }
 
@@ -324,6 +328,7 @@ impl<A> Backplane<A> {
         }
         self.cmd.push(args, ask, now + REPLY_TIMEOUT);
         self.stats.commands_out += 1;
+        self.unsent_since.get_or_insert(now);
         true
     }
 
@@ -335,6 +340,7 @@ impl<A> Backplane<A> {
         }
         self.read.push(args, ask, now + wait + REPLY_TIMEOUT);
         self.stats.commands_out += 1;
+        self.unsent_since.get_or_insert(now);
         true
     }
 
@@ -347,9 +353,12 @@ impl<A> Backplane<A> {
             .min()
     }
 
-    /// When [`Backplane::tick`] next has something to do.
+    /// When [`Backplane::tick`] or [`Backplane::flush`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.retry.0, self.reply_due()].into_iter().flatten().min()
+        [self.retry.0, self.reply_due(), self.unsent_since]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Reconnects when the backoff has passed, and gives up on a stalled Redis.
@@ -435,6 +444,8 @@ impl<A> Backplane<A> {
         if !self.cmd.flush() || !self.sub.flush() || !self.read.flush() {
             return self.fail(registry, now, "cannot write to Redis", out);
         }
+        // What is left waits for writability, which wakes the loop by itself.
+        self.unsent_since = None;
         if self.cmd.outbuf.len() > MAX_OUT_BYTES || self.read.outbuf.len() > MAX_OUT_BYTES {
             self.fail(registry, now, "Redis is not reading", out);
         }
@@ -593,6 +604,7 @@ impl<A> Backplane<A> {
         }
         self.up = false;
         self.subscribed = 0;
+        self.unsent_since = None;
         self.retry = (
             Some(now + self.retry.1),
             (self.retry.1 * 2).min(MAX_BACKOFF),

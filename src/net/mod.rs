@@ -10,7 +10,9 @@
 //! 5. expire timers (idle kicks, heartbeats, HTTP deadlines, lingering closes);
 //! 6. free the connections marked for closing, and tell rooms who left (held back while
 //!    hang-ups keep arriving, see `fanout::Departures`);
-//! 7. flush every dirty connection once: one `write` per recipient per turn, however many
+//! 7. the cluster's turn (with `--redis`): reconnects, heartbeats, and what the turn queued
+//!    for Redis written out, before the clients are written to;
+//! 8. flush every dirty connection once: one `write` per recipient per turn, however many
 //!    messages it was sent during the turn.
 //!
 //! Connections are never freed during dispatch, so a slab key cannot be handed to a new
@@ -241,11 +243,15 @@ impl Server {
             self.close_pending(now);
             self.st.announce_departures(now);
             self.cut_backlogs();
+            // Redis before the clients: a room this turn's newcomer entered is read from
+            // a position Redis fixed before the newcomer hears it is online, so whatever
+            // is said after that reaches it.
+            self.cluster_turn(now);
             self.flush_dirty();
             // Free what the flush just finished, so its slot counts as free for the next
-            // accept; offline notices queued here are flushed next turn.
+            // accept; offline notices queued here are flushed next turn (and what they
+            // tell Redis is written then, at once: the link's deadline).
             self.close_pending(now);
-            self.cluster_turn(now);
             self.report_storms(now);
             self.st.metrics.observe_loop(now.elapsed());
             if self.stopped(now) {
