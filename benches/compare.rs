@@ -1,5 +1,8 @@
 //! Side-by-side comparison: imserver-mio against imserver-tokio on one worker and on tokio's
-//! default multi-thread runtime, driven by `imbench`, all release builds.
+//! default multi-thread runtime, against Redis pub/sub and NATS (when `redis-server` and
+//! `nats-server` are on PATH; left out with a note otherwise), and against the floor
+//! (`imserver-floor`: the fan-out's system calls and nothing else, with `send` and with
+//! `writev`), all driven by `imbench`, our builds in release.
 //!
 //! ```text
 //! cargo bench --features variants --bench compare
@@ -7,9 +10,12 @@
 //! ```
 //!
 //! For run in 0..R, for case, for server (interleaved, so a noisy moment hits every server
-//! alike): start a fresh server on port 0, read its address from its first stdout line, run
-//! `imbench --json --quiet --pid PID --addr ADDR …` against it, keep the JSON line, kill the
-//! server. Both run under `sh -c 'ulimit -n <hard limit>; exec …'` so they may hold 19,000+
+//! alike): start a fresh server on port 0 and read its address from its first stdout line
+//! (Redis and NATS: on a free port, `redis-server --save '' --appendonly no`, `nats-server
+//! -a 127.0.0.1`, ready once they accept a connection), run `imbench --json --quiet --pid
+//! PID --addr ADDR …` against it (`--target redis|nats` for the peers), keep the JSON
+//! line, kill the server. A server runs only the cases it can: the peers fanout and
+//! private, the floor fanout. Both run under `sh -c 'ulimit -n <hard limit>; exec …'` so they may hold 19,000+
 //! sockets. Every imbench run is bounded by its own `--timeout` (and killed 30 s past it); a
 //! failed run is counted and shown, never a panic. Then one table of medians with ratios is
 //! printed and written to `<target>/bench-compare.md`, the raw JSON lines to
@@ -30,6 +36,7 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -39,6 +46,7 @@ use std::time::{Duration, Instant};
 const MIO: &str = env!("CARGO_BIN_EXE_imserver-mio");
 const TOKIO: &str = env!("CARGO_BIN_EXE_imserver-tokio");
 const IMBENCH: &str = env!("CARGO_BIN_EXE_imbench");
+const FLOOR: &str = env!("CARGO_BIN_EXE_imserver-floor");
 
 /// Raises the soft open-file limit to the hard one, then becomes the program (`$0`).
 const RAISE_LIMIT: &str = r#"h=$(ulimit -Hn); [ "$h" = unlimited ] && h=1048576
@@ -59,43 +67,168 @@ const SERVER_FLAGS: &[&str] = &[
 const KILL_GRACE: Duration = Duration::from_secs(30);
 /// Pause after each run, for the kernel to tear the last run's sockets down.
 const SETTLE: Duration = Duration::from_millis(500);
+/// How long a server gets to come up.
+const STARTUP: Duration = Duration::from_secs(10);
+/// Every imbench mode.
+const ALL_MODES: &[&str] = &["idle", "fanout", "private", "churn"];
+
+/// How a server is started and found.
+#[derive(Clone, Copy)]
+enum Launch {
+    /// Its flags plus `--port 0`; it prints the bound address as its first stdout line.
+    PrintsAddr,
+    /// Given a free port (`{PORT}` in its flags); ready once it accepts a connection.
+    OnPort,
+}
 
 struct Server {
     label: &'static str,
+    /// What it is, for the table's legend (`{N}`: the number of cores).
+    about: &'static str,
     bin: String,
-    flags: &'static [&'static str],
+    /// Its flags; `{PORT}` is replaced by the port of a [`Launch::OnPort`] server.
+    flags: Vec<&'static str>,
+    launch: Launch,
+    /// What imbench is told about it besides its address (`--target redis`).
+    target: &'static [&'static str],
+    /// The imbench modes it takes part in.
+    modes: &'static [&'static str],
+}
+
+impl Server {
+    /// One of ours: imserver-mio's flags ([`SERVER_FLAGS`]) plus `extra`.
+    fn ours(label: &'static str, about: &'static str, bin: &str, extra: &[&'static str]) -> Server {
+        Server {
+            label,
+            about,
+            bin: bin.to_owned(),
+            flags: extra.iter().chain(SERVER_FLAGS).copied().collect(),
+            launch: Launch::PrintsAddr,
+            target: &[],
+            modes: ALL_MODES,
+        }
+    }
+
+    /// The floor: fanout only (it has no directory to whisper through).
+    fn floor(label: &'static str, about: &'static str, write: &'static str) -> Server {
+        Server {
+            label,
+            about,
+            bin: FLOOR.to_owned(),
+            flags: vec!["--host", "127.0.0.1", "--port", "0", "--write", write],
+            launch: Launch::PrintsAddr,
+            target: &[],
+            modes: &["fanout"],
+        }
+    }
+
+    /// A pub/sub peer on a free port: fanout and private (it sends no presence notices,
+    /// which idle and churn measure).
+    fn peer(
+        (label, about): (&'static str, &'static str),
+        bin: &str,
+        flags: &[&'static str],
+        target: &'static [&'static str],
+    ) -> Server {
+        Server {
+            label,
+            about,
+            bin: bin.to_owned(),
+            flags: flags.to_vec(),
+            launch: Launch::OnPort,
+            target,
+            modes: &["fanout", "private"],
+        }
+    }
+
+    /// Whether it takes part in `case`.
+    fn runs(&self, case: &Case) -> bool {
+        case.args.first().is_some_and(|m| self.modes.contains(m))
+    }
 }
 
 /// The servers compared: imserver-mio against imserver-tokio on one worker and on tokio's
-/// default runtime; or, with `IMBENCH_BASELINE=PATH` (another build of imserver-mio, e.g.
-/// an older commit's), imserver-mio against that build alone: a before/after run.
+/// default runtime, Redis and NATS when installed, and the floor; or, with
+/// `IMBENCH_BASELINE=PATH` (another build of imserver-mio, e.g. an older commit's),
+/// imserver-mio against that build alone: a before/after run.
 fn servers() -> Vec<Server> {
-    let mio = Server {
-        label: "mio",
-        bin: MIO.to_owned(),
-        flags: &[],
-    };
+    let mio = Server::ours("mio", "this build of imserver-mio (one thread)", MIO, &[]);
     if let Ok(path) = std::env::var("IMBENCH_BASELINE") {
-        let before = Server {
-            label: "before",
-            bin: path,
-            flags: &[],
-        };
-        return vec![mio, before];
+        let before = "the build of imserver-mio named by IMBENCH_BASELINE";
+        return vec![mio, Server::ours("before", before, &path, &[])];
     }
-    vec![
+    let mut all = vec![
         mio,
-        Server {
-            label: "tokio-1",
-            bin: TOKIO.to_owned(),
-            flags: &["--workers", "1"],
-        },
-        Server {
-            label: "tokio-N",
-            bin: TOKIO.to_owned(),
-            flags: &[],
-        },
-    ]
+        Server::ours(
+            "tokio-1",
+            "imserver-tokio --workers 1",
+            TOKIO,
+            &["--workers", "1"],
+        ),
+        Server::ours(
+            "tokio-N",
+            "imserver-tokio on tokio's default runtime ({N} workers here)",
+            TOKIO,
+            &[],
+        ),
+    ];
+    // `--maxclients` as imserver's `--max-conns`; no persistence, as a chat relay has none.
+    let redis = &[
+        "--port",
+        "{PORT}",
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--maxclients",
+        "19500",
+    ];
+    let nats = &["-a", "127.0.0.1", "-p", "{PORT}"];
+    let peers: [(_, _, &[&str], &[&str]); 2] = [
+        (
+            ("redis", "Redis pub/sub (redis-server, one thread)"),
+            "redis-server",
+            redis,
+            &["--target", "redis"],
+        ),
+        (
+            ("nats", "NATS (nats-server, Go: every core)"),
+            "nats-server",
+            nats,
+            &["--target", "nats"],
+        ),
+    ];
+    for (named, bin, flags, target) in peers {
+        match on_path(bin) {
+            Some(path) => all.push(Server::peer(named, &path, flags, target)),
+            None => eprintln!("compare: {bin} is not on PATH: {} is left out", named.0),
+        }
+    }
+    all.push(Server::floor(
+        "floor",
+        "imserver-floor: the fan-out's system calls alone, one send per recipient per turn",
+        "send",
+    ));
+    all.push(Server::floor(
+        "floor-wv",
+        "imserver-floor --write writev: one writev per recipient per turn, a segment per line",
+        "writev",
+    ));
+    all
+}
+
+/// The full path of `bin` if an executable of that name is on PATH.
+fn on_path(bin: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(bin))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .map(|p| p.display().to_string())
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -281,6 +414,13 @@ const TRAFFIC_METRICS: &[Metric] = &[
         scale: 1e-6,
         decimals: 3,
     },
+    // The headline: less bent than deliveries/s by a generator that shares the cores.
+    Metric {
+        label: "deliveries per server CPU-s, M",
+        key: "deliveries_per_server_cpu_s",
+        scale: 1e-6,
+        decimals: 2,
+    },
     Metric {
         label: "p99 latency, ms",
         key: "p99_us",
@@ -374,10 +514,15 @@ fn main() {
     let load = load_average();
     let limit = shell(RAISE_LIMIT, &["sh", "-c", "ulimit -n"]);
     eprintln!(
-        "compare: {} case(s) × {} servers × {runs} run(s), interleaved; load average {load}; \
-         open-file limit for the processes: {limit}",
+        "compare: {} case(s) × {} servers ({}) × {runs} run(s), interleaved; load average \
+         {load}; open-file limit for the processes: {limit}",
         cases.len(),
-        servers.len()
+        servers.len(),
+        servers
+            .iter()
+            .map(|s| s.label)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     // results[case][server] = runs
@@ -388,6 +533,9 @@ fn main() {
     for run in 0..runs {
         for (ci, case) in cases.iter().enumerate() {
             for (si, server) in servers.iter().enumerate() {
+                if !server.runs(case) {
+                    continue;
+                }
                 let t = Instant::now();
                 let r = run_one(server, case);
                 eprintln!(
@@ -495,9 +643,25 @@ struct Started {
 }
 
 fn start_server(server: &Server) -> Result<Started, String> {
+    match server.launch {
+        Launch::PrintsAddr => start_printing(server),
+        // Another process may take the port between the probe and the server's bind: retry.
+        Launch::OnPort => {
+            let mut last = String::new();
+            for _ in 0..3 {
+                match start_on_port(server) {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+    }
+}
+
+fn start_printing(server: &Server) -> Result<Started, String> {
     let mut child = raised(&server.bin)
-        .args(server.flags)
-        .args(SERVER_FLAGS)
+        .args(&server.flags)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -511,7 +675,7 @@ fn start_server(server: &Server) -> Result<Started, String> {
         let _ = tx.send(lines.next());
         for _ in lines.map_while(Result::ok) {}
     });
-    match rx.recv_timeout(Duration::from_secs(10)) {
+    match rx.recv_timeout(STARTUP) {
         Ok(Some(Ok(line))) if !line.trim().is_empty() => Ok(Started {
             child,
             addr: line.trim().to_owned(),
@@ -527,6 +691,50 @@ fn start_server(server: &Server) -> Result<Started, String> {
     }
 }
 
+/// Starts a peer on a free port of 127.0.0.1; ready once a connect succeeds while it runs
+/// (one that lost the port to another process exits at once).
+fn start_on_port(server: &Server) -> Result<Started, String> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port();
+    let port_text = port.to_string();
+    let flags = server.flags.iter().map(|f| {
+        if *f == "{PORT}" {
+            port_text.as_str()
+        } else {
+            f
+        }
+    });
+    let mut child = raised(&server.bin)
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", server.bin))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + STARTUP;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{} exited at start ({status})", server.label));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            thread::sleep(Duration::from_millis(50));
+            if child.try_wait().ok().flatten().is_none() {
+                return Ok(Started {
+                    child,
+                    addr: addr.to_string(),
+                });
+            }
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(format!("{} did not listen on {addr}", server.label))
+}
+
 fn run_one(server: &Server, case: &Case) -> Run {
     let failed = |error: String| Run {
         ok: false,
@@ -539,19 +747,18 @@ fn run_one(server: &Server, case: &Case) -> Run {
     };
     let pid = started.child.id().to_string();
     let timeout = case.timeout_s.to_string();
-    let run = run_imbench(
-        &[
-            "--json",
-            "--quiet",
-            "--pid",
-            &pid,
-            "--addr",
-            &started.addr,
-            "--timeout",
-            &timeout,
-        ],
-        case,
-    );
+    let mut common = vec![
+        "--json",
+        "--quiet",
+        "--pid",
+        &pid,
+        "--addr",
+        &started.addr,
+        "--timeout",
+        &timeout,
+    ];
+    common.extend(server.target);
+    let run = run_imbench(&common, case);
     // The server may have died under load: that is the run's failure, whatever imbench said.
     let died = started.child.try_wait().ok().flatten();
     let _ = started.child.kill();
@@ -684,19 +891,23 @@ fn render(
          load average {load} at the start.",
         took.as_secs_f64()
     );
-    let legend = if servers.len() == 2 {
-        "mio = this build of imserver-mio; before = the build named by IMBENCH_BASELINE.".to_owned()
-    } else {
-        format!(
-            "mio = imserver-mio (one thread); tokio-1 = imserver-tokio --workers 1; tokio-N = \
-             imserver-tokio on tokio's default runtime ({workers} workers here)."
-        )
-    };
-    let _ = writeln!(t, "{legend}");
+    let legend: Vec<String> = servers
+        .iter()
+        .map(|s| {
+            format!(
+                "{} = {}",
+                s.label,
+                s.about.replace("{N}", &workers.to_string())
+            )
+        })
+        .collect();
+    let _ = writeln!(t, "{}.", legend.join("; "));
     let _ = writeln!(
         t,
-        "Ratios are mio ÷ the other: above 1 is better for deliveries/s, below 1 for everything \
-         else. (k/R) marks cells where only k of R runs completed; failed = none did."
+        "Ratios are mio ÷ the other: above 1 is better for the two deliveries rows, below 1 for \
+         everything else (mio/floor on the CPU row: imserver-mio's CPU per delivery as a \
+         multiple of the floor's). (k/R) marks cells where only k of R runs completed; failed = \
+         none did; – = not run (the peers run fanout and private, the floor fanout)."
     );
     t.push('\n');
     let ratio_heads: Vec<String> = servers
@@ -750,6 +961,7 @@ fn render(
                 let ok = results[ci][si].iter().filter(|r| r.ok).count();
                 let total = results[ci][si].len();
                 row.push(match med {
+                    None if total == 0 => "–".to_owned(),
                     None if ok == 0 => "failed".to_owned(),
                     None => "?".to_owned(),
                     Some(v) if ok < total => format!("{v:.*} ({ok}/{total})", m.decimals),
@@ -803,11 +1015,28 @@ fn render(
     for r in &rows {
         t.push_str(&line(&r.iter().map(String::as_str).collect::<Vec<_>>()));
     }
+    t.push_str("\nServers:\n");
+    for s in servers {
+        let bin = std::path::Path::new(&s.bin)
+            .file_name()
+            .map_or_else(|| s.bin.clone(), |f| f.to_string_lossy().into_owned());
+        let flags: Vec<String> = s
+            .flags
+            .iter()
+            .map(|f| {
+                if f.is_empty() {
+                    "''".to_owned()
+                } else {
+                    (*f).to_owned()
+                }
+            })
+            .collect();
+        let _ = writeln!(t, "- {}: `{bin} {}`", s.label, flags.join(" "));
+    }
     let _ = writeln!(
         t,
-        "\nServers: `{{imserver-mio | imserver-tokio --workers 1 | imserver-tokio}} {}`; \
-         imbench: `imbench --json --quiet --pid PID --addr ADDR --timeout T` plus:",
-        SERVER_FLAGS.join(" ")
+        "\nimbench: `imbench --json --quiet --pid PID --addr ADDR --timeout T` (the peers also \
+         `--target redis|nats`) plus:"
     );
     for case in cases {
         let _ = writeln!(

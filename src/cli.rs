@@ -2,7 +2,7 @@
 //! take the same flags. Parsing happens in each binary's `main`; this only describes.
 
 use crate::config::RedisUrl;
-use crate::config::{self, Access, ClusterSettings, Config, Limits, TlsSettings};
+use crate::config::{self, Access, ClusterSettings, Config, Limits, OfflineSettings, TlsSettings};
 use crate::text::Lang;
 use clap::builder::TypedValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -159,6 +159,15 @@ pub struct ServerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_HISTORY_BYTES,
           value_parser = clap::value_parser!(u64).range(1024..=(1 << 40)).map(|v| v as usize), env = "IMSERVER_HISTORY_BYTES")]
     pub history_bytes: usize,
+    /// Private messages kept per signed-in user while offline (with --auth-secret); more are refused.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_OFFLINE_MAX,
+          value_parser = clap::value_parser!(u64).range(1..=10_000).map(|v| v as usize),
+          env = "IMSERVER_OFFLINE_MAX")]
+    pub offline_max: usize,
+    /// How long an offline private message, and a signed login, is remembered: 7d, 12h, 30m, 90s or seconds.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_ttl,
+          env = "IMSERVER_OFFLINE_TTL")]
+    pub offline_ttl: Duration,
 }
 
 impl ServerArgs {
@@ -206,6 +215,10 @@ impl ServerArgs {
             },
             history: self.history,
             history_bytes: self.history_bytes,
+            offline: OfflineSettings {
+                max_per_user: self.offline_max,
+                ttl: self.offline_ttl,
+            },
         }
     }
 }
@@ -307,6 +320,35 @@ fn parse_login_timeout(s: &str) -> Result<Duration, String> {
     Ok(timeout)
 }
 
+/// The longest `--offline-ttl`: ten years (Redis takes it in milliseconds).
+const MAX_TTL: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// A duration with a unit, `7d`, `12h`, `30m`, `90s`, or plain seconds (`3600`, `0.5`):
+/// the number is read as [`parse_secs`] reads seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (7d, 12h, 30m, 90s or seconds)");
+    let (number, unit_secs) = match s.char_indices().last() {
+        Some((i, 'd')) => (s.get(..i), 24 * 3600),
+        Some((i, 'h')) => (s.get(..i), 3600),
+        Some((i, 'm')) => (s.get(..i), 60),
+        Some((i, 's')) => (s.get(..i), 1),
+        _ => (Some(s), 1),
+    };
+    let secs = parse_secs(number.ok_or_else(bad)?).map_err(|_| bad())?;
+    secs.checked_mul(unit_secs).ok_or_else(bad)
+}
+
+/// The offline TTL: more than zero and at most ten years.
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(s)?;
+    if ttl.is_zero() || ttl > MAX_TTL {
+        return Err(format!(
+            "{s:?}: the TTL must be more than 0 and at most 3650d"
+        ));
+    }
+    Ok(ttl)
+}
+
 /// Seconds as a non-negative decimal number (`1`, `0.5`).
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
@@ -364,6 +406,34 @@ mod tests {
         assert!(ServerArgs::try_parse_from(["x", "--history-bytes", "10"]).is_err());
         let off = ServerArgs::parse_from(["x", "--history", "0"]).config();
         assert_eq!(off.history, 0);
+    }
+
+    #[test]
+    fn durations_take_a_unit_or_seconds() {
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(parse_duration("7d"), Ok(7 * day));
+        assert_eq!(parse_duration("12h"), Ok(day / 2));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "d", "7w", "-1s", "1 d", "abc", "7dd"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        let c = ServerArgs::parse_from(["x", "--offline-ttl", "12h", "--offline-max", "2"]);
+        assert_eq!(c.config().offline.ttl, day / 2);
+        assert_eq!(c.config().offline.max_per_user, 2);
+        assert_eq!(
+            ServerArgs::parse_from(["x"]).config().offline,
+            OfflineSettings::default()
+        );
+        for bad in ["0", "0s", "3651d", "7w"] {
+            assert!(
+                ServerArgs::try_parse_from(["x", "--offline-ttl", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(ServerArgs::try_parse_from(["x", "--offline-max", "0"]).is_err());
     }
 
     #[test]

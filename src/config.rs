@@ -42,6 +42,10 @@ pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HISTORY: usize = 100;
 /// Bytes all rooms' histories keep together.
 pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
+/// Private messages kept per signed-in user while offline.
+pub const DEFAULT_OFFLINE_MAX: usize = 100;
+/// How long a private message, and a signed login, is remembered for offline delivery.
+pub const DEFAULT_OFFLINE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
@@ -86,6 +90,27 @@ pub struct Config {
     pub history: usize,
     /// Bytes all rooms' histories keep together.
     pub history_bytes: usize,
+    /// Private messages kept for signed-in users who are offline (with `--auth-secret`).
+    pub offline: OfflineSettings,
+}
+
+/// Private messages kept for signed-in users who are offline (`--auth-secret` only: a
+/// name without a token can be taken by anyone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfflineSettings {
+    /// Letters kept per user; a letter beyond them is refused.
+    pub max_per_user: usize,
+    /// How long a letter, and a signed login, is remembered.
+    pub ttl: Duration,
+}
+
+impl Default for OfflineSettings {
+    fn default() -> Self {
+        OfflineSettings {
+            max_per_user: DEFAULT_OFFLINE_MAX,
+            ttl: DEFAULT_OFFLINE_TTL,
+        }
+    }
 }
 
 /// Who may use the HTTP API and log in over WebSocket, and from which pages.
@@ -204,6 +229,7 @@ impl Default for Config {
             limits: Limits::default(),
             history: DEFAULT_HISTORY,
             history_bytes: DEFAULT_HISTORY_BYTES,
+            offline: OfflineSettings::default(),
         }
     }
 }

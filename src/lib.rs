@@ -9,13 +9,15 @@
 //! Folders are layers; each uses only the layers below it.
 //! - [`net`]: **the loop.** Poll, listeners, the slab of connections with their buffers,
 //!   the turn's phases (read, expire, close, flush), timers, signals, shutdown; and the
-//!   chat service the adapters call (`net::host`: presence, say, whisper, claims, each
-//!   flow written once, joining the core, the cluster and the connections).
+//!   chat service the adapters call (`net::host`: presence, say, whisper, claims,
+//!   offline messages, each flow written once, joining the core, the cluster and the
+//!   connections).
 //! - [`proto`]: **protocol sessions**, one adapter per protocol (`line`, `im`, `hub`,
 //!   `ws`, `api`): decode a frame into calls on [`proto::Host`], render an outcome or a
 //!   chat event into the protocol's bytes. No socket, no slab, no Redis, no transport.
 //! - [`chat`]: **the chat core**, protocol-neutral: who is online, the one place a name
-//!   lives, rooms, routing ([`chat::Chat::locate`]), the replica of other servers' users.
+//!   lives, rooms, routing ([`chat::Chat::locate`]), the replica of other servers' users,
+//!   the in-memory mailbox of offline messages ([`chat::offline`]).
 //!   Speaks in [`chat::Event`]s and outcomes, never bytes. Uses only [`text`].
 //! - [`cluster`]: **many servers, one chat**: the Redis link (mio sources the loop
 //!   polls), the wire between servers, claims and look-ups carrying the caller's

@@ -23,6 +23,23 @@ pub struct Texts {
     pub web: WebTexts,
     /// What a client hears when a limit on clients stops it.
     pub limits: LimitTexts,
+    /// Private messages to signed-in users who are offline: the sender's answers, and the
+    /// notice before the recipient gets them.
+    pub offline: OfflineTexts,
+}
+
+/// Private messages to signed-in users who are offline (a line for line users; the data
+/// or content of an answer for the others).
+#[derive(Debug)]
+pub struct OfflineTexts {
+    /// A private message kept for the recipient's next signed login.
+    pub saved: &'static str,
+    /// A private message not kept: the offline recipient's mailbox is full.
+    pub full: &'static str,
+    /// Before the count in the notice that precedes the messages kept for a user.
+    pub notice_before: &'static str,
+    /// After the count.
+    pub notice_after: &'static str,
 }
 
 /// What a client hears when a limit on clients stops it (a line for line users; the text
@@ -200,6 +217,12 @@ pub const ZH: Texts = Texts {
         too_many_conns: "连接过多\n",
         not_tls: "此端口不支持 TLS，请使用 TLS 端口\n",
     },
+    offline: OfflineTexts {
+        saved: "对方不在线，消息已保存\n",
+        full: "对方不在线，离线消息已满，未保存\n",
+        notice_before: "离线消息（",
+        notice_after: " 条）：",
+    },
 };
 
 /// English equivalents, selected with `--lang en`.
@@ -259,6 +282,12 @@ pub const EN: Texts = Texts {
         flooding: "flooding, disconnected\n",
         too_many_conns: "too many connections from your address\n",
         not_tls: "this port speaks the plain line protocol; use the TLS port\n",
+    },
+    offline: OfflineTexts {
+        saved: "user offline, message saved\n",
+        full: "user offline and their offline messages are full, message not saved\n",
+        notice_before: "offline messages (",
+        notice_after: "):",
     },
 };
 
@@ -424,6 +453,13 @@ pub fn whisper(out: &mut Vec<u8>, texts: &Texts, sender: User<'_>, body: &[u8]) 
     out.extend_from_slice(texts.line.whisper.as_bytes());
     push_one_line(out, body);
     out.push(b'\n');
+}
+
+/// The notice before the `n` messages kept for a user while offline: `离线消息（N 条）：`
+/// (no newline: the line protocol adds one, the JSON ones carry it as a field).
+pub fn offline_notice(texts: &Texts, n: usize) -> String {
+    let o = &texts.offline;
+    format!("{}{n}{}", o.notice_before, o.notice_after)
 }
 
 /// Appends the answer to a successful rename: `您已更新用户名：NEW\n`.
@@ -661,11 +697,19 @@ mod tests {
                 t.line.room_invalid,
                 t.line.history_off,
                 t.line.history_bad_count,
+                t.offline.saved,
+                t.offline.full,
             ] {
                 assert!(line.ends_with('\n'), "{line:?}");
                 assert_eq!(line.matches('\n').count(), 1, "{line:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_offline_notice_counts_the_messages() {
+        assert_eq!(offline_notice(&ZH, 3), "离线消息（3 条）：");
+        assert_eq!(offline_notice(&EN, 1), "offline messages (1):");
     }
 
     #[test]

@@ -16,9 +16,13 @@
 //!   reads a room's [`Seat`] list by index, never by name. A room is freed when its last
 //!   user here leaves it, and its id may then name another room: hold a room's *name*
 //!   across turns (departures, the cluster), its id only within one.
+//!
+//! [`offline`] keeps private messages for signed-in users who are offline, in memory;
+//! [`history`] each room's recent messages.
 
 mod directory;
 pub mod history;
+pub mod offline;
 
 use directory::Directory;
 pub use directory::NameTaken;

@@ -12,17 +12,25 @@
 //! opaque here, and comes back with it in [`News::Claimed`] or [`News::Routed`]; nothing
 //! here knows a protocol or a connection.
 //!
+//! Offline private messages (with `--auth-secret`): a look-up for a name online nowhere
+//! keeps the message for it in the same step, if it signed in with a token before; a
+//! signed login records itself and takes what was kept, whichever server it comes back
+//! to ([`mailbox`]).
+//!
 //! Liveness: every `node_timeout / 5` the server refreshes `im:alive:{node}` (TTL 3/5 of
 //! the timeout) and asks whether the others' keys still exist; a server whose key is gone
 //! is dead, and its users are announced offline and their names freed within the timeout.
 
 pub mod link;
+pub mod mailbox;
 pub mod wire;
 
-use crate::chat::{Chat, Remote};
-use crate::config::RedisUrl;
+use crate::chat::offline::{Delivery, Letter};
+use crate::chat::{Chat, Peer, Remote};
+use crate::config::{OfflineSettings, RedisUrl};
 use link::{Backplane, Event as Link};
 use log::{debug, info};
+pub use mailbox::Found;
 use mio::{Registry, Token};
 use redis_protocol::resp2::types::OwnedFrame;
 use std::collections::HashSet;
@@ -49,13 +57,16 @@ enum Ask<C> {
     Users,
     /// `EXISTS im:alive:{node}`.
     Alive { node: Box<str> },
-    /// `GET im:name:{name}` for a private message to a name the replica does not know
-    /// (yet: a rename or login elsewhere may not have reached us).
+    /// `GET im:name:{name}` (with offline messages: [`mailbox::ROUTE_OR_KEEP_LUA`]) for a
+    /// private message to a name the replica does not know (yet: a rename or login elsewhere may
+    /// not have reached us).
     Route {
         name: Box<str>,
         text: Vec<u8>,
         ctx: C,
     },
+    /// [`mailbox::SIGN_IN_LUA`] for the signed login of `name` on connection `peer`.
+    SignIn { name: Box<str>, peer: Peer },
 }
 
 /// What the cluster hands the loop to act on.
@@ -70,8 +81,8 @@ pub enum News<C> {
         /// Redis's answer.
         won: Option<bool>,
     },
-    /// A look-up was answered: `Some(Some(node))` holds the name (another server),
-    /// `Some(None)` nobody else does, `None` Redis went away.
+    /// A look-up was answered: where the name is, or `None` when Redis went away (or
+    /// refused the question).
     Routed {
         /// Who asked, and how to answer.
         ctx: C,
@@ -80,8 +91,10 @@ pub enum News<C> {
         /// The text to deliver if found.
         text: Vec<u8>,
         /// Where it is.
-        node: Option<Option<Box<str>>>,
+        found: Option<Found>,
     },
+    /// The letters kept for a user who signed in here, to deliver.
+    Mail(Delivery),
     /// A user of another server came online (local users get a notice).
     Arrived {
         /// The name.
@@ -130,17 +143,21 @@ pub struct Cluster<C> {
     /// Names claimed for users who are gone, whose release could not reach Redis (a claim
     /// that timed out may still have been applied): released on the next connect.
     orphans: Vec<Box<str>>,
+    /// With `--auth-secret`: private messages to signed-in users who are offline are kept.
+    mail: Option<OfflineSettings>,
 }
 
 impl<C> Cluster<C> {
     /// The cluster state for node `node`, talking to the Redis of `url` at `addr` (`url`
-    /// resolved), under two reserved tokens of the loop's poll.
+    /// resolved), under two reserved tokens of the loop's poll; `mail`: private messages
+    /// to signed-in users who are offline are kept in Redis so.
     pub fn new(
         addr: SocketAddr,
         url: &RedisUrl,
         node: &str,
         timeout: Duration,
         tokens: [Token; 2],
+        mail: Option<OfflineSettings>,
     ) -> Self {
         let channels = vec![wire::ROOM_CHANNEL.to_vec(), wire::node_channel(node)];
         let [cmd, sub] = tokens;
@@ -151,6 +168,7 @@ impl<C> Cluster<C> {
             timeout,
             next_beat: Instant::now(),
             orphans: Vec::new(),
+            mail,
         }
     }
 
@@ -304,18 +322,23 @@ impl<C> Cluster<C> {
                 }
             }
             Ask::Route { name, text, ctx } => {
-                let node = match frame {
-                    OwnedFrame::BulkString(node) => String::from_utf8(node).ok(),
-                    _ => None,
-                };
-                // Our own node holding it means nobody else does.
-                let node = node.filter(|n| *n != *self.node).map(Box::from);
+                let found = mailbox::found(frame, &self.node);
                 news.push(News::Routed {
                     ctx,
                     name,
                     text,
-                    node: Some(node),
+                    found,
                 });
+            }
+            Ask::SignIn { name, peer } => {
+                let letters = mailbox::letters(frame);
+                if !letters.is_empty() {
+                    news.push(News::Mail(Delivery {
+                        peer,
+                        name,
+                        letters,
+                    }));
+                }
             }
         }
     }
@@ -336,9 +359,10 @@ impl<C> Cluster<C> {
                 ctx,
                 name,
                 text,
-                node: None,
+                found: None,
             }),
-            Ask::Users | Ask::Alive { .. } => {}
+            // Kept letters stay kept unless the script ran before Redis went away.
+            Ask::Users | Ask::Alive { .. } | Ask::SignIn { .. } => {}
         }
     }
 
@@ -454,12 +478,15 @@ impl<C> Cluster<C> {
             .command(&[b"SET", &key, node.as_bytes(), b"NX"], Some(ask), now)
     }
 
-    /// Asks Redis where `name` is, to deliver `text`; the answer comes back as
-    /// [`News::Routed`] with `ctx`, or at once as a failure when Redis is unreachable.
+    /// Asks Redis where `name` is, to deliver `text`; with offline messages, `letter` is
+    /// kept for `name` if it is online nowhere but signed in before (`None`: only ask
+    /// whether it did). The answer comes back as [`News::Routed`] with `ctx`, or at once
+    /// as a failure when Redis is unreachable.
     pub fn route(
         &mut self,
         name: &str,
         text: &[u8],
+        letter: Option<&Letter>,
         ctx: C,
         now: Instant,
         news: &mut Vec<News<C>>,
@@ -472,8 +499,47 @@ impl<C> Cluster<C> {
         if !self.link.is_up() {
             return self.on_failed(ask, news);
         }
-        let key = wire::name_key(name);
-        self.link.command(&[b"GET", &key], Some(ask), now);
+        match self.mail {
+            None => {
+                let key = wire::name_key(name);
+                self.link.command(&[b"GET", &key], Some(ask), now);
+            }
+            Some(mail) => {
+                let args = mailbox::route_or_keep(mail, name, letter);
+                self.send(&args, Some(ask), now);
+            }
+        }
+    }
+
+    /// A signed login of `name` on connection `peer`: recorded for the TTL, and what was
+    /// kept for it comes back as [`News::Mail`]. Nothing without offline messages, or
+    /// while Redis is unreachable (the letters wait for the next login).
+    pub fn sign_in(&mut self, name: &str, peer: Peer, now: Instant) {
+        let Some(mail) = self.mail else {
+            return;
+        };
+        let ask = Ask::SignIn {
+            name: name.into(),
+            peer,
+        };
+        self.send(&mailbox::sign_in(mail, name), Some(ask), now);
+    }
+
+    /// Keeps again letters taken for a login that left before they arrived, ahead of any
+    /// kept since (the TTL renewed, like a new letter's).
+    pub fn put_back(&mut self, name: &str, letters: &[Letter], now: Instant) {
+        let Some(mail) = self.mail else {
+            return;
+        };
+        for args in mailbox::put_back(mail, name, letters) {
+            self.send(&args, None, now);
+        }
+    }
+
+    /// Queues a command built by [`mailbox`] (nothing while Redis is down).
+    fn send(&mut self, args: &mailbox::Command, ask: Option<Ask<C>>, now: Instant) {
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        self.link.command(&args, ask, now);
     }
 
     /// Records a user of ours in Redis and tells the others (`notify`: with an online

@@ -12,8 +12,12 @@
 //! - `im:users` hash: name → `node\0room\0addr`, read once by a server that (re)connects;
 //! - `im:alive:{node}`: a heartbeat key with a TTL; a node whose key expired is dead;
 //! - channel `im:room`: presence and broadcasts, one PUBLISH per event, every server reads;
-//! - channel `im:node:{node}`: private messages for that node's users.
+//! - channel `im:node:{node}`: private messages for that node's users;
+//! - with `--auth-secret`, `im:signed:{name}` (a TTL key: the name signed in with a token
+//!   within `--offline-ttl`) and `im:offline:{name}`, a list of the private messages kept
+//!   for it while offline, oldest first, each `sent_ms\0addr\0from\0text`.
 
+use crate::chat::offline::Letter;
 use crate::chat::Remote;
 
 /// The channel every server subscribes to.
@@ -34,6 +38,16 @@ pub fn alive_key(node: &str) -> Vec<u8> {
 /// `im:node:{node}`: the channel of one server's private messages.
 pub fn node_channel(node: &str) -> Vec<u8> {
     [b"im:node:".as_slice(), node.as_bytes()].concat()
+}
+
+/// `im:signed:{name}`: the name signed in with a token within the TTL.
+pub fn signed_key(name: &str) -> Vec<u8> {
+    [b"im:signed:".as_slice(), name.as_bytes()].concat()
+}
+
+/// `im:offline:{name}`: the private messages kept for the name while offline.
+pub fn offline_key(name: &str) -> Vec<u8> {
+    [b"im:offline:".as_slice(), name.as_bytes()].concat()
 }
 
 /// One event on the wire.
@@ -205,6 +219,30 @@ pub fn parse_user_value(v: &[u8]) -> Option<Remote> {
     })
 }
 
+/// A kept letter as Redis holds it: `sent_ms\0addr\0from\0text`, the text last and
+/// byte for byte.
+pub fn letter_value(letter: &Letter) -> Vec<u8> {
+    let mut out = format!("{}\0{}\0{}\0", letter.sent_ms, letter.addr, letter.from).into_bytes();
+    out.extend_from_slice(&letter.text);
+    out
+}
+
+/// Parses a kept letter; `None` for anything malformed (skipped by the caller).
+pub fn parse_letter(v: &[u8]) -> Option<Letter> {
+    let mut fields = v.splitn(4, |&b| b == 0);
+    let mut text_field = || std::str::from_utf8(fields.next()?).ok();
+    let sent_ms = text_field()?.parse().ok()?;
+    let addr = text_field()?.parse().ok()?;
+    let from = text_field()?.into();
+    let text = fields.next()?.into();
+    Some(Letter {
+        from,
+        addr,
+        sent_ms,
+        text,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +309,22 @@ mod tests {
             Wire::decode(b"on\x00n1\x00room\x00nowhere\x00a\x00\x00"),
             None
         );
+    }
+
+    #[test]
+    fn letters_round_trip_and_junk_is_none() {
+        let letter = Letter {
+            from: "张三".into(),
+            addr: "127.0.0.1:5000".parse().unwrap(),
+            sent_ms: 1_700_000_000_123,
+            text: b"hi\0there \xff"[..].into(),
+        };
+        let value = letter_value(&letter);
+        assert_eq!(parse_letter(&value), Some(letter));
+        assert_eq!(parse_letter(b"junk"), None);
+        assert_eq!(parse_letter(b"12\0nowhere\0a\0t"), None);
+        assert_eq!(signed_key("a"), b"im:signed:a");
+        assert_eq!(offline_key("a"), b"im:offline:a");
     }
 
     #[test]

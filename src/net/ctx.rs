@@ -172,8 +172,10 @@ impl Host for Ctx<'_> {
         };
         match self.st.chat.locate(to) {
             Place::Nowhere => {
+                // Kept for the recipient if it is offline but signed in before.
+                let letter = self.st.letter(&speaker, text, need_text, self.now);
                 let Some(cluster) = self.st.cluster.as_mut() else {
-                    return Routed::Nowhere;
+                    return self.st.keep(to, letter, self.now);
                 };
                 // Not known here: it may have just arrived elsewhere. Redis decides.
                 let as_name = match speaker {
@@ -186,7 +188,8 @@ impl Host for Ctx<'_> {
                     purpose: Purpose::Route { as_name, need_text },
                 };
                 let name = String::from_utf8_lossy(to);
-                cluster.route(&name, text, waiting, self.now, &mut self.st.news);
+                let news = &mut self.st.news;
+                cluster.route(&name, text, letter.as_ref(), waiting, self.now, news);
                 Routed::Pending
             }
             Place::Unknown => Routed::Unknown,
@@ -243,6 +246,7 @@ impl Host for Ctx<'_> {
         name: &str,
         kind: Kind,
         room: &str,
+        signed: bool,
         reply: impl FnOnce() -> Reply,
     ) -> Claim {
         if let Some(holder) = self.st.chat.find(name.as_bytes()) {
@@ -269,6 +273,7 @@ impl Host for Ctx<'_> {
                 purpose: Purpose::Login {
                     kind,
                     room: room.into(),
+                    signed,
                 },
             };
             return match cluster.claim(name, waiting, self.now) {
@@ -277,7 +282,12 @@ impl Host for Ctx<'_> {
             };
         }
         match self.st.enter(self.token, kind, Some(name), room, self.now) {
-            Ok(()) => Claim::Granted,
+            Ok(()) => {
+                if signed {
+                    self.st.signed_in(self.token, name, self.now);
+                }
+                Claim::Granted
+            }
             Err(NameTaken) => Claim::Taken,
         }
     }

@@ -6,6 +6,8 @@
 //! - speech: `say` (the room's history, local fan-out, then one PUBLISH) and `whisper`
 //!   (routing by [`Chat::locate`]: local, another server, or ask Redis), on [`Ctx`];
 //! - names: [`State::rename`] and [`State::login`] (a claim, decided here or by Redis);
+//! - offline private messages (`--auth-secret`): [`State::keep`] for a signed-in user who
+//!   is offline, [`State::signed_in`] and the delivery after the login's answer;
 //! - what the cluster answers or hears later: [`State::apply_news`].
 //!
 //! [`Ctx`] binds the state to one connection and implements [`Host`] for its adapter.
@@ -15,9 +17,11 @@ use super::conns::Conns;
 use super::ctx::Ctx;
 use super::fanout::{Departures, Fanout};
 use super::flood::Rule;
+use super::mail::Mail;
 use crate::chat::history::History;
+use crate::chat::offline::{Delivery, Keep, Letter};
 use crate::chat::{Chat, Event, Kind, Moved, NameTaken, Peer, Remote, RoomId, UserId};
-use crate::cluster::{Cluster, News};
+use crate::cluster::{Cluster, Found, News};
 use crate::config::Config;
 use crate::metrics::{Backplane, Gauges, Metrics};
 use crate::proto::{self, api::Web, Claim, Reply, Routed, Session, Voice};
@@ -44,8 +48,12 @@ pub struct Waiting {
 pub(super) enum Purpose {
     /// A rename of the asker's user.
     Rename,
-    /// The asker logging in.
-    Login { kind: Kind, room: Box<str> },
+    /// The asker logging in (`signed`: with a valid token).
+    Login {
+        kind: Kind,
+        room: Box<str>,
+        signed: bool,
+    },
     /// A private message from the asker (`as_name`: under that name, not as its user);
     /// `need_text`: an empty text is refused once the recipient is known.
     Route {
@@ -85,6 +93,8 @@ pub struct State {
     pub epoch_unix_ms: u64,
     /// Each room's recent messages.
     pub history: History,
+    /// Offline private messages: the in-memory mailbox, deliveries due.
+    pub mail: Mail,
 }
 
 impl State {
@@ -325,9 +335,120 @@ impl State {
         }
     }
 
-    /// Acts on what the cluster answered or heard.
+    /// The letter `speaker` would leave for an offline user: `None` without `--auth-secret`
+    /// (nothing is kept), or for an empty text the protocol refuses (`need_text`).
+    pub(super) fn letter(
+        &self,
+        speaker: &Speaker,
+        text: &[u8],
+        need_text: bool,
+        now: Instant,
+    ) -> Option<Letter> {
+        self.config.access.auth_secret.as_ref()?;
+        if need_text && text.is_empty() {
+            return None;
+        }
+        let (from, _) = speaker.shown(&self.chat)?;
+        Some(Letter {
+            from: from.name_string().into(),
+            addr: *from.addr,
+            sent_ms: self.mail.unix_ms(now),
+            text: text.into(),
+        })
+    }
+
+    /// A private message to `to`, online nowhere, on a server without Redis: kept in memory
+    /// if `to` signed in with a token before (see [`crate::chat::offline`]).
+    pub(super) fn keep(&mut self, to: &[u8], letter: Option<Letter>, now: Instant) -> Routed {
+        let now_ms = self.mail.unix_ms(now);
+        let (Some(store), Ok(to)) = (self.mail.store.as_mut(), std::str::from_utf8(to)) else {
+            return Routed::Nowhere;
+        };
+        routed_offline(store.keep(to, letter, now_ms))
+    }
+
+    /// A signed login of `name` on `token` succeeded: it is remembered (for mail to come)
+    /// and what was kept for it is delivered after the login's answer, oldest first.
+    pub(super) fn signed_in(&mut self, token: Token, name: &str, now: Instant) {
+        let peer = Peer(token.0);
+        if let Some(cluster) = self.cluster.as_mut() {
+            return cluster.sign_in(name, peer, now);
+        }
+        let now_ms = self.mail.unix_ms(now);
+        if let Some(store) = self.mail.store.as_mut() {
+            let letters = store.sign_in(name, now_ms);
+            if !letters.is_empty() {
+                let name = name.into();
+                self.mail.due.push(Delivery {
+                    peer,
+                    name,
+                    letters,
+                });
+            }
+        }
+    }
+
+    /// Delivers the letters kept for a user who signed in: a notice with their count, then
+    /// each as a private message from its sender, in the user's protocol. Letters that
+    /// expired meanwhile are dropped; if the user left first, they are kept again.
+    fn deliver_mail(&mut self, mail: Delivery, now: Instant) {
+        let now_ms = self.mail.unix_ms(now);
+        let ttl = self.config.offline.ttl;
+        let Delivery {
+            peer,
+            name,
+            mut letters,
+        } = mail;
+        letters.retain(|l| l.fresh(now_ms, ttl));
+        let token = Token(peer.0);
+        let to = match self.conns.get(token).filter(|c| c.state == ConnState::Open) {
+            Some(conn) => conn.user.and_then(|id| self.chat.get(id)),
+            None => None,
+        };
+        let Some(to) = to.filter(|m| m.shown().name == Some(&*name)) else {
+            return self.put_back(&name, letters, now);
+        };
+        if letters.is_empty() {
+            return;
+        }
+        debug!("{} gets {} offline messages", to.addr, letters.len());
+        let mut notice = Vec::new();
+        proto::render_offline_notice(
+            to.kind,
+            self.texts(),
+            to.shown(),
+            letters.len(),
+            &mut notice,
+        );
+        self.conns.queue(token, &notice);
+        for letter in &letters {
+            let from = User {
+                addr: &letter.addr,
+                name: Some(&letter.from),
+            };
+            self.fanout.one(&mut self.conns, to, from, &letter.text);
+        }
+    }
+
+    /// Keeps again letters whose recipient left before they could be delivered.
+    fn put_back(&mut self, name: &str, letters: Vec<Letter>, now: Instant) {
+        if letters.is_empty() {
+            return;
+        }
+        let now_ms = self.mail.unix_ms(now);
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.put_back(name, &letters, now);
+        } else if let Some(store) = self.mail.store.as_mut() {
+            store.put_back(name, letters, now_ms);
+        }
+    }
+
+    /// Acts on what the cluster answered or heard, and delivers the letters due.
     pub fn apply_news(&mut self, now: Instant) {
-        while !self.news.is_empty() {
+        while !self.news.is_empty() || !self.mail.due.is_empty() {
+            for mail in std::mem::take(&mut self.mail.due) {
+                self.deliver_mail(mail, now);
+            }
             let news = std::mem::take(&mut self.news);
             for item in news {
                 self.apply(item, now);
@@ -342,8 +463,9 @@ impl State {
                 ctx,
                 name,
                 text,
-                node,
-            } => self.routed(ctx, &name, &text, node, now),
+                found,
+            } => self.routed(ctx, &name, &text, found, now),
+            News::Mail(mail) => self.deliver_mail(mail, now),
             News::Arrived { name, user } => self.remote_event(&name, &user, Event::Online),
             News::Left { name, user } => self.remote_event(&name, &user, Event::Offline),
             News::Said { name, user, text } => {
@@ -398,7 +520,7 @@ impl State {
             (None, _) => Claim::Unavailable,
             (Some(false), _) => Claim::Taken,
             (Some(true), Purpose::Rename) => self.rename_claimed(token, name, now),
-            (Some(true), Purpose::Login { kind, room }) => {
+            (Some(true), Purpose::Login { kind, room, signed }) => {
                 let logged_in = self.conns.get(token).is_some_and(|c| c.user.is_some());
                 if logged_in || self.enter(token, kind, Some(name), &room, now).is_err() {
                     // A second login that was waiting: the first one stands.
@@ -408,6 +530,9 @@ impl State {
                     // Logged in: a signed login's expiry may come before the login
                     // deadline on the wheel.
                     self.schedule(token);
+                    if signed {
+                        self.signed_in(token, name, now);
+                    }
                     Claim::Granted
                 }
             }
@@ -433,13 +558,13 @@ impl State {
         Claim::Granted
     }
 
-    /// Redis answered where a name is (`Some(None)`: nowhere; `None`: Redis went away).
+    /// Redis answered where a name is (`None`: Redis went away).
     fn routed(
         &mut self,
         waiting: Waiting,
         name: &str,
         text: &[u8],
-        node: Option<Option<Box<str>>>,
+        found: Option<Found>,
         now: Instant,
     ) {
         let Waiting {
@@ -456,12 +581,12 @@ impl State {
         let Purpose::Route { as_name, need_text } = purpose else {
             return;
         };
-        let outcome = match node {
+        let outcome = match found {
             None => Routed::Unknown,
-            Some(None) => Routed::Nowhere,
+            Some(Found::Offline(keep)) => routed_offline(keep),
             // The seed's order: the recipient is checked before the text.
-            Some(Some(_)) if need_text && text.is_empty() => Routed::Empty,
-            Some(Some(node)) => {
+            Some(Found::At(_)) if need_text && text.is_empty() => Routed::Empty,
+            Some(Found::At(node)) => {
                 let speaker = match (as_name, self.conns.get(token)) {
                     (Some(name), Some(conn)) => Some(Speaker::Named(conn.peer_addr(), name)),
                     (None, Some(conn)) => conn.user.map(Speaker::User),
@@ -553,6 +678,17 @@ impl State {
             }
         }
         Some(result)
+    }
+}
+
+/// How a private message to a user online nowhere went, by what became of it.
+fn routed_offline(keep: Keep) -> Routed {
+    match keep {
+        Keep::NotSigned => Routed::Nowhere,
+        Keep::Saved => Routed::Saved,
+        Keep::Full => Routed::Full,
+        // Signed in before, so a user: the text is what is missing.
+        Keep::Signed => Routed::Empty,
     }
 }
 

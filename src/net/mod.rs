@@ -29,6 +29,7 @@ mod flood;
 mod flush;
 mod host;
 mod listen;
+mod mail;
 mod per_ip;
 mod storm;
 mod tls;
@@ -145,18 +146,22 @@ impl Server {
                     .clone()
                     .unwrap_or_else(listen::random_node_id);
                 info!("cluster node id {node}, Redis at {addr}");
+                // Offline private messages live in Redis with signed logins.
+                let mail = config.access.auth_secret.as_ref().map(|_| config.offline);
                 let cluster = Cluster::new(
                     addr,
                     url,
                     &node,
                     config.cluster.node_timeout,
                     reserved::REDIS,
+                    mail,
                 );
                 (Some(cluster), Some(node))
             }
         };
         let texts = config.lang.texts();
         let addrs = listeners.iter().map(|l| l.addr).collect();
+        let epoch = Instant::now();
         Ok(Server {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
@@ -178,9 +183,10 @@ impl Server {
                 fanout: Fanout::new(texts),
                 departures: Departures::default(),
                 shutting_down: false,
-                epoch: Instant::now(),
+                epoch,
                 epoch_unix_ms: unix_now_ms(),
                 history: History::new(config.history, config.max_line_bytes, config.history_bytes),
+                mail: mail::Mail::new(&config, epoch),
                 config,
             },
             again: Vec::new(),

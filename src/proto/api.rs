@@ -524,10 +524,21 @@ fn sent<H: Host>(host: &mut H, token: usize, msg_id: &str, outcome: Routed) -> O
     match outcome {
         Routed::Pending => None,
         Routed::Sent | Routed::Empty => Some(ok(json!({"sendResults": true}))),
-        Routed::Nowhere | Routed::Unknown => {
+        Routed::Saved => {
+            let saved = host.texts().offline.saved.trim_end();
+            Some(ok(json!({"sendResults": true, "offline": saved})))
+        }
+        Routed::Nowhere | Routed::Unknown | Routed::Full => {
             host.web().forget(token, msg_id);
+            let data = match outcome {
+                Routed::Full => {
+                    let full = host.texts().offline.full.trim_end();
+                    json!({"sendResults": false, "offline": full})
+                }
+                _ => json!({"sendResults": false}),
+            };
             Some(ApiResult {
-                data: json!({"sendResults": false}),
+                data,
                 ..refuse(Code::Failed)
             })
         }
@@ -588,10 +599,14 @@ fn upgrade<H: Host>(req: &Request, key: &str, host: &mut H) -> Option<WsSession>
     }
     let now = host.now();
     let mut session = WsSession::new(app, host.config().ws_max_message_bytes, now);
+    let mut signed = false;
     if let (Some(id), Some(secret)) = (&hub_id, &host.config().access.auth_secret) {
         let token = http::query_param(&req.query, "token");
         match token.and_then(|t| access::verify_login(secret, &t, id, now)) {
-            Some(until) => session.set_expiry(until),
+            Some(until) => {
+                session.set_expiry(until);
+                signed = true;
+            }
             None => {
                 debug!("{}: /ws/{id} without a valid token refused", host.addr());
                 let answer = login_refusal(host);
@@ -605,7 +620,7 @@ fn upgrade<H: Host>(req: &Request, key: &str, host: &mut H) -> Option<WsSession>
     host.send(&out);
     debug!("{} upgraded to WebSocket {}", host.addr(), req.path);
     if let Some(id) = hub_id {
-        hub::join(&id, room.as_deref(), host);
+        hub::join(&id, room.as_deref(), signed, host);
     }
     Some(session)
 }

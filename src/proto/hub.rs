@@ -11,13 +11,14 @@ use crate::text::{Texts, User};
 
 /// Takes the id of a new `/ws/{id}` connection in the room called `room` (`?room=`;
 /// `None`: the line users' room), replacing an older hub connection with the same id; a
-/// user of another protocol keeps it, and this one is closed.
-pub fn join<H: Host>(id: &str, room: Option<&str>, host: &mut H) {
+/// user of another protocol keeps it, and this one is closed; `signed`: it came with a
+/// valid token.
+pub fn join<H: Host>(id: &str, room: Option<&str>, signed: bool, host: &mut H) {
     let reply = || Reply::Hub {
         receiver: Box::from(""),
     };
     let room = room.unwrap_or(DEFAULT_ROOM);
-    let outcome = host.login(id, Kind::Hub, room, reply);
+    let outcome = host.login(id, Kind::Hub, room, signed, reply);
     answer_join(outcome, host);
 }
 
@@ -76,6 +77,8 @@ pub fn answer_routed<H: Host>(receiver: &str, outcome: Routed, host: &mut H) {
         Routed::Pending => return,
         Routed::Sent | Routed::Empty => texts.web.hub_sent,
         Routed::Nowhere | Routed::Unknown => texts.web.hub_not_online,
+        Routed::Saved => texts.offline.saved.trim_end(),
+        Routed::Full => texts.offline.full.trim_end(),
     };
     system(host, receiver, content);
 }
@@ -85,6 +88,20 @@ fn system<H: Host>(host: &mut H, receiver: &str, content: &str) {
     let mut json = Vec::new();
     hub::encode(&mut json, hub::SYSTEM, hub::SERVER_ID, receiver, content);
     send_json(host, &json);
+}
+
+/// The notice before the messages kept for `to` while offline: the server's own message
+/// (`type` 2, `sender` 0), as its answers are.
+pub fn render_offline_notice(to: User<'_>, notice: &str, out: &mut Vec<u8>) {
+    let mut json = Vec::new();
+    hub::encode(
+        &mut json,
+        hub::SYSTEM,
+        hub::SERVER_ID,
+        &to.name_string(),
+        notice,
+    );
+    ws::encode_text(out, &json);
 }
 
 /// A hub message in a text frame: presence (types 0 and 4), the room (3), one user (1).

@@ -92,7 +92,8 @@ pub fn on_text<H: Host>(text: &str, expires: &mut Option<Instant>, host: &mut H)
                 seq: seq.as_str().into(),
                 cmd: "login",
             };
-            let outcome = host.login(user_id, Kind::Im, &room, reply);
+            // `Some` is a valid token here: an invalid one was refused above.
+            let outcome = host.login(user_id, Kind::Im, &room, signed.is_some(), reply);
             return answer_login(&req.seq, "login", outcome, host);
         }
         Ok(Command::History { limit, since }) => return history(&req.seq, limit, since, host),
@@ -171,6 +172,8 @@ pub fn answer_routed<H: Host>(seq: &str, cmd: &str, outcome: Routed, host: &mut 
     let (code, data) = match outcome {
         Routed::Pending => return,
         Routed::Sent | Routed::Empty => (Code::Success, Value::Null),
+        Routed::Saved => (Code::Success, json!(texts.offline.saved.trim_end())),
+        Routed::Full => (Code::Failed, json!(texts.offline.full.trim_end())),
         Routed::Nowhere => (Code::Failed, json!(texts.line.no_such_user.trim_end())),
         Routed::Unknown => (
             Code::Failed,
@@ -204,6 +207,22 @@ pub fn render(
         msg: &msg,
         from: &from,
         seq,
+    };
+    im::push(&mut json, texts.codes.code_success, push);
+    ws::encode_text(out, &json);
+}
+
+/// The notice before the messages kept for `to` while offline: a `msg` push to `to` from
+/// the system sender (the HTTP API's, a reserved name), so every client shows it.
+pub fn render_offline_notice(texts: &Texts, to: User<'_>, notice: &str, out: &mut Vec<u8>) {
+    let mut json = Vec::new();
+    let target = to.name_string();
+    let push = im::Push {
+        cmd: "msg",
+        target: &target,
+        msg: notice,
+        from: texts.web.system_sender,
+        seq: None,
     };
     im::push(&mut json, texts.codes.code_success, push);
     ws::encode_text(out, &json);

@@ -204,6 +204,8 @@ pub fn answer_routed<H: Host>(outcome: Routed, host: &mut H) {
         Routed::Nowhere => texts.line.no_such_user,
         Routed::Unknown => texts.line.cluster_unavailable,
         Routed::Empty => texts.line.empty_body,
+        Routed::Saved => texts.offline.saved,
+        Routed::Full => texts.offline.full,
     };
     host.send(line.as_bytes());
 }
@@ -227,6 +229,12 @@ fn flooded<H: Host>(host: &mut H) {
 pub fn shutting_down<H: Host>(host: &mut H) {
     host.send(host.texts().line.shutting_down.as_bytes());
     host.finish();
+}
+
+/// The line before the messages kept for a user while offline: `离线消息（N 条）：`.
+pub fn render_offline_notice(notice: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(notice.as_bytes());
+    out.push(b'\n');
 }
 
 /// `[addr]name:TEXT` lines for notices and the room; `NAME对您说TEXT` for a whisper.

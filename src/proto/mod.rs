@@ -52,6 +52,11 @@ pub enum Routed {
     Unknown,
     /// The recipient exists but the text is empty (refused where the protocol asks).
     Empty,
+    /// The recipient is offline but has signed in with a token before: the message is
+    /// kept for its next signed login.
+    Saved,
+    /// The recipient is offline and its kept messages are full: this one is not kept.
+    Full,
     /// The answer comes later, through [`routed`].
     Pending,
 }
@@ -160,9 +165,16 @@ pub trait Host {
     fn rename(&mut self, new: &str, reply: Reply) -> Claim;
     /// Puts this connection online as `name` in the room called `room`. A user of the
     /// same kind holding the name is replaced (and told, in its protocol); another kind
-    /// keeps it.
-    fn login(&mut self, name: &str, kind: Kind, room: &str, reply: impl FnOnce() -> Reply)
-        -> Claim;
+    /// keeps it. `signed`: the login carried a valid token, so the messages kept for
+    /// `name` while it was offline follow the login's answer.
+    fn login(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        room: &str,
+        signed: bool,
+        reply: impl FnOnce() -> Reply,
+    ) -> Claim;
     /// Moves this connection's user to the room called `room` (a valid name); nothing
     /// happens if it is there already.
     fn enter_room(&mut self, room: &str);
@@ -290,6 +302,19 @@ pub fn render(
         Kind::Line => line::render(texts, from, event, out),
         Kind::Im => im::render(texts, from, to, event, out),
         Kind::Hub => hub::render(texts, from, to, event, out),
+    }
+}
+
+/// Appends the notice that precedes the `n` messages kept for `to` while it was offline,
+/// as a user of `kind` receives it: a line, an `/im` message from the system sender, a
+/// hub message from the server.
+pub fn render_offline_notice(kind: Kind, texts: &Texts, to: User<'_>, n: usize, out: &mut Vec<u8>) {
+    out.clear();
+    let notice = crate::text::offline_notice(texts, n);
+    match kind {
+        Kind::Line => line::render_offline_notice(&notice, out),
+        Kind::Im => im::render_offline_notice(texts, to, &notice, out),
+        Kind::Hub => hub::render_offline_notice(to, &notice, out),
     }
 }
 

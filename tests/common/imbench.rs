@@ -126,3 +126,10 @@ pub fn finish(mut child: Child) -> Run {
 pub fn run(args: &[&str]) -> Run {
     finish(spawn(args))
 }
+
+/// Runs imbench with `args` plus `--addr ADDR --json --quiet --timeout 20`.
+pub fn run_json(addr: &str, args: &[&str]) -> Run {
+    let mut all = args.to_vec();
+    all.extend(["--addr", addr, "--json", "--quiet", "--timeout", "20"]);
+    run(&all)
+}

@@ -7,7 +7,9 @@
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
 pub mod imbench;
+pub mod nats;
 pub mod python;
+pub mod redis;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};

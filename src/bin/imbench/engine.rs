@@ -29,7 +29,7 @@ use slab::Slab;
 
 use crate::sys;
 use crate::track::{self, Decoded, Histogram, Payload, Tracker};
-use crate::transport::Transport;
+use crate::transport::{Listen, Transport};
 use crate::ws;
 
 /// Bytes read per `read` call.
@@ -89,7 +89,8 @@ enum UserState {
     Connecting,
     /// WebSocket only: connected, upgrade request sent, `101` not yet heard.
     Upgrading,
-    /// Connected (and upgraded), waiting for its own online notice.
+    /// Connected (and upgraded), waiting for its own online notice (or, on a pub/sub peer,
+    /// the confirmation of its subscription).
     Joining,
     /// Heard its own notice.
     Online,
@@ -114,7 +115,9 @@ struct User {
     out_pos: usize,
     /// Listed in `Shared::dirty`.
     dirty: bool,
-    /// Private mode: what goes before each payload (`to|PARTNER|`, or the hub JSON).
+    /// What goes before each payload: nothing (an imserver broadcast), a publish to the
+    /// room (a pub/sub peer's broadcast), or in private mode the whisper to its partner
+    /// (`to|PARTNER|`, the hub JSON, a publish to the partner's channel).
     to_prefix: Vec<u8>,
     /// Churn: sends one line once online.
     chats: bool,
@@ -268,20 +271,28 @@ impl Shared {
         now_ns: u64,
     ) -> Result<usize, Fail> {
         match self.transport {
-            Transport::Line => Ok(self.on_lines(key, user, data, now_ns)),
             Transport::Ws => self.on_ws(key, user, data, cap, now_ns),
+            Transport::Line | Transport::Redis | Transport::Nats => {
+                self.on_lines(key, user, data, now_ns)
+            }
         }
     }
 
     /// The whole lines of `data`; returns the bytes they took.
-    fn on_lines(&mut self, key: usize, user: &mut User, data: &[u8], now_ns: u64) -> usize {
+    fn on_lines(
+        &mut self,
+        key: usize,
+        user: &mut User,
+        data: &[u8],
+        now_ns: u64,
+    ) -> Result<usize, Fail> {
         let mut start = 0;
         while let Some(i) = track::find_byte(b'\n', &data[start..]) {
             let line = &data[start..start + i];
-            self.on_message(key, user, line.strip_suffix(b"\r").unwrap_or(line), now_ns);
+            self.on_message(key, user, line.strip_suffix(b"\r").unwrap_or(line), now_ns)?;
             start += i + 1;
         }
-        start
+        Ok(start)
     }
 
     /// The upgrade response (until it has come) and the whole frames of `data`; returns the
@@ -323,7 +334,7 @@ impl Shared {
                 }
             };
             match frame {
-                ws::Frame::Text(msg) => self.on_message(key, user, msg, now_ns),
+                ws::Frame::Text(msg) => self.on_message(key, user, msg, now_ns)?,
                 ws::Frame::Ping(payload) => {
                     ws::encode_pong(&mut user.outbuf, payload);
                     self.mark_dirty(key, user);
@@ -345,11 +356,16 @@ impl Shared {
     /// The server did not switch to WebSocket: no WebSocket server there (before anyone
     /// joined), or a failure mid-run.
     fn upgrade_failed(&self, user: &User, why: &str) -> Fail {
-        let msg = format!(
+        self.refused(format!(
             "no WebSocket upgrade for user {} at {}: {why} (is --addr the server's --ws-port?)",
             user.id,
             self.server_of(user.id)
-        );
+        ))
+    }
+
+    /// The server refused a user before it was online: the wrong server (before anyone
+    /// joined), or a failure mid-run.
+    fn refused(&self, msg: String) -> Fail {
         if self.joined == 0 {
             Fail::NoServer(msg)
         } else {
@@ -358,8 +374,22 @@ impl Shared {
     }
 
     /// One message from the server to `user`: a line without its newline, or a text frame.
-    fn on_message(&mut self, key: usize, user: &mut User, msg: &[u8], now_ns: u64) {
+    ///
+    /// # Errors
+    /// A pub/sub peer refused the user's subscription.
+    fn on_message(
+        &mut self,
+        key: usize,
+        user: &mut User,
+        msg: &[u8],
+        now_ns: u64,
+    ) -> Result<(), Fail> {
         let t = self.transport;
+        if let Some(answer) = t.answer(msg) {
+            user.outbuf.extend_from_slice(answer);
+            self.mark_dirty(key, user);
+            return Ok(());
+        }
         if user.state != UserState::Online {
             if let Some(name) = t.own_name(&user.ident, msg) {
                 user.name = String::from_utf8_lossy(name).into_owned();
@@ -367,15 +397,27 @@ impl Shared {
                 self.on_join(key, user, now_ns);
             } else if t.is_server_message(msg) {
                 user.keep_other(msg);
+                // A peer that refuses the subscription (`-NOAUTH`, `-ERR 'Authorization
+                // Violation'`, Redis before 6 without `HELLO`) would leave the user waiting
+                // until the timeout. (imserver's refusals, "server full", come with a close.)
+                if t.is_peer() {
+                    return Err(self.refused(format!(
+                        "{} at {} refused user {}: {}",
+                        t.name(),
+                        self.server_of(user.id),
+                        user.id,
+                        String::from_utf8_lossy(msg)
+                    )));
+                }
             }
-            return;
+            return Ok(());
         }
         let Some(payload) = t.payload(msg) else {
             if t.is_server_message(msg) {
                 user.keep_other(msg);
                 self.on_refusal(user);
             }
-            return;
+            return Ok(());
         };
         match track::decode(payload, self.run, self.size) {
             Decoded::Ours(p) => self.on_payload(user, &p, now_ns),
@@ -385,6 +427,7 @@ impl Shared {
             },
             Decoded::Foreign => {}
         }
+        Ok(())
     }
 
     fn on_join(&mut self, key: usize, user: &mut User, now_ns: u64) {
@@ -500,6 +543,8 @@ pub struct Settings {
     pub connect_errors_fatal: bool,
     /// Processes whose resident memory is sampled between turns for the run's peak.
     pub pids: Vec<u32>,
+    /// The channel each user of a pub/sub peer subscribes to.
+    pub listen: Listen,
 }
 
 /// The loop and everything it owns.
@@ -624,10 +669,12 @@ impl Engine {
         };
         // Small payloads must not wait for Nagle's algorithm; a failure only costs latency.
         let _ = stream.set_nodelay(true);
+        let t = self.settings.transport;
         let ident = match stream.local_addr() {
-            Ok(a) => self.settings.transport.ident(a, self.sh.run, id),
+            Ok(a) => t.ident(a, self.sh.run, id, self.settings.listen),
             Err(e) => return self.connect_failed(id, &e),
         };
+        let to_prefix = t.broadcast_prefix(&ident);
         let entry = self.users.vacant_entry();
         let key = entry.key();
         self.poll
@@ -650,7 +697,7 @@ impl Engine {
             outbuf: Vec::new(),
             out_pos: 0,
             dirty: false,
-            to_prefix: Vec::new(),
+            to_prefix,
             chats,
             echo_pending: false,
             last_other: Vec::new(),
@@ -832,12 +879,12 @@ impl Engine {
                 ConnectState::Pending => return Ok(()),
                 ConnectState::Connected => {
                     let server = self.sh.server_of(user.id);
-                    let greeted =
-                        self.settings
-                            .transport
-                            .greet(&mut user.outbuf, server, &user.ident);
-                    user.state = if greeted {
+                    let t = self.settings.transport;
+                    t.greet(&mut user.outbuf, server, &user.ident);
+                    if !user.outbuf.is_empty() {
                         self.sh.mark_dirty(key, user);
+                    }
+                    user.state = if t.upgrades() {
                         UserState::Upgrading
                     } else {
                         UserState::Joining

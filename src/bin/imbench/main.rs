@@ -1,5 +1,6 @@
 //! `imbench`: a load generator for imserver-mio (and anything speaking its line protocol,
-//! or, with `--ws`, the hub protocol of `/ws/{id}` over WebSocket).
+//! or, with `--ws`, the hub protocol of `/ws/{id}` over WebSocket), and, with `--target
+//! redis|nats`, for Redis pub/sub and NATS on the same fanout and private workloads.
 //!
 //! One thread and one `mio::Poll` hold every simulated user, so thousands of connections
 //! cost no thread each. It knows nothing of the server's internals: a user is a TCP
@@ -9,6 +10,13 @@
 //! carry sender, sequence number and send time (see `track.rs`). Over WebSocket a user is
 //! `/ws/ID`, joined once it hears its own type 0 presence message, and the same payloads
 //! travel as the `content` of hub messages (see `transport.rs`); the accounting is the same.
+//!
+//! With `--target redis` or `--target nats` a user is a connection subscribed to one channel
+//! (the run's room in a fanout run, its own in a private run), online once the subscription
+//! is confirmed; a broadcast is a publish to the room, a whisper a publish to the partner's
+//! channel. The payloads, windows and completeness checks are the same, so the numbers sit
+//! beside imserver's. Only fanout and private are offered: idle and churn measure presence
+//! notices, which a pub/sub server does not send.
 //!
 //! With several `--addr` (servers of one cluster, `--redis`), user `i` connects to the
 //! `i % k`-th: a fanout run checks that every user on every server gets every broadcast
@@ -21,6 +29,8 @@
 //! imbench churn   --conns 500 --rate 200 --duration 10
 //! imbench --ws --addr 127.0.0.1:8080 fanout --conns 1000   # against --ws-port 8080
 //! imbench --addr 127.0.0.1:8888,127.0.0.1:8889 --pid $A,$B,$REDIS fanout --conns 1000
+//! imbench --target redis --addr 127.0.0.1:6379 --pid $REDIS fanout --conns 1000
+//! imbench --target nats --addr 127.0.0.1:4222 private --pairs 100
 //! ```
 //!
 //! Exit status: 0 when the run completed, 1 when it failed (incomplete delivery, a timeout,
@@ -52,7 +62,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use modes::{Churn, Common, Outcome, Traffic};
 use transport::Transport;
@@ -75,8 +85,11 @@ const MAX_FANOUT_CELLS: usize = 50_000_000;
     long_about = "Load generator for imserver-mio: many chat users on one thread and one mio poll.\n\n\
         It speaks the line protocol (or, with --ws, the WebSocket hub protocol of /ws/{id}) \
         to servers on 127.0.0.0/8 or ::1 only (one, or several of one cluster), and reports \
-        a table (or one JSON object with --json). Exit status: 0 complete, 1 failed \
-        (incomplete delivery, timeout, server closed a connection, no server), 2 bad arguments.",
+        a table (or one JSON object with --json). With --target redis or --target nats it \
+        runs the same fanout and private workloads against Redis pub/sub or NATS, for \
+        comparison (idle and churn are refused there: they measure imserver's presence \
+        notices). Exit status: 0 complete, 1 failed (incomplete delivery, timeout, server \
+        closed a connection, no server), 2 bad arguments.",
     after_help = "Every run stops by itself after --timeout. Run under a raised open-file limit \
         (e.g. `ulimit -n 20000`) for thousands of users; imbench refuses a run that would not \
         fit under its soft limit. Above 25,000 sockets it binds \
@@ -100,6 +113,11 @@ struct CommonArgs {
     /// Speak WebSocket: each user opens /ws/ID (the hub protocol) and sends masked frames.
     #[arg(long, global = true)]
     ws: bool,
+    /// What --addr is: imserver (or anything speaking its protocols), or a pub/sub peer
+    /// measured on the same workload: Redis (SUBSCRIBE/PUBLISH over RESP3, Redis 6 or
+    /// newer) or NATS (SUB/PUB). Peers run fanout and private only.
+    #[arg(long, global = true, value_enum, default_value_t = Target::Imserver)]
+    target: Target,
     /// Seconds the whole run may take; then it reports what it measured and exits 1.
     #[arg(long, global = true, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     timeout: Duration,
@@ -127,6 +145,18 @@ struct CommonArgs {
     #[arg(long, global = true, value_name = "N", default_value_t = 0,
           value_parser = clap::value_parser!(u8).range(0..=254))]
     src_addrs: u8,
+}
+
+/// The kind of server imbench drives.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    /// imserver-mio, imserver-tokio, or anything speaking the line (or, with --ws, hub)
+    /// protocol.
+    Imserver,
+    /// Redis pub/sub: each user SUBSCRIBEs to one channel, senders PUBLISH.
+    Redis,
+    /// NATS: each user SUBs to one subject, senders PUB.
+    Nats,
 }
 
 #[derive(Subcommand)]
@@ -319,6 +349,27 @@ fn main() -> ExitCode {
             format!("--addr lists {twice} twice"),
         );
     }
+    let transport = match (c.target, c.ws) {
+        (Target::Imserver, false) => Transport::Line,
+        (Target::Imserver, true) => Transport::Ws,
+        (Target::Redis, false) => Transport::Redis,
+        (Target::Nats, false) => Transport::Nats,
+        (_, true) => usage_error(
+            ErrorKind::ArgumentConflict,
+            "--ws speaks imserver's WebSocket protocol: it does not go with --target redis|nats"
+                .to_owned(),
+        ),
+    };
+    if transport.is_peer() && matches!(cli.mode, Mode::Idle(_) | Mode::Churn(_)) {
+        usage_error(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "--target {} runs fanout and private only: idle and churn measure presence \
+                 notices, which a pub/sub server does not send",
+                transport.name()
+            ),
+        );
+    }
     let burst = c.connect_burst as usize;
     let needed = sockets_needed(&cli.mode, burst);
     let mut src_addrs = c.src_addrs;
@@ -348,7 +399,7 @@ fn main() -> ExitCode {
     }
     let common = Common {
         addrs: c.addr.clone(),
-        transport: if c.ws { Transport::Ws } else { Transport::Line },
+        transport,
         timeout: c.timeout,
         pids: c.pid.clone(),
         connect_burst: burst,

@@ -8,7 +8,7 @@ use crate::engine::{Engine, Fail, Settings, Sources};
 use crate::report::{Report, Value};
 use crate::sys::{self, ProcSample};
 use crate::track::{self, Histogram, Pattern, Tracker};
-use crate::transport::Transport;
+use crate::transport::{Listen, Transport};
 
 /// Failed connects a churn run tolerates before it gives up.
 const MAX_CHURN_CONNECT_ERRORS: u64 = 100;
@@ -44,7 +44,8 @@ pub struct Outcome {
     pub failure: Option<String>,
 }
 
-fn engine(c: &Common, size: usize) -> Result<Engine, Outcome> {
+/// The loop of one run; `listen`: the channel a pub/sub peer's users subscribe to.
+fn engine(c: &Common, size: usize, listen: Listen) -> Result<Engine, Outcome> {
     Engine::new(Settings {
         servers: c.addrs.clone(),
         transport: c.transport,
@@ -54,6 +55,7 @@ fn engine(c: &Common, size: usize) -> Result<Engine, Outcome> {
         progress: c.progress,
         connect_errors_fatal: true,
         pids: c.pids.clone(),
+        listen,
     })
     .map_err(|e| Outcome {
         report: None,
@@ -79,13 +81,18 @@ fn sample_all(pids: &[u32]) -> Result<Vec<ProcSample>, String> {
         .collect()
 }
 
-/// `after - before` of each process's CPU time, ms.
+/// `after - before` of each process's CPU time, µs.
 fn cpu_between(before: &[ProcSample], after: &[ProcSample]) -> Vec<u64> {
     after
         .iter()
         .zip(before)
-        .map(|(a, b)| a.cpu_ms.saturating_sub(b.cpu_ms))
+        .map(|(a, b)| a.cpu_us.saturating_sub(b.cpu_us))
         .collect()
+}
+
+/// µs to the nearest ms.
+fn ms(us: u64) -> u64 {
+    us.saturating_add(500) / 1000
 }
 
 impl Usage {
@@ -128,7 +135,10 @@ impl Usage {
             }
         }
         if let (Some(before), Ok(after)) = (self.own_before, sys::sample("self")) {
-            r.uint("imbench_cpu_ms", after.cpu_ms.saturating_sub(before.cpu_ms));
+            r.uint(
+                "imbench_cpu_ms",
+                ms(after.cpu_us.saturating_sub(before.cpu_us)),
+            );
         }
     }
 
@@ -161,34 +171,42 @@ impl Usage {
             Value::Int(grown * 1024 / conns.max(1) as i64),
         );
         let cpu = cpu_between(before, after);
-        r.uint("server_cpu_ms", cpu.iter().sum());
+        r.uint("server_cpu_ms", ms(cpu.iter().sum()));
         if several {
-            r.set("server_cpu_ms_each", Value::List(cpu));
+            r.set(
+                "server_cpu_ms_each",
+                Value::List(cpu.into_iter().map(ms).collect()),
+            );
         }
         let Some(mark) = &self.at_phase else {
             return;
         };
         let phase = cpu_between(mark, after);
-        let ms: u64 = phase.iter().sum();
+        let us: u64 = phase.iter().sum();
         let (key, each) = match work {
             Work::Nothing => return,
             Work::Deliveries(_) => ("server_traffic_cpu_ms", "server_traffic_cpu_ms_each"),
             Work::Joins(_) => ("server_churn_cpu_ms", "server_churn_cpu_ms_each"),
         };
-        r.uint(key, ms);
+        r.uint(key, ms(us));
         if several {
-            r.set(each, Value::List(phase));
+            r.set(each, Value::List(phase.into_iter().map(ms).collect()));
         }
         match work {
             Work::Deliveries(d) if d > 0 => {
                 r.float(
                     "server_cpu_ms_per_m_deliveries",
-                    ms as f64 * 1e6 / d as f64,
+                    us as f64 * 1e3 / d as f64,
                     1,
                 );
+                // The same, upside down: the headline next to deliveries/s, which a
+                // generator sharing the cores with the server bends more.
+                if us > 0 {
+                    r.float("deliveries_per_server_cpu_s", d as f64 * 1e6 / us as f64, 0);
+                }
             }
             Work::Joins(j) if j > 0 => {
-                r.float("server_cpu_us_per_join", ms as f64 * 1e3 / j as f64, 1);
+                r.float("server_cpu_us_per_join", us as f64 / j as f64, 1);
             }
             _ => {}
         }
@@ -285,18 +303,14 @@ fn header(mode: &str, c: &Common) -> Report {
     let addrs: Vec<String> = c.addrs.iter().map(SocketAddr::to_string).collect();
     r.set("addr", Value::Text(addrs.join(",")));
     r.uint("servers", c.addrs.len() as u64);
-    let transport = match c.transport {
-        Transport::Line => "line",
-        Transport::Ws => "ws",
-    };
-    r.set("transport", Value::Text(transport.to_owned()));
+    r.set("transport", Value::Text(c.transport.name().to_owned()));
     r
 }
 
 /// `imbench idle`: `conns` users join, then stay `hold` longer.
 pub fn idle(c: &Common, conns: usize, hold: Duration) -> Outcome {
     let usage = Usage::start(&c.pids);
-    let mut eng = match engine(c, 1) {
+    let mut eng = match engine(c, 1, Listen::Room) {
         Ok(e) => e,
         Err(o) => return o,
     };
@@ -369,14 +383,15 @@ fn traffic(
     t: &Traffic,
 ) -> Outcome {
     let mut usage = Usage::start(&c.pids);
-    let mut eng = match engine(c, t.size) {
+    let private = kind == track::KIND_PRIVATE;
+    let listen = if private { Listen::Own } else { Listen::Room };
+    let mut eng = match engine(c, t.size, listen) {
         Ok(e) => e,
         Err(o) => return o,
     };
     eng.set_tracker(tracker, kind);
     let mut result = join(&mut eng, conns, c.connect_burst);
     let join_time = eng.base().elapsed();
-    let private = kind == track::KIND_PRIVATE;
     if result.is_ok() && private {
         eng.pair_up();
         result = probe(&mut eng, c.timeout);
@@ -496,7 +511,7 @@ pub struct Churn {
 /// longest-online user leaves and a newcomer joins and says one line.
 pub fn churn(c: &Common, ch: &Churn) -> Outcome {
     let mut usage = Usage::start(&c.pids);
-    let mut eng = match engine(c, ch.size) {
+    let mut eng = match engine(c, ch.size, Listen::Room) {
         Ok(e) => e,
         Err(o) => return o,
     };

@@ -1,5 +1,6 @@
 //! What imbench needs from the OS beyond std and mio: the server's memory and CPU time from
-//! /proc (and the peak of its memory during a run, [`PeakRss`]), its own open-file limit (read, not changed: the caller raises it, e.g. with
+//! /proc (CPU time to the microsecond from each thread's `schedstat`, since `stat`'s 10 ms
+//! ticks are a large part of a short run's server time) (and the peak of its memory during a run, [`PeakRss`]), its own open-file limit (read, not changed: the caller raises it, e.g. with
 //! `ulimit -n`), and sockets bound to a chosen source address before they connect (so more
 //! than one ephemeral port range is available), made with `socket2`. No `unsafe`.
 
@@ -17,8 +18,10 @@ const CLOCK_TICKS_PER_S: u64 = 100;
 pub struct ProcSample {
     /// Resident memory, kB (VmRSS).
     pub rss_kb: u64,
-    /// User plus system CPU time, ms.
-    pub cpu_ms: u64,
+    /// CPU time, µs: the sum over the process's threads of `/proc/PID/task/TID/schedstat`'s
+    /// run time (threads that exited are not counted: the servers measured keep theirs), or
+    /// user plus system time from `/proc/PID/stat` in 10 ms ticks where that is unreadable.
+    pub cpu_us: u64,
 }
 
 /// Samples `/proc/PID` (`"self"` for imbench itself).
@@ -36,7 +39,13 @@ pub fn sample(pid: &str) -> io::Result<ProcSample> {
     };
     Ok(ProcSample {
         rss_kb: status_kb(&status, "VmRSS:").ok_or_else(|| bad("VmRSS"))?,
-        cpu_ms: stat_cpu_ticks(&stat).ok_or_else(|| bad("utime/stime"))? * 1000 / CLOCK_TICKS_PER_S,
+        cpu_us: match threads_run_ns(pid) {
+            Some(ns) => ns / 1000,
+            None => {
+                stat_cpu_ticks(&stat).ok_or_else(|| bad("utime/stime"))? * 1_000_000
+                    / CLOCK_TICKS_PER_S
+            }
+        },
     })
 }
 
@@ -113,6 +122,24 @@ fn status_kb(status: &str, key: &str) -> Option<u64> {
 
 /// utime + stime (fields 14 and 15) of /proc/PID/stat. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted from its last `)`.
+/// The run time of every thread of `/proc/PID`, ns.
+fn threads_run_ns(pid: &str) -> Option<u64> {
+    let mut sum = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread that ended since the listing is simply not counted.
+        if let Ok(text) = std::fs::read_to_string(path) {
+            sum += schedstat_run_ns(&text)?;
+        }
+    }
+    Some(sum)
+}
+
+/// The first field of a `schedstat` line: time spent on the CPU, ns.
+fn schedstat_run_ns(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
 fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     let mut fields = after_name.split_whitespace().skip(11); // field 3 is the first here
@@ -190,12 +217,18 @@ mod tests {
         let stat = "42 (im server) (x) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
         assert_eq!(stat_cpu_ticks(stat), Some(300));
         assert_eq!(stat_cpu_ticks("garbage"), None);
+        assert_eq!(schedstat_run_ns("1508640 223 1\n"), Some(1_508_640));
+        assert_eq!(schedstat_run_ns(""), None);
     }
 
     #[test]
     fn own_process_can_be_sampled() {
         let s = sample("self").expect("/proc/self");
         assert!(s.rss_kb > 0);
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {}
+        let later = sample("self").expect("/proc/self");
+        assert!(later.cpu_us >= s.cpu_us + 10_000, "{s:?} -> {later:?}");
         assert!(open_file_limit().is_some_and(|n| n > 0));
     }
 

@@ -15,6 +15,17 @@
 //!   `{"type":3,"content":"PAYLOAD"}`, a whisper `{"type":1,"receiver":"NAME",…}`, each one
 //!   masked text frame. The server's JSON has sorted keys (`content` first, `type` last),
 //!   and a payload needs no escaping, so it is found by its mark, not by parsing JSON.
+//! - [`Transport::Redis`], [`Transport::Nats`]: a pub/sub peer (`--target`), measured on the
+//!   same workload. A user is one connection subscribed to one channel, which is also its
+//!   name: the run's room `imbench.RRRR.room` in a fanout run, its own `imbench.RRRR.ID` in a
+//!   private run; it is online once the server confirms the subscription. A broadcast is a
+//!   publish to the room, a whisper a publish to the partner's channel. Redis is spoken in
+//!   RESP3 (`HELLO 3`), where a subscribed connection may still `PUBLISH`, so a sender is
+//!   one connection that also hears its own messages, as on imserver; NATS echoes a
+//!   publisher's own messages by default. A payload holds no CR or LF, so each protocol
+//!   delivers it as a line of its own (a RESP bulk string's body, a NATS `MSG`'s payload):
+//!   the engine's line splitter serves all three, and the payload's length check catches
+//!   one cut short.
 
 use std::net::SocketAddr;
 
@@ -37,28 +48,69 @@ pub enum Transport {
     Line,
     /// WebSocket, the hub protocol of `/ws/{id}`.
     Ws,
+    /// Redis pub/sub over RESP3.
+    Redis,
+    /// NATS's text protocol.
+    Nats,
+}
+
+/// Which channel a pub/sub user subscribes to (and publishes a broadcast to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// The run's room, shared by every user: fanout.
+    Room,
+    /// A channel of its own, which its partner publishes to: private.
+    Own,
 }
 
 impl Transport {
-    /// What identifies user `id` before its online notice tells its name: its local
-    /// address (line), or its hub id, which is also its name (WebSocket).
-    pub fn ident(self, local: SocketAddr, run: u16, id: usize) -> String {
+    /// The transport's name in the report.
+    pub fn name(self) -> &'static str {
         match self {
-            Transport::Line => local.to_string(),
-            Transport::Ws => format!("b{run:04x}{id}"),
+            Transport::Line => "line",
+            Transport::Ws => "ws",
+            Transport::Redis => "redis",
+            Transport::Nats => "nats",
         }
     }
 
-    /// Appends what a user sends as soon as it is connected (the WebSocket upgrade), and
-    /// says whether there was anything.
-    pub fn greet(self, out: &mut Vec<u8>, server: SocketAddr, ident: &str) -> bool {
+    /// What identifies user `id` before its online notice tells its name: its local
+    /// address (line), its hub id, which is also its name (WebSocket), or the channel it
+    /// subscribes to (a pub/sub peer), which is its name too.
+    pub fn ident(self, local: SocketAddr, run: u16, id: usize, listen: Listen) -> String {
+        match (self, listen) {
+            (Transport::Line, _) => local.to_string(),
+            (Transport::Ws, _) => format!("b{run:04x}{id}"),
+            (Transport::Redis | Transport::Nats, Listen::Room) => format!("imbench.{run:04x}.room"),
+            (Transport::Redis | Transport::Nats, Listen::Own) => format!("imbench.{run:04x}.{id}"),
+        }
+    }
+
+    /// Appends what a user sends as soon as it is connected: nothing (line), the WebSocket
+    /// upgrade, or the subscription to its channel `ident` (a pub/sub peer), followed by a
+    /// question whose answer says it is in place.
+    pub fn greet(self, out: &mut Vec<u8>, server: SocketAddr, ident: &str) {
         match self {
-            Transport::Line => false,
+            Transport::Line => {}
             Transport::Ws => {
                 ws::upgrade_request(out, &server.to_string(), &format!("/ws/{ident}"));
-                true
+            }
+            // The subscription's confirmation names the channel: that is the online notice.
+            Transport::Redis => {
+                resp_command(out, &[b"HELLO", b"3"]);
+                resp_command(out, &[b"SUBSCRIBE", ident.as_bytes()]);
+            }
+            // The server answers PING after the SUB before it: that PONG is the notice.
+            Transport::Nats => {
+                out.extend_from_slice(NATS_CONNECT);
+                out.extend_from_slice(format!("SUB {ident} 1\r\nPING\r\n").as_bytes());
             }
         }
+    }
+
+    /// Whether the user must hear the WebSocket upgrade's answer before anything else.
+    pub fn upgrades(self) -> bool {
+        self == Transport::Ws
     }
 
     /// What goes before each payload a user whispers to `partner`.
@@ -68,11 +120,30 @@ impl Transport {
             Transport::Ws => {
                 format!(r#"{{"type":1,"receiver":"{partner}","content":""#).into_bytes()
             }
+            Transport::Redis => {
+                let mut out = Vec::new();
+                push_resp_header(&mut out, 3);
+                push_bulk(&mut out, b"PUBLISH");
+                push_bulk(&mut out, partner.as_bytes());
+                out
+            }
+            Transport::Nats => format!("PUB {partner} ").into_bytes(),
+        }
+    }
+
+    /// What goes before each payload a user broadcasts, for a user known by `ident`: nothing
+    /// for imserver (a line without a command is said to the room), a publish to the channel
+    /// the user listens on for a pub/sub peer (in a fanout run, the room).
+    pub fn broadcast_prefix(self, ident: &str) -> Vec<u8> {
+        match self {
+            Transport::Line | Transport::Ws => Vec::new(),
+            Transport::Redis | Transport::Nats => self.whisper_prefix(ident),
         }
     }
 
     /// Appends one message carrying `payload` to `out`: a broadcast when `prefix` is empty,
-    /// else a whisper with that [`Transport::whisper_prefix`]. `body` is scratch space.
+    /// else a message with that [`Transport::whisper_prefix`] or
+    /// [`Transport::broadcast_prefix`]. `body` is scratch space.
     pub fn push_message(
         self,
         out: &mut Vec<u8>,
@@ -97,16 +168,41 @@ impl Transport {
                 body.extend_from_slice(HUB_END);
                 ws::encode_text(out, body);
             }
+            // Both protocols put the payload's length before it.
+            Transport::Redis => {
+                body.clear();
+                payload(body);
+                out.extend_from_slice(prefix);
+                push_bulk(out, body);
+            }
+            Transport::Nats => {
+                body.clear();
+                payload(body);
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(format!("{}\r\n", body.len()).as_bytes());
+                out.extend_from_slice(body);
+                out.extend_from_slice(b"\r\n");
+            }
         }
+    }
+
+    /// What the user answers `msg` with at once, if anything: a NATS server's keep-alive
+    /// `PING` wants a `PONG`, or it closes the connection.
+    pub fn answer(self, msg: &[u8]) -> Option<&'static [u8]> {
+        (self == Transport::Nats && msg == b"PING").then_some(b"PONG\r\n")
     }
 
     /// If `msg` (a line without its newline, or a text frame) is the online notice of the
     /// user `ident` (in any language), the name its server gave it. On the line protocol a
     /// notice about another user with the same address (on another server: ports may repeat
     /// across destinations) also matches, but never comes first: a server sends a newcomer
-    /// its own notice before anything else, and this is asked only until it has come.
-    pub fn own_name<'m>(self, ident: &str, msg: &'m [u8]) -> Option<&'m [u8]> {
+    /// its own notice before anything else, and this is asked only until it has come. A
+    /// pub/sub peer's notice is the confirmation of the subscription (Redis: the line that
+    /// names the channel; NATS: the `PONG` after the `SUB`), and the name is the channel.
+    pub fn own_name<'m>(self, ident: &'m str, msg: &'m [u8]) -> Option<&'m [u8]> {
         match self {
+            Transport::Redis => (msg == ident.as_bytes()).then_some(msg),
+            Transport::Nats => (msg == b"PONG").then_some(ident.as_bytes()),
             Transport::Line => {
                 let rest = msg
                     .strip_prefix(b"[")?
@@ -126,29 +222,64 @@ impl Transport {
         }
     }
 
-    /// The payload in `msg`, from its mark to its end, if it has one.
+    /// The payload in `msg`, from its mark to its end, if it has one (a pub/sub peer's: all
+    /// of `msg`, if it starts with the mark).
     pub fn payload(self, msg: &[u8]) -> Option<&[u8]> {
-        let at = track::find_byte(MARK, msg)?;
-        let rest = &msg[at..];
         match self {
-            Transport::Line => Some(rest),
+            Transport::Line => Some(&msg[track::find_byte(MARK, msg)?..]),
             // The JSON string ends at the next quote (a payload has none); without one the
             // whole rest is handed on, and the length check calls it garbled.
-            Transport::Ws => Some(match track::find_byte(b'"', rest) {
-                Some(end) => &rest[..end],
-                None => rest,
-            }),
+            Transport::Ws => {
+                let rest = &msg[track::find_byte(MARK, msg)?..];
+                Some(match track::find_byte(b'"', rest) {
+                    Some(end) => &rest[..end],
+                    None => rest,
+                })
+            }
+            // A payload is a line of its own there.
+            Transport::Redis | Transport::Nats => (msg.first() == Some(&MARK)).then_some(msg),
         }
     }
 
     /// Whether `msg` (not a payload) is the server speaking for itself (a kick, "server
-    /// full", "not online"), worth keeping for an error message, rather than a user's notice
-    /// or chat or a routine reply.
+    /// full", "not online", a pub/sub peer's error), worth keeping for an error message,
+    /// rather than a user's notice or chat or a routine reply.
     pub fn is_server_message(self, msg: &[u8]) -> bool {
         match self {
             Transport::Line => !msg.starts_with(b"["),
             Transport::Ws => msg.ends_with(HUB_FROM_SERVER) && !msg.starts_with(HUB_SENT_ACK),
+            Transport::Redis | Transport::Nats => msg.starts_with(b"-"),
         }
+    }
+
+    /// Whether this is a pub/sub peer (`--target redis|nats`) rather than imserver.
+    pub fn is_peer(self) -> bool {
+        matches!(self, Transport::Redis | Transport::Nats)
+    }
+}
+
+/// What a NATS client says first: no `+OK` after every command, and its own messages back
+/// (a fanout sender hears its broadcasts, as on imserver).
+const NATS_CONNECT: &[u8] =
+    b"CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":true,\"name\":\"imbench\"}\r\n";
+
+/// Appends `*N\r\n`, the head of a RESP array of `n` items.
+fn push_resp_header(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(format!("*{n}\r\n").as_bytes());
+}
+
+/// Appends `$LEN\r\nBYTES\r\n`, one RESP bulk string.
+fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(format!("${}\r\n", bytes.len()).as_bytes());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one RESP command.
+fn resp_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    push_resp_header(out, args.len());
+    for a in args {
+        push_bulk(out, a);
     }
 }
 
@@ -162,9 +293,15 @@ mod tests {
 
     #[test]
     fn idents_are_the_address_or_a_short_hub_id() {
-        assert_eq!(Transport::Line.ident(addr(), 0xbe7a, 3), "127.0.0.1:40000");
-        assert_eq!(Transport::Ws.ident(addr(), 0x00fa, 3), "b00fa3");
-        let longest = Transport::Ws.ident(addr(), u16::MAX, 1_000_000);
+        assert_eq!(
+            Transport::Line.ident(addr(), 0xbe7a, 3, Listen::Room),
+            "127.0.0.1:40000"
+        );
+        assert_eq!(
+            Transport::Ws.ident(addr(), 0x00fa, 3, Listen::Own),
+            "b00fa3"
+        );
+        let longest = Transport::Ws.ident(addr(), u16::MAX, 1_000_000, Listen::Own);
         assert!(longest.len() <= 19, "{longest}");
         assert!(!longest.contains(':') && !longest.bytes().all(|b| b.is_ascii_digit()));
     }
@@ -242,6 +379,97 @@ mod tests {
         assert_eq!(ws.payload(got), Some(&b"~abcdb1.2.3.xx"[..]));
         assert_eq!(ws.payload(br#"{"content":"~ab"#), Some(&b"~ab"[..]));
         assert_eq!(ws.payload(br#"{"content":"hi","type":3}"#), None);
+    }
+
+    #[test]
+    fn a_peer_user_subscribes_to_the_room_or_its_own_channel() {
+        for t in [Transport::Redis, Transport::Nats] {
+            assert_eq!(
+                t.ident(addr(), 0x00fa, 3, Listen::Room),
+                "imbench.00fa.room"
+            );
+            assert_eq!(t.ident(addr(), 0x00fa, 3, Listen::Own), "imbench.00fa.3");
+            assert!(t.is_peer() && !t.upgrades());
+        }
+        assert_eq!(
+            Transport::Line.ident(addr(), 1, 3, Listen::Own),
+            "127.0.0.1:40000"
+        );
+        let mut out = Vec::new();
+        Transport::Redis.greet(&mut out, addr(), "imbench.00fa.room");
+        assert_eq!(
+            out,
+            b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$17\r\nimbench.00fa.room\r\n"
+        );
+        out.clear();
+        Transport::Nats.greet(&mut out, addr(), "imbench.00fa.3");
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.starts_with("CONNECT {"), "{text}");
+        assert!(text.contains(r#""verbose":false"#) && text.contains(r#""echo":true"#));
+        assert!(
+            text.ends_with("}\r\nSUB imbench.00fa.3 1\r\nPING\r\n"),
+            "{text}"
+        );
+        out.clear();
+        Transport::Line.greet(&mut out, addr(), "127.0.0.1:40000");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn peers_publish_to_the_room_or_the_partner_with_the_payload_length() {
+        let fill = |out: &mut Vec<u8>| out.extend_from_slice(b"~abcdb1.2.3.xx");
+        let mut body = Vec::new();
+        let mut out = Vec::new();
+        let redis = Transport::Redis;
+        let to_room = redis.broadcast_prefix("imbench.00fa.room");
+        redis.push_message(&mut out, &mut body, &to_room, fill);
+        assert_eq!(
+            out,
+            b"*3\r\n$7\r\nPUBLISH\r\n$17\r\nimbench.00fa.room\r\n$14\r\n~abcdb1.2.3.xx\r\n"
+        );
+        out.clear();
+        let nats = Transport::Nats;
+        let to_partner = nats.whisper_prefix("imbench.00fa.4");
+        nats.push_message(&mut out, &mut body, &to_partner, fill);
+        assert_eq!(out, b"PUB imbench.00fa.4 14\r\n~abcdb1.2.3.xx\r\n");
+        assert!(Transport::Line
+            .broadcast_prefix("127.0.0.1:40000")
+            .is_empty());
+        assert!(Transport::Ws.broadcast_prefix("b00fa3").is_empty());
+    }
+
+    #[test]
+    fn peers_join_on_the_subscriptions_confirmation_and_find_payload_lines() {
+        let redis = Transport::Redis;
+        let me = "imbench.00fa.room";
+        // RESP3's confirmation: >3, $9, subscribe, $17, the channel, :1.
+        for line in [
+            &b">3"[..],
+            b"$9",
+            b"subscribe",
+            b"$17",
+            b":1",
+            b"imbench.00fa.roomy",
+        ] {
+            assert_eq!(redis.own_name(me, line), None, "{line:?}");
+        }
+        assert_eq!(redis.own_name(me, me.as_bytes()), Some(me.as_bytes()));
+        let nats = Transport::Nats;
+        assert_eq!(nats.own_name(me, b"PONG"), Some(me.as_bytes()));
+        assert_eq!(nats.own_name(me, b"INFO {\"server_id\":\"x\"}"), None);
+        assert_eq!(nats.answer(b"PING"), Some(&b"PONG\r\n"[..]));
+        assert_eq!(redis.answer(b"PING"), None);
+        assert_eq!(Transport::Line.answer(b"PING"), None);
+        for t in [redis, nats] {
+            assert_eq!(t.payload(b"~abcdb1.2.3.xx"), Some(&b"~abcdb1.2.3.xx"[..]));
+            assert_eq!(t.payload(b"MSG imbench.00fa.room 1 14"), None);
+            assert_eq!(t.payload(b"$14"), None);
+            assert_eq!(t.payload(b"x~abcd"), None);
+            assert!(t.is_server_message(b"-ERR 'Unknown Protocol Operation'"));
+            assert!(t.is_server_message(b"-NOAUTH Authentication required."));
+            assert!(!t.is_server_message(b":30"));
+            assert!(!t.is_server_message(b"+OK"));
+        }
     }
 
     #[test]
