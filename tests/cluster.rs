@@ -424,8 +424,8 @@ fn rooms_span_servers() {
     // b2 moves to tea: 101 hears it leave, on both servers.
     b2.send("room|tea\n");
     b2.expect("您已进入房间：tea\n");
-    // A late notice of a1's arrival in 101 can only have come before that answer: the
-    // same line when a1 arrives in tea below must not be skipped as one.
+    // A late notice of a1's arrival in 101 would have come before that answer: from here
+    // on, a1 arriving is a1 coming to tea.
     b2.maybe.clear();
     a1.expect(&b2.offline());
     b1.expect(&b2.offline());

@@ -17,7 +17,8 @@
 //!   user here leaves it, and its id may then name another room: hold a room's *name*
 //!   across turns (departures, the cluster), its id only within one.
 //!
-//! [`offline`] keeps private messages for signed-in users who are offline, in memory.
+//! [`offline`] keeps private messages for signed-in users who are offline, in memory;
+//! [`history`] each room's recent messages.
 
 mod directory;
 pub mod history;

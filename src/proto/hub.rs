@@ -11,7 +11,7 @@ use crate::text::{Texts, User};
 
 /// Takes the id of a new `/ws/{id}` connection in the room called `room` (`?room=`;
 /// `None`: the line users' room), replacing an older hub connection with the same id; a
-/// user of another protocol keeps it, and this one is closed. `signed`: it came with a
+/// user of another protocol keeps it, and this one is closed; `signed`: it came with a
 /// valid token.
 pub fn join<H: Host>(id: &str, room: Option<&str>, signed: bool, host: &mut H) {
     let reply = || Reply::Hub {
