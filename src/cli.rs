@@ -2,7 +2,9 @@
 //! take the same flags. Parsing happens in each binary's `main`; this only describes.
 
 use crate::config::RedisUrl;
-use crate::config::{self, Access, ClusterSettings, Config, Limits, OfflineSettings, TlsSettings};
+use crate::config::{
+    self, Access, ClusterSettings, Coalesce, Config, Limits, OfflineSettings, TlsSettings,
+};
 use crate::text::Lang;
 use clap::builder::TypedValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -168,6 +170,16 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_ttl,
           env = "IMSERVER_OFFLINE_TTL")]
     pub offline_ttl: Duration,
+    /// Under load, a connection's output is held back until it has this many bytes (or
+    /// --coalesce-us passed).
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_COALESCE_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 30)).map(|v| v as usize), env = "IMSERVER_COALESCE_BYTES")]
+    pub coalesce_bytes: usize,
+    /// Under load, the longest a connection's output is held back to be sent with later
+    /// output, in microseconds; 0 = never (flush every turn).
+    #[arg(long, value_name = "MICROS", default_value = "500", allow_negative_numbers = true,
+          value_parser = parse_micros, env = "IMSERVER_COALESCE_US")]
+    pub coalesce_us: Duration,
 }
 
 impl ServerArgs {
@@ -218,6 +230,10 @@ impl ServerArgs {
             offline: OfflineSettings {
                 max_per_user: self.offline_max,
                 ttl: self.offline_ttl,
+            },
+            coalesce: Coalesce {
+                bytes: self.coalesce_bytes,
+                wait: self.coalesce_us,
             },
         }
     }
@@ -349,6 +365,14 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// Microseconds, a whole number 0-1000000 (a second: longer would be a delay, not a batch).
+fn parse_micros(s: &str) -> Result<Duration, String> {
+    match s.parse::<u64>() {
+        Ok(us) if us <= 1_000_000 => Ok(Duration::from_micros(us)),
+        _ => Err(format!("{s:?} is not a number of microseconds 0-1000000")),
+    }
+}
+
 /// Seconds as a non-negative decimal number (`1`, `0.5`).
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
@@ -373,6 +397,8 @@ mod tests {
         assert_eq!(c.shutdown_grace, d.shutdown_grace);
         assert_eq!(c.login_timeout, d.login_timeout);
         assert_eq!((c.history, c.history_bytes), (d.history, d.history_bytes));
+        assert_eq!(c.coalesce.bytes, d.coalesce.bytes);
+        assert_eq!(c.coalesce.wait, d.coalesce.wait);
     }
 
     #[test]
@@ -406,6 +432,12 @@ mod tests {
         assert!(ServerArgs::try_parse_from(["x", "--history-bytes", "10"]).is_err());
         let off = ServerArgs::parse_from(["x", "--history", "0"]).config();
         assert_eq!(off.history, 0);
+        assert!(ServerArgs::try_parse_from(["x", "--coalesce-us", "-1"]).is_err());
+        assert!(ServerArgs::try_parse_from(["x", "--coalesce-us", "0.5"]).is_err());
+        assert!(ServerArgs::try_parse_from(["x", "--coalesce-us", "1000001"]).is_err());
+        assert!(ServerArgs::try_parse_from(["x", "--coalesce-bytes", "0"]).is_err());
+        let off = ServerArgs::parse_from(["x", "--coalesce-us", "0"]).config();
+        assert!(off.coalesce.wait.is_zero());
     }
 
     #[test]

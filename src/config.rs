@@ -46,6 +46,10 @@ pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_OFFLINE_MAX: usize = 100;
 /// How long a private message, and a signed login, is remembered for offline delivery.
 pub const DEFAULT_OFFLINE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Output held back under load is sent once it has this many bytes...
+pub const DEFAULT_COALESCE_BYTES: usize = 16 * 1024;
+/// ...or has waited this long.
+pub const DEFAULT_COALESCE_WAIT: Duration = Duration::from_micros(500);
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
@@ -92,6 +96,8 @@ pub struct Config {
     pub history_bytes: usize,
     /// Private messages kept for signed-in users who are offline (with `--auth-secret`).
     pub offline: OfflineSettings,
+    /// Write coalescing under load.
+    pub coalesce: Coalesce,
 }
 
 /// Private messages kept for signed-in users who are offline (`--auth-secret` only: a
@@ -109,6 +115,25 @@ impl Default for OfflineSettings {
         OfflineSettings {
             max_per_user: DEFAULT_OFFLINE_MAX,
             ttl: DEFAULT_OFFLINE_TTL,
+        }
+    }
+}
+
+/// Write coalescing: under load, a connection's output is held back until it has `bytes`
+/// or has waited `wait`, whichever comes first, so one send carries more messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Coalesce {
+    /// Held output this large goes out at once.
+    pub bytes: usize,
+    /// The longest output is held; zero never holds (every turn flushes, as before).
+    pub wait: Duration,
+}
+
+impl Default for Coalesce {
+    fn default() -> Self {
+        Coalesce {
+            bytes: DEFAULT_COALESCE_BYTES,
+            wait: DEFAULT_COALESCE_WAIT,
         }
     }
 }
@@ -230,6 +255,7 @@ impl Default for Config {
             history: DEFAULT_HISTORY,
             history_bytes: DEFAULT_HISTORY_BYTES,
             offline: OfflineSettings::default(),
+            coalesce: Coalesce::default(),
         }
     }
 }

@@ -26,6 +26,11 @@ pub struct Metrics {
     pub bytes_in: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
+    /// Write calls to client sockets (`writev`, or TLS record writes): with
+    /// `messages_out`, the sends per delivery.
+    pub writes: u64,
+    /// Times a connection's output was held back to be coalesced with later output.
+    pub held: u64,
     /// Users kicked for idling or a missed heartbeat.
     pub idle_kicks: u64,
     /// Slow readers disconnected at `--max-outbuf`.
@@ -174,6 +179,16 @@ impl Metrics {
                 "imserver_bytes_out_total",
                 "Bytes written to clients.",
                 self.bytes_out,
+            ),
+            (
+                "imserver_writes_total",
+                "Write calls to client sockets.",
+                self.writes,
+            ),
+            (
+                "imserver_output_held_total",
+                "Times a connection's output was held back to be coalesced (--coalesce-us).",
+                self.held,
             ),
             (
                 "imserver_idle_kicks_total",

@@ -9,15 +9,17 @@
 //!
 //! Buffers are sized on demand and released when empty, so an idle connection holds no
 //! buffer memory at all: `inbuf` exists only while a partial line waits for its newline, and
-//! `outbuf` only while output waits for the socket.
+//! the output queue (`out`, see `net::out`: references into a turn's shared fan-out
+//! segments, and bytes of its own) only while output waits for the socket.
 
 use super::flood::Bucket;
+use super::out::{Out, Shared};
 use crate::chat::UserId;
 use crate::proto::Session;
 use mio::net::TcpStream;
 use rustls::ServerConnection;
 use std::fmt;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -43,6 +45,18 @@ pub enum ReadOutcome {
     Eof,
     /// The socket failed; the connection is over.
     Failed(io::Error),
+}
+
+/// Whether a connection is on one of the turn's output lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// On neither.
+    No,
+    /// On the dirty list: flushed in this turn's flush phase.
+    Dirty,
+    /// On the held list: its output is held back to be coalesced, until the held list's
+    /// deadline or until it has enough bytes (see `Conns::queue`).
+    Held,
 }
 
 /// The result of flushing the write buffer.
@@ -82,17 +96,16 @@ pub struct Conn {
     pub last_active: Instant,
     /// A partial line waiting for its newline; empty (unallocated) otherwise.
     pub inbuf: Vec<u8>,
-    /// Whether the token is already on the server's dirty list this turn.
-    pub dirty: bool,
+    /// Whether the token is on the server's dirty or held list.
+    pub listed: Listed,
     /// Whether WRITABLE interest is registered.
     pub write_armed: bool,
     /// The command allowance (flood control), and whether reading waits for it.
     pub flood: Bucket,
     /// The TLS session between the socket and the plaintext buffers, on TLS listeners.
     tls: Option<Box<ServerConnection>>,
-    outbuf: Vec<u8>,
-    /// Bytes of `outbuf` already written.
-    out_pos: usize,
+    /// Output waiting for the socket.
+    out: Out,
 }
 
 impl Conn {
@@ -113,21 +126,21 @@ impl Conn {
             hung_up: false,
             last_active: now,
             inbuf: Vec::new(),
-            dirty: false,
+            listed: Listed::No,
             write_armed: false,
             flood,
             tls,
-            outbuf: Vec::new(),
-            out_pos: 0,
+            out: Out::default(),
         }
     }
 
     /// Bytes queued and not yet written.
     pub fn pending(&self) -> usize {
-        self.outbuf.len() - self.out_pos
+        self.out.pending()
     }
 
-    /// Appends `bytes` to the output, unless that would put more than `limit` bytes in wait.
+    /// Appends `bytes`, this connection's own, to the output, unless that would put more
+    /// than `limit` bytes in wait.
     ///
     /// # Errors
     /// [`OverLimit`] when the reader is too slow; nothing is queued then.
@@ -135,20 +148,31 @@ impl Conn {
         if self.pending() + bytes.len() > limit {
             return Err(OverLimit);
         }
-        // Reclaim the written front once it is the larger part, so a slow reader's buffer
-        // is not shifted on every partial write.
-        if self.out_pos > 0 && self.out_pos >= self.outbuf.len() / 2 {
-            self.outbuf.drain(..self.out_pos);
-            self.out_pos = 0;
+        self.out.push_owned(bytes);
+        Ok(())
+    }
+
+    /// Appends shared fan-out bytes to the output, like [`Conn::queue`]: as a reference,
+    /// or as a copy while the socket is full (those bytes will wait longer than a turn, and
+    /// should not keep the turn's segment alive meanwhile).
+    ///
+    /// # Errors
+    /// [`OverLimit`] when the reader is too slow; nothing is queued then.
+    pub fn queue_shared(&mut self, shared: Shared<'_>, limit: usize) -> Result<(), OverLimit> {
+        if self.pending() + shared.bytes.len() > limit {
+            return Err(OverLimit);
         }
-        self.outbuf.extend_from_slice(bytes);
+        if self.write_armed {
+            self.out.push_owned(shared.bytes);
+        } else {
+            self.out.push_shared(shared);
+        }
         Ok(())
     }
 
     /// Drops all pending output (the connection is being thrown away).
     pub fn discard_output(&mut self) {
-        self.outbuf = Vec::new();
-        self.out_pos = 0;
+        self.out = Out::default();
     }
 
     /// Whether the transport is ready for the protocol: always for plain TCP, once the
@@ -201,53 +225,60 @@ impl Conn {
     }
 
     /// Writes pending output until it is drained, the socket is full, or `budget` bytes have
-    /// gone out this turn. A drained buffer is released, so idle connections hold none.
-    pub fn flush(&mut self, budget: usize) -> Flush {
+    /// gone out this turn: every queued piece in one `writev` per call. A drained queue is
+    /// released, so idle connections hold none; a full socket keeps copies, not references
+    /// (see `net::out`). Returns the outcome and the number of write calls made.
+    pub fn flush(&mut self, budget: usize) -> (Flush, u64) {
         let mut written = 0;
+        let mut sends = 0;
         loop {
             if let Some(tls) = self.tls.as_mut() {
                 // Plaintext into TLS records (rustls takes up to its buffer limit), then
                 // the records out.
-                if let Some(rest) = self.outbuf.get(self.out_pos..).filter(|r| !r.is_empty()) {
-                    match tls.writer().write(rest) {
-                        Ok(n) => self.out_pos += n,
-                        Err(e) => return Flush::Failed(e),
+                if !self.out.is_empty() {
+                    if let Err(e) = self.out.write_to(&mut tls.writer()) {
+                        return (Flush::Failed(e), sends);
                     }
                 }
-                if !tls.wants_write() && self.out_pos >= self.outbuf.len() {
+                if !tls.wants_write() && self.out.is_empty() {
                     break;
                 }
                 if written >= budget {
-                    return Flush::OverBudget;
+                    return (Flush::OverBudget, sends);
                 }
+                sends += 1;
                 match tls.write_tls(&mut self.socket) {
-                    Ok(0) => return Flush::Failed(ErrorKind::WriteZero.into()),
+                    Ok(0) => return (Flush::Failed(ErrorKind::WriteZero.into()), sends),
                     Ok(n) => written += n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Flush::WouldBlock,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        self.out.detach();
+                        return (Flush::WouldBlock, sends);
+                    }
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Flush::Failed(e),
+                    Err(e) => return (Flush::Failed(e), sends),
                 }
                 continue;
             }
-            let Some(rest) = self.outbuf.get(self.out_pos..).filter(|r| !r.is_empty()) else {
+            if self.out.is_empty() {
                 break;
-            };
-            if written >= budget {
-                return Flush::OverBudget;
             }
-            match self.socket.write(rest) {
-                Ok(0) => return Flush::Failed(ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_pos += n;
-                    written += n;
+            if written >= budget {
+                return (Flush::OverBudget, sends);
+            }
+            sends += 1;
+            match self.out.write_to(&mut self.socket) {
+                Ok(0) => return (Flush::Failed(ErrorKind::WriteZero.into()), sends),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.out.detach();
+                    return (Flush::WouldBlock, sends);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Flush::WouldBlock,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Flush::Failed(e),
+                Err(e) => return (Flush::Failed(e), sends),
             }
         }
         self.discard_output();
-        Flush::Drained
+        (Flush::Drained, sends)
     }
 }
 

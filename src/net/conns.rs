@@ -1,12 +1,14 @@
 //! Every connection in one `Slab`, with the turn's output bookkeeping: which connections
-//! have output to flush, which are to be freed, and the limits on what may wait.
+//! have output to flush this turn (dirty), which hold theirs back to coalesce it (held, see
+//! `flush`), which are to be freed, and the limits on what may wait.
 //!
 //! Tokens carry a generation beside the slab key, so an event or timer for a freed
 //! connection whose key was reused is recognised and dropped; connections are freed only in
 //! the loop's close phase, never during dispatch.
 
-use super::conn::{Conn, ConnState, OverLimit};
+use super::conn::{Conn, ConnState, Listed, OverLimit};
 use super::flood::Bucket;
+use super::out::Shared;
 use super::storm::Storm;
 use crate::proto::{Family, Session};
 use log::debug;
@@ -42,8 +44,16 @@ fn conn_token(key: usize, generation: u32) -> Token {
 pub struct Conns {
     slab: Slab<Conn>,
     next_generation: u32,
-    /// Connections with output queued this turn, each listed once (`Conn::dirty`).
+    /// Connections with output to flush this turn, each listed once (`Conn::listed`).
     pub dirty: Vec<Token>,
+    /// Connections whose output is held back to be coalesced; an entry counts only while
+    /// its connection is `Listed::Held` (one promoted to dirty leaves a stale entry).
+    pub held: Vec<Token>,
+    /// When the held output must go out: the coalescing bound after the earliest of it
+    /// was held.
+    pub held_until: Option<Instant>,
+    /// Held output this large goes out at once, deadline or not (`--coalesce-bytes`).
+    coalesce_bytes: usize,
     /// Connections to free in the close phase.
     pub closing: Vec<Token>,
     /// The per-connection output limit, `--max-outbuf`, and the limit on all of it
@@ -63,12 +73,15 @@ pub struct Conns {
 
 impl Conns {
     /// No connections yet; each may have `max_outbuf_bytes.0` waiting, all together
-    /// `max_outbuf_bytes.1`.
-    pub fn new(max_outbuf_bytes: (usize, usize)) -> Self {
+    /// `max_outbuf_bytes.1`; held output goes out once it reaches `coalesce_bytes`.
+    pub fn new(max_outbuf_bytes: (usize, usize), coalesce_bytes: usize) -> Self {
         Conns {
             slab: Slab::new(),
             next_generation: 0,
             dirty: Vec::new(),
+            held: Vec::new(),
+            held_until: None,
+            coalesce_bytes,
             closing: Vec::new(),
             max_outbuf_bytes,
             pending_total: 0,
@@ -160,10 +173,28 @@ impl Conns {
             .collect()
     }
 
-    /// Queues `bytes` to an open connection; a reader too slow for its limit is marked
-    /// for closing. Output for a connection already on its way out is dropped: what it is
-    /// owed was queued before it began to close.
+    /// Queues `bytes`, for this connection alone, to an open connection; see
+    /// [`Conns::queue_shared`].
     pub fn queue(&mut self, token: Token, bytes: &[u8]) {
+        self.queue_with(token, bytes.len(), |conn, limit| conn.queue(bytes, limit));
+    }
+
+    /// Queues a fan-out's shared bytes to an open connection; a reader too slow for its
+    /// limit is marked for closing. Output for a connection already on its way out is
+    /// dropped: what it is owed was queued before it began to close. Held output that
+    /// reaches `--coalesce-bytes` moves to the dirty list, to go out this turn.
+    pub fn queue_shared(&mut self, token: Token, shared: Shared<'_>) {
+        self.queue_with(token, shared.bytes.len(), |conn, limit| {
+            conn.queue_shared(shared, limit)
+        });
+    }
+
+    fn queue_with(
+        &mut self,
+        token: Token,
+        len: usize,
+        put: impl FnOnce(&mut Conn, usize) -> Result<(), OverLimit>,
+    ) {
         let limit = self.max_outbuf_bytes.0;
         let Some(conn) = slot(&mut self.slab, token) else {
             return;
@@ -171,12 +202,13 @@ impl Conns {
         if conn.state != ConnState::Open {
             return;
         }
-        match conn.queue(bytes, limit) {
+        match put(conn, limit) {
             Ok(()) => {
                 self.messages_out += 1;
-                self.pending_total += bytes.len();
-                if !conn.dirty {
-                    conn.dirty = true;
+                self.pending_total += len;
+                let full = conn.pending() >= self.coalesce_bytes;
+                if conn.listed == Listed::No || (conn.listed == Listed::Held && full) {
+                    conn.listed = Listed::Dirty;
                     self.dirty.push(token);
                 }
             }
@@ -192,13 +224,24 @@ impl Conns {
         }
     }
 
-    /// Puts a connection on the dirty list (output to write, or a close to complete).
+    /// Puts a connection on the dirty list (output to write, or a close to complete),
+    /// held output included: a close or a writable socket does not wait.
     pub fn mark_dirty(&mut self, token: Token) {
-        if let Some(conn) = self.get_mut(token) {
-            if !conn.dirty {
-                conn.dirty = true;
+        if let Some(conn) = slot(&mut self.slab, token) {
+            if conn.listed != Listed::Dirty {
+                conn.listed = Listed::Dirty;
                 self.dirty.push(token);
             }
+        }
+    }
+
+    /// Holds a dirty connection's output back until the held list's deadline (`until`, if
+    /// none is set yet).
+    pub fn hold(&mut self, token: Token, until: Instant) {
+        if let Some(conn) = slot(&mut self.slab, token) {
+            conn.listed = Listed::Held;
+            self.held.push(token);
+            self.held_until.get_or_insert(until);
         }
     }
 

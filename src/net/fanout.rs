@@ -1,21 +1,78 @@
-//! The fan-out: one event, encoded once per protocol present among its recipients, the
-//! bytes copied into each recipient's output buffer. The chat core decides who receives;
-//! the protocol adapters decide the bytes; nothing is written until the flush phase.
+//! The fan-out: one event, encoded once per protocol present among its recipients into
+//! that protocol's open segment of the turn, which every recipient's queue then refers to
+//! (see `net::out`). The chat core decides who receives; the protocol adapters decide the
+//! bytes; nothing is written until the flush phase, which seals the segments first.
 
 use super::conns::Conns;
+use super::out::{Segment, Shared};
 use crate::chat::{Chat, Event, Kind, Member, RoomId, Seat, UserId};
 use crate::proto;
 use crate::text::{Texts, User};
 use mio::Token;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Each protocol's bytes of one fan-out, encoded for the first recipient of that kind and
-/// copied to the others. Scratch: every use starts by clearing what it writes.
+/// A segment past this size is sealed and a new one begun, so that one reference kept a
+/// little longer (a connection over its write budget) pins little memory.
+const SEGMENT_MAX_BYTES: usize = 64 * 1024;
+/// A new segment's first allocation: a turn's broadcasts usually fit.
+const SEGMENT_FIRST_BYTES: usize = 4 * 1024;
+
+/// The segment a protocol's broadcasts of this turn are being written into.
+#[derive(Debug, Default)]
+struct Open {
+    seg: Rc<Segment>,
+    bytes: Vec<u8>,
+}
+
+impl Open {
+    /// Appends `bytes`; returns where they are.
+    fn append(&mut self, bytes: &[u8]) -> (u32, u32) {
+        if !self.bytes.is_empty() && self.bytes.len() + bytes.len() > SEGMENT_MAX_BYTES {
+            self.seal();
+        }
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(SEGMENT_FIRST_BYTES.max(bytes.len()));
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        (at(start), at(self.bytes.len()))
+    }
+
+    /// Bytes `start..end` as the recipients take them.
+    fn shared(&self, (start, end): (u32, u32)) -> Shared<'_> {
+        Shared {
+            seg: &self.seg,
+            start,
+            bytes: self
+                .bytes
+                .get(start as usize..end as usize)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Hands the bytes to the segment for reading and begins a new one; a segment nobody
+    /// refers to (every recipient took a copy) keeps its buffer for the next turn.
+    fn seal(&mut self) {
+        if Rc::strong_count(&self.seg) == 1 {
+            self.bytes.clear();
+            return;
+        }
+        let bytes = std::mem::take(&mut self.bytes);
+        std::mem::take(&mut self.seg).seal(bytes);
+    }
+}
+
+/// The turn's fan-out bytes: each protocol's open segment, and a buffer to encode into.
 #[derive(Debug)]
 pub struct Fanout {
     texts: &'static Texts,
-    forms: [Vec<u8>; Kind::COUNT],
+    /// One open segment per protocol kind.
+    open: [Open; Kind::COUNT],
+    /// Scratch for encoding one event: cleared by each use.
+    scratch: Vec<u8>,
 }
 
 impl Fanout {
@@ -23,7 +80,15 @@ impl Fanout {
     pub fn new(texts: &'static Texts) -> Self {
         Fanout {
             texts,
-            forms: Default::default(),
+            open: Default::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Makes this turn's segments readable (the flush phase, before it writes).
+    pub fn seal(&mut self) {
+        for open in &mut self.open {
+            open.seal();
         }
     }
 
@@ -62,7 +127,7 @@ impl Fanout {
         event: Event<'_>,
         pick: impl Fn(&Seat) -> bool,
     ) {
-        let mut encoded = [false; Kind::COUNT];
+        let mut encoded: [Option<(u32, u32)>; Kind::COUNT] = [None; Kind::COUNT];
         let notice = matches!(event, Event::Online | Event::Offline);
         for seat in chat.seats(room) {
             if !pick(seat) {
@@ -73,31 +138,28 @@ impl Fanout {
                 continue;
             }
             let i = seat.kind.index();
-            let (Some(done), Some(buf)) = (encoded.get_mut(i), self.forms.get_mut(i)) else {
+            let (Some(span), Some(open)) = (encoded.get_mut(i), self.open.get_mut(i)) else {
                 continue;
             };
-            if !*done {
-                proto::render(seat.kind, self.texts, from, None, event, buf);
-                *done = true;
-            }
-            conns.queue(token, buf);
+            let span = *span.get_or_insert_with(|| {
+                proto::render(seat.kind, self.texts, from, None, event, &mut self.scratch);
+                open.append(&self.scratch)
+            });
+            conns.queue_shared(token, open.shared(span));
         }
     }
 
     /// Sends `text` from `from` to one user.
     pub fn one(&mut self, conns: &mut Conns, to: &Member, from: User<'_>, text: &[u8]) {
-        let Some(buf) = self.forms.get_mut(to.kind.index()) else {
-            return;
-        };
         proto::render(
             to.kind,
             self.texts,
             from,
             Some(to.shown()),
             Event::Whisper(text),
-            buf,
+            &mut self.scratch,
         );
-        conns.queue(Token(to.peer.0), buf);
+        conns.queue(Token(to.peer.0), &self.scratch);
     }
 }
 

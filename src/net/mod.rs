@@ -12,8 +12,10 @@
 //!    hang-ups keep arriving, see `fanout::Departures`);
 //! 7. the cluster's turn (with `--redis`): reconnects, heartbeats, and what the turn queued
 //!    for Redis written out, before the clients are written to;
-//! 8. flush every dirty connection once: one `write` per recipient per turn, however many
-//!    messages it was sent during the turn.
+//! 8. flush every dirty connection once: one `writev` per recipient per turn, however many
+//!    messages it was sent during the turn (the turn's broadcasts are shared segments its
+//!    queue refers to, see `out`); under load, output is held across turns up to
+//!    `--coalesce-us` to send more per call (see `flush`).
 //!
 //! Connections are never freed during dispatch, so a slab key cannot be handed to a new
 //! connection while an event for the old one is still in the batch; tokens also carry a
@@ -32,6 +34,7 @@ mod flush;
 mod host;
 mod listen;
 mod mail;
+mod out;
 mod per_ip;
 mod storm;
 mod tls;
@@ -48,6 +51,7 @@ use conn::{ConnState, ReadOutcome};
 use conns::Conns;
 use fanout::{Departures, Fanout};
 use flood::millis;
+use flush::Pressure;
 use host::State;
 pub use listen::StartError;
 use listen::{Accept, Listener};
@@ -113,6 +117,8 @@ pub struct Server {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections cut at `--max-outbuf-total`, for the log.
     output_cut: storm::Storm,
+    /// The loop's recent load: whether output is held back to be coalesced.
+    pressure: Pressure,
 }
 
 impl Server {
@@ -170,6 +176,7 @@ impl Server {
         let texts = config.lang.texts();
         let addrs = listeners.iter().map(|l| l.addr).collect();
         let epoch = Instant::now();
+        let coalesce = config.coalesce;
         Ok(Server {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
@@ -178,10 +185,13 @@ impl Server {
             accept: Accept::default(),
             signals,
             st: State {
-                conns: Conns::new((
-                    config.max_outbuf_bytes,
-                    config.limits.max_outbuf_total_bytes,
-                )),
+                conns: Conns::new(
+                    (
+                        config.max_outbuf_bytes,
+                        config.limits.max_outbuf_total_bytes,
+                    ),
+                    coalesce.bytes,
+                ),
                 chat: Chat::new(node.as_deref()),
                 cluster,
                 news: Vec::new(),
@@ -204,6 +214,7 @@ impl Server {
             trim: (0, Instant::now()),
             tls,
             output_cut: storm::Storm::default(),
+            pressure: Pressure::new(coalesce.wait),
         })
     }
 
@@ -237,6 +248,8 @@ impl Server {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            // Nothing came and nothing was left to read: the loop would otherwise go idle.
+            let idle = self.events.is_empty() && self.again.is_empty();
             self.note_hang_ups(now);
             self.dispatch(now);
             self.expire(now);
@@ -247,7 +260,7 @@ impl Server {
             // a position Redis fixed before the newcomer hears it is online, so whatever
             // is said after that reaches it.
             self.cluster_turn(now);
-            self.flush_dirty();
+            self.flush_dirty(now, idle);
             // Free what the flush just finished, so its slot counts as free for the next
             // accept; offline notices queued here are flushed next turn (and what they
             // tell Redis is written then, at once: the link's deadline).
@@ -302,10 +315,15 @@ impl Server {
         timeout
     }
 
-    /// Zero while work is left over, else until the earliest timer, pause or deadline.
+    /// Zero while work is left over (held output included: see `flush`), else until the
+    /// earliest timer, pause or deadline.
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let conns = &self.st.conns;
-        if !conns.dirty.is_empty() || !conns.closing.is_empty() || !self.again.is_empty() {
+        if !conns.dirty.is_empty()
+            || !conns.held.is_empty()
+            || !conns.closing.is_empty()
+            || !self.again.is_empty()
+        {
             return Some(Duration::ZERO);
         }
         [
