@@ -1,9 +1,11 @@
 //! imserver-mio: an instant-messaging server on one single-threaded `mio` event loop.
 //!
-//! One [`mio::Poll`] owns every connection in a [`slab::Slab`], each with its own read and
-//! write buffer. Line, WebSocket and HTTP clients share one loop and one user space; a
-//! broadcast is encoded once per protocol present and copied into every recipient's
-//! buffer, which the loop flushes once per turn. No locks, no channels, no async runtime.
+//! One [`mio::Poll`] owns every connection in a [`slab::Slab`], each with its own read
+//! buffer and output queue. Line, WebSocket and HTTP clients share one loop and one user
+//! space; a broadcast is encoded once per protocol present into a shared segment that
+//! every recipient's queue refers to, and the loop flushes each queue with one `writev`
+//! per turn (held a little longer under load, `--coalesce-us`). No locks, no channels, no
+//! async runtime.
 //!
 //! # Layout
 //! Folders are layers; each uses only the layers below it.

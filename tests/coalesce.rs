@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{connect, http, server_cmd, start, Client};
+use common::{connect, get, metric, server_cmd, start, Client};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -23,15 +23,11 @@ const LINES: usize = 2000;
 /// Rounds of load at most until the server reports held output.
 const ROUNDS: usize = 5;
 
-fn metric(api: SocketAddr, name: &str) -> u64 {
-    let (status, body) = http(
-        api,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {body}"))
+/// A server with an HTTP listener (for `/metrics`) and the coalescing flags `coalesce`.
+fn start_with(coalesce: &[&str]) -> common::Server {
+    let mut args = vec!["--http-port", "0", "--idle-timeout", "0"];
+    args.extend_from_slice(coalesce);
+    start(&args)
 }
 
 /// Waits until the previous round's users are all gone, so that none of their offline
@@ -39,10 +35,7 @@ fn metric(api: SocketAddr, name: &str) -> u64 {
 fn wait_until_empty(api: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, body) = http(
-            api,
-            "GET /system/state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
+        let (_, body) = get(api, "/system/state");
         let state: serde_json::Value = serde_json::from_str(&body).unwrap();
         if state["data"]["users"].as_u64() == Some(0) {
             return;
@@ -122,17 +115,8 @@ fn one_round(addr: SocketAddr, round: usize) {
 
 #[test]
 fn under_load_held_output_reaches_everyone_complete_and_in_order() {
-    let server = start(&[
-        "--http-port",
-        "0",
-        "--idle-timeout",
-        "0",
-        "--coalesce-us",
-        "2000",
-        // A turn's read budget of lines makes about 100 KB for each user: keep it held.
-        "--coalesce-bytes",
-        "4194304",
-    ]);
+    // A turn's read budget of lines makes about 100 KB for each user: keep it held.
+    let server = start_with(&["--coalesce-us", "2000", "--coalesce-bytes", "4194304"]);
     let api = server.http.unwrap();
     let mut round = 0;
     while metric(api, "imserver_output_held_total") == 0 {
@@ -146,14 +130,7 @@ fn under_load_held_output_reaches_everyone_complete_and_in_order() {
 
 #[test]
 fn with_coalesce_us_zero_nothing_is_held() {
-    let server = start(&[
-        "--http-port",
-        "0",
-        "--idle-timeout",
-        "0",
-        "--coalesce-us",
-        "0",
-    ]);
+    let server = start_with(&["--coalesce-us", "0"]);
     let api = server.http.unwrap();
     one_round(server.addr, 0);
     assert_eq!(metric(api, "imserver_output_held_total"), 0);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{connect, http, start};
+use common::{connect, http, metric, start};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -24,17 +24,6 @@ held = [socket.create_connection((host, int(port))) for _ in range(int(sys.argv[
 print("ready", flush=True)
 time.sleep(60)
 "#;
-
-fn metric(api: SocketAddr, name: &str) -> u64 {
-    let (status, body) = http(
-        api,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {body}"))
-}
 
 fn users(api: SocketAddr) -> u64 {
     let (_, body) = http(

@@ -228,3 +228,39 @@ impl Departures {
         std::mem::take(&mut self.list)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_is_sealed_for_its_readers_and_reused_when_nobody_refers_to_it() {
+        let mut open = Open::default();
+        let span = open.append(b"hello");
+        let kept = Rc::clone(open.shared(span).seg);
+        open.seal();
+        assert!(
+            !Rc::ptr_eq(&kept, &open.seg),
+            "a referenced segment is handed over"
+        );
+        assert!(open.bytes.is_empty());
+        let span = open.append(b"again");
+        assert_eq!(span, (0, 5));
+        let capacity = open.bytes.capacity();
+        let before = Rc::as_ptr(&open.seg);
+        open.seal();
+        assert_eq!(Rc::as_ptr(&open.seg), before, "nobody refers to it: kept");
+        assert_eq!(open.bytes.capacity(), capacity);
+    }
+
+    #[test]
+    fn a_full_segment_is_sealed_and_a_new_one_begun() {
+        let mut open = Open::default();
+        let big = vec![b'x'; SEGMENT_MAX_BYTES - 10];
+        let first = open.append(&big);
+        let kept = Rc::clone(open.shared(first).seg);
+        let second = open.append(b"0123456789ab");
+        assert_eq!(second, (0, 12));
+        assert!(!Rc::ptr_eq(&kept, &open.seg));
+    }
+}

@@ -289,6 +289,16 @@ mod tests {
         calls: usize,
     }
 
+    impl Sink {
+        fn new(limit: usize) -> Self {
+            Sink {
+                got: Vec::new(),
+                limit,
+                calls: 0,
+            }
+        }
+    }
+
     impl Write for Sink {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.write_vectored(&[IoSlice::new(buf)])
@@ -314,26 +324,22 @@ mod tests {
         seg
     }
 
+    /// `bytes`, found at `start` in `seg`.
+    fn at<'a>(seg: &'a Rc<Segment>, start: u32, bytes: &'a [u8]) -> Shared<'a> {
+        Shared { seg, start, bytes }
+    }
+
     #[test]
     fn consecutive_references_merge_and_keep_order_with_owned_bytes() {
         let seg = sealed(b"onetwothree");
         let mut out = Out::default();
-        let at = |start, bytes| Shared {
-            seg: &seg,
-            start,
-            bytes,
-        };
-        out.push_shared(at(0, b"one"));
-        out.push_shared(at(3, b"two"));
+        out.push_shared(at(&seg, 0, b"one"));
+        out.push_shared(at(&seg, 3, b"two"));
         out.push_owned(b"|mine|");
-        out.push_shared(at(6, b"three"));
+        out.push_shared(at(&seg, 6, b"three"));
         assert!(matches!(&out.pieces, Pieces::Many(q) if q.len() == 3));
         assert_eq!(out.pending(), 17);
-        let mut sink = Sink {
-            got: Vec::new(),
-            limit: usize::MAX,
-            calls: 0,
-        };
+        let mut sink = Sink::new(usize::MAX);
         out.write_to(&mut sink).unwrap();
         assert_eq!(sink.got, b"onetwo|mine|three");
         assert_eq!(sink.calls, 1);
@@ -346,16 +352,8 @@ mod tests {
         let seg = sealed(b"abcdefgh");
         let mut out = Out::default();
         out.push_owned(b"12345");
-        out.push_shared(Shared {
-            seg: &seg,
-            start: 0,
-            bytes: b"abcdefgh",
-        });
-        let mut sink = Sink {
-            got: Vec::new(),
-            limit: 3,
-            calls: 0,
-        };
+        out.push_shared(at(&seg, 0, b"abcdefgh"));
+        let mut sink = Sink::new(3);
         while !out.is_empty() {
             out.write_to(&mut sink).unwrap();
         }
@@ -367,22 +365,10 @@ mod tests {
     fn detach_copies_references_and_lets_the_segment_go() {
         let seg = sealed(b"hello world");
         let mut out = Out::default();
-        out.push_shared(Shared {
-            seg: &seg,
-            start: 0,
-            bytes: b"hello ",
-        });
+        out.push_shared(at(&seg, 0, b"hello "));
         out.push_owned(b"[x]");
-        out.push_shared(Shared {
-            seg: &seg,
-            start: 6,
-            bytes: b"world",
-        });
-        let mut sink = Sink {
-            got: Vec::new(),
-            limit: 2,
-            calls: 0,
-        };
+        out.push_shared(at(&seg, 6, b"world"));
+        let mut sink = Sink::new(2);
         out.write_to(&mut sink).unwrap();
         assert_eq!(Rc::strong_count(&seg), 3);
         out.detach();

@@ -401,6 +401,15 @@ pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     )
 }
 
+/// The value of the counter or gauge `name` (unlabelled) in `GET /metrics` of `api`.
+pub fn metric(api: SocketAddr, name: &str) -> u64 {
+    let (status, body) = get(api, "/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+}
+
 /// POSTs a form to the HTTP API (`Connection: close`) and returns the status and the raw
 /// body, for tests that assert the exact bytes.
 pub fn post_raw(addr: SocketAddr, path: &str, form: &str) -> (u16, String) {
