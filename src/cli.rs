@@ -14,6 +14,22 @@ use std::time::Duration;
 
 /// imserver-mio: a chat server on one mio event loop. It speaks the line protocol of the Go
 /// TCP chat server of the tutorials it follows (`nc` is a client), WebSocket and HTTP.
+///
+/// A flag given twice counts as given last, so a script (or the `--workers` supervisor)
+/// can append to a command line to override it.
+#[derive(Debug, Parser)]
+#[command(name = "imserver-mio", version, args_override_self = true)]
+pub struct MioArgs {
+    /// The flags both servers take.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Worker processes: N single-threaded servers of this binary sharing the ports (implies --reuse-port; more than 1 needs --redis), restarted when one dies.
+    #[arg(long, value_name = "N", default_value_t = 1, env = "IMSERVER_WORKERS",
+          value_parser = clap::value_parser!(u64).range(1..=config::MAX_WORKERS).map(|v| v as usize))]
+    pub workers: usize,
+}
+
+/// The flags of the chat server itself, which the comparison variant takes too.
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct ServerArgs {
@@ -26,6 +42,9 @@ pub struct ServerArgs {
           allow_negative_numbers = true, value_parser = parse_port)]
     #[arg(env = "IMSERVER_PORT")]
     pub port: u16,
+    /// Listen with SO_REUSEPORT: several processes on one machine share the ports and the kernel spreads new connections over them (join them with --redis).
+    #[arg(long, env = "IMSERVER_REUSE_PORT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub reuse_port: bool,
     /// Seconds a user may stay silent before being kicked; 0 = never.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
     #[arg(env = "IMSERVER_IDLE_TIMEOUT")]
@@ -188,6 +207,7 @@ impl ServerArgs {
         Config {
             host: self.host.clone(),
             port: self.port,
+            reuse_port: self.reuse_port,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             max_line_bytes: self.max_line,
             max_outbuf_bytes: self.max_outbuf,

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 /// Default TCP port, the seeds' 8888.
 pub const DEFAULT_PORT: u16 = 8888;
+/// Most worker processes `--workers` starts (far above any core count it is meant for).
+pub const MAX_WORKERS: u64 = 256;
 /// Default bind address: loopback, so a first run exposes nothing.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// A user silent this long is kicked (the seed used 10 s; 300 s suits people typing).
@@ -58,6 +60,9 @@ pub struct Config {
     pub host: String,
     /// Port to bind; 0 picks a free one.
     pub port: u16,
+    /// Bind every listener with `SO_REUSEPORT`, so other processes (one per core) can
+    /// listen on the same ports and the kernel spreads new connections over them.
+    pub reuse_port: bool,
     /// Idle users are kicked after this long; `None` never kicks.
     pub idle_timeout: Option<Duration>,
     /// Longest accepted line in bytes, newline excluded.
@@ -237,6 +242,7 @@ impl Default for Config {
         Config {
             host: DEFAULT_HOST.to_owned(),
             port: DEFAULT_PORT,
+            reuse_port: false,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_outbuf_bytes: DEFAULT_MAX_OUTBUF_BYTES,

@@ -27,6 +27,10 @@
 //!   Feeds what other servers say into the core and the loop.
 //! - [`codec`]: **pure codecs**: line framing and commands, HTTP heads, WebSocket
 //!   frames and handshake, `/im` and hub JSON. No I/O, no clock, no crate layer above.
+//! - [`supervisor`]: **one process per core** (`--workers N`): N copies of the binary,
+//!   each the whole stack above on one thread, sharing the ports (`SO_REUSEPORT`) and
+//!   joined by Redis; restarts one that dies, forwards the stop signals. Uses [`net`] only
+//!   to hold the ports.
 //! - Leaves: [`timer`] (the hashed wheel, `now` passed in), [`text`] (every text the
 //!   server says, zh and en), [`metrics`], [`config`] and [`cli`] (settings and flags),
 //!   [`heap`] (giving memory back after a storm).
@@ -45,6 +49,7 @@ pub mod heap;
 pub mod metrics;
 pub mod net;
 pub mod proto;
+pub mod supervisor;
 pub mod text;
 pub mod timer;
 

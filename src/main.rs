@@ -1,38 +1,56 @@
-//! `imserver-mio`: flags to [`Config`], logging, bind, print the bound address, run.
+//! `imserver-mio`: flags to [`Config`](imserver_mio::Config), logging, bind (or start the
+//! `--workers`), print the bound addresses, run.
 
-use imserver_mio::cli::ServerArgs;
+use imserver_mio::cli::MioArgs;
+use imserver_mio::supervisor::Supervisor;
 use imserver_mio::Server;
+use std::fmt::Display;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args: ServerArgs = imserver_mio::cli::parse_args();
+    let args: MioArgs = imserver_mio::cli::parse_args();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let config = args.config();
+    let config = args.server.config();
     if let Err(e) = config.check() {
-        eprintln!("imserver-mio: {e}");
-        return ExitCode::FAILURE;
+        return fail(e);
+    }
+    if args.workers > 1 {
+        let mut supervisor = match Supervisor::start(&config, args.workers) {
+            Ok(supervisor) => supervisor,
+            Err(e) => return fail(e),
+        };
+        announce(supervisor.local_addrs());
+        return match supervisor.run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
     }
     let mut server = match Server::bind(config) {
         Ok(server) => server,
-        Err(e) => {
-            eprintln!("imserver-mio: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(e),
     };
-    // The first stdout line is the line protocol's bound address alone, then the WebSocket
-    // and HTTP listeners' if any, so scripts and tests using port 0 can find the server.
-    // A closed stdout is no reason to stop serving.
+    announce(&server.local_addrs());
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format_args!("the event loop failed: {e}")),
+    }
+}
+
+/// The first stdout line is the line protocol's bound address alone, then the WebSocket
+/// and HTTP listeners' if any, so scripts and tests using port 0 can find the server; with
+/// `--workers`, once every worker listens. A closed stdout is no reason to stop serving.
+fn announce(addrs: &[SocketAddr]) {
     let mut stdout = std::io::stdout();
-    for addr in server.local_addrs() {
+    for addr in addrs {
         let _ = writeln!(stdout, "{addr}");
     }
     let _ = stdout.flush();
-    match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("imserver-mio: the event loop failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+}
+
+/// Why the server cannot start or go on: one line on stderr, exit code 1.
+fn fail(why: impl Display) -> ExitCode {
+    eprintln!("imserver-mio: {why}");
+    ExitCode::FAILURE
 }

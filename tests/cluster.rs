@@ -1,6 +1,7 @@
 //! Several servers, one chat (`--redis`): real `redis-server` child processes on free
 //! ports of 127.0.0.1, several real server binaries, and real clients (line users on TCP,
-//! WebSocket users through tungstenite, the HTTP API).
+//! WebSocket users through tungstenite, the HTTP API). At the end, several servers on one
+//! port of one machine (`--reuse-port`, `--workers`).
 //!
 //! Every Redis and every server is a child process killed and reaped on drop; every read
 //! has a timeout and every wait loop a deadline, so no test can hang.
@@ -9,13 +10,13 @@
 
 mod common;
 
-use common::redis::{Redis, Resp};
+use common::redis::{free_port, Redis, Resp};
 use common::{http, post, post_raw};
-use common::{start, Server, READ_TIMEOUT};
+use common::{connect, server_cmd, start, Client, Server, READ_TIMEOUT};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -94,11 +95,14 @@ struct User {
     addr: String,
     /// The user's current name.
     name: String,
+    /// The server it is connected to.
+    node: String,
     /// The online notice of this user's arrival, under its default name.
     hello: String,
     /// Online notices of users of other servers who joined before this one: the notice
     /// reaches this user if its server hears of them only after it accepted this user (the
-    /// backplane is asynchronous), and then at any moment. Skipped once each, if they come.
+    /// backplane is asynchronous), and then at any moment; or other lines a test knows may
+    /// come. Skipped once each, if they come.
     maybe: Vec<String>,
 }
 
@@ -111,7 +115,15 @@ fn join(server: &Server, node: &str) -> User {
 /// Like [`join`], for a user who may yet hear of the users of other servers in `earlier`
 /// coming online (see [`User::maybe`]).
 fn join_after(server: &Server, node: &str, earlier: &[&User]) -> User {
-    let stream = TcpStream::connect(server.addr).expect("connect to server");
+    let maybe = earlier.iter().map(|u| u.hello.clone()).collect();
+    join_at(server.addr, &[node], maybe)
+}
+
+/// Connects a line user to `addr`, served by one of `nodes` (a port several servers
+/// share); the node is learned from the user's default name. `maybe`: lines it may get
+/// once each, at any time, and skips (see [`User::maybe`]).
+fn join_at(addr: SocketAddr, nodes: &[&str], maybe: Vec<String>) -> User {
+    let stream = TcpStream::connect(addr).expect("connect to server");
     stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     let reader = BufReader::new(stream.try_clone().unwrap());
     let addr = stream.local_addr().unwrap().to_string();
@@ -121,13 +133,17 @@ fn join_after(server: &Server, node: &str, earlier: &[&User]) -> User {
         partial: Vec::new(),
         addr: addr.clone(),
         name: String::new(),
+        node: String::new(),
         hello: String::new(),
-        maybe: earlier.iter().map(|u| u.hello.clone()).collect(),
+        maybe,
     };
     let first = u.line();
-    let name = format!("{addr}@{node}");
-    assert_eq!(first, format!("[{addr}]{name}:已上线\n"), "default name");
-    u.name = name;
+    let node = nodes
+        .iter()
+        .find(|node| first == format!("[{addr}]{addr}@{node}:已上线\n"))
+        .unwrap_or_else(|| panic!("default name on one of {nodes:?}: {first:?}"));
+    u.name = format!("{addr}@{node}");
+    u.node = node.to_string();
     u.hello = first;
     u
 }
@@ -1700,4 +1716,302 @@ fn a_redis_restarted_from_its_append_only_file_resumes_every_stream() {
 #[test]
 fn a_redis_restarted_empty_loses_what_it_held_but_not_what_came_after() {
     assert_eq!(restart_while_b_sleeps(false), ["after restart\n"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// One process per core: servers sharing a port (`--reuse-port`), and `--workers`.
+// ---------------------------------------------------------------------------------------
+
+/// Without `--reuse-port` on both sides, a port in use is today's one line and exit 1.
+#[test]
+fn sharing_a_port_takes_reuse_port_on_both_sides() {
+    for (first, second) in [
+        (&[][..], &[][..]),
+        (&["--reuse-port"], &[]),
+        (&[], &["--reuse-port"]),
+    ] {
+        let server = start(first);
+        let port = server.addr.port().to_string();
+        let out = server_cmd()
+            .args(["--host", "127.0.0.1", "--port", &port])
+            .args(second)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{first:?} then {second:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err,
+            format!(
+                "imserver-mio: cannot listen on 127.0.0.1:{port}: \
+                 Address already in use (os error 98)\n"
+            )
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// Whether `user`, on the same server as `alice`, is listed by `who` there: `who`, then
+/// an unknown recipient, whose answer ends the list.
+fn sees(user: &mut Client, alice: &Client) -> bool {
+    user.send(b"who\nto|nobody|x\n");
+    let mut listed = false;
+    for _ in 0..64 {
+        match user.read_line() {
+            line if line == "不存在该用户\n" => return listed,
+            line => listed |= line.starts_with(&format!("[{}]", alice.addr)),
+        }
+    }
+    panic!("no end of the list in 64 lines");
+}
+
+#[test]
+fn two_servers_with_reuse_port_share_a_port_and_both_accept() {
+    let a = start(&["--reuse-port"]);
+    let alice = connect(a.addr);
+    let port = a.addr.port().to_string();
+    // `start` passes --port 0 first: the later --port wins.
+    let b = start(&["--reuse-port", "--port", &port]);
+    assert_eq!(b.addr, a.addr);
+    // The kernel spreads new connections over both: a user lands where alice is (server
+    // a), or where nobody knows her (server b). 24 users leave a chance of 2^-23 to miss
+    // one of them.
+    let (mut on_a, mut on_b) = (0, 0);
+    let mut users = Vec::new();
+    while users.len() < 24 && (on_a == 0 || on_b == 0) {
+        let mut user = connect(a.addr);
+        if sees(&mut user, &alice) {
+            on_a += 1;
+        } else {
+            on_b += 1;
+        }
+        users.push(user); // kept, so the kernel cannot hand out its port again
+    }
+    assert!(on_a > 0 && on_b > 0, "{on_a} users on a, {on_b} on b");
+}
+
+#[test]
+fn more_than_one_worker_needs_redis_and_one_is_a_plain_server() {
+    let out = server_cmd()
+        .args(["--host", "127.0.0.1", "--port", "0", "--workers", "2"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "imserver-mio: --workers 2 needs --redis: users on different workers meet only \
+         through Redis\n"
+    );
+    assert!(out.stdout.is_empty());
+    let out = server_cmd()
+        .args(["--workers", "2", "--redis", "redis://127.0.0.1:1"])
+        .args(["--node-id", "a-node-id-with-22-char"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is too long for --workers"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for bad in ["0", "257", "x"] {
+        let out = server_cmd()
+            .args(["--workers", bad])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--workers {bad}");
+    }
+    let server = start(&["--workers", "1"]);
+    let mut alice = connect(server.addr);
+    alice.send(b"who\n");
+    let a = alice.addr.clone();
+    alice.expect_line(&format!("[{a}]{a}:在线...\n"));
+    let help = server_cmd().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("[env: IMSERVER_WORKERS"), "{help}");
+}
+
+/// Connects users to `addr`, a port the servers `nodes` share, until each of them has one
+/// in `users` (the kernel picks the server of each connection: 24 tries leave a chance of
+/// 2^-23 per node to miss one). Everyone already there gets each newcomer's online notice;
+/// a newcomer may get `maybe` lines, and those of everyone before it.
+fn join_spread(addr: SocketAddr, nodes: &[&str], users: &mut Vec<User>, maybe: &[String]) {
+    for _ in 0..24 {
+        if nodes.iter().all(|n| users.iter().any(|u| u.node == *n)) {
+            return;
+        }
+        let mut skip: Vec<String> = users.iter().map(|u| u.hello.clone()).collect();
+        skip.extend_from_slice(maybe);
+        let newcomer = join_at(addr, nodes, skip);
+        for u in users.iter_mut() {
+            u.expect(&newcomer.online());
+        }
+        users.push(newcomer);
+    }
+    let spread: Vec<&str> = users.iter().map(|u| u.node.as_str()).collect();
+    panic!("24 connections to {addr} did not reach every one of {nodes:?}: {spread:?}");
+}
+
+/// Users of different servers are one chat: `who` lists everyone everywhere, a broadcast
+/// from each server reaches everyone once, and a whisper crosses from each server to the
+/// next.
+fn chat_across(users: &mut [User]) {
+    let everyone = sorted(users.iter().map(User::who_entry).collect());
+    for u in users.iter_mut() {
+        u.send("who\n");
+        assert_eq!(u.lines_sorted(everyone.len()), everyone, "{}'s who", u.name);
+    }
+    // The first user of each server, in the order the servers first appear.
+    let firsts: Vec<usize> = (0..users.len())
+        .filter(|&i| users[..i].iter().all(|u| u.node != users[i].node))
+        .collect();
+    for &speaker in &firsts {
+        let text = format!("hello from {}", users[speaker].node);
+        users[speaker].send(&format!("{text}\n"));
+        let said = users[speaker].said(&text);
+        for u in users.iter_mut() {
+            u.expect(&said);
+        }
+    }
+    for (i, &from) in firsts.iter().enumerate() {
+        let to = firsts[(i + 1) % firsts.len()];
+        let (from, to) = if from < to {
+            let (left, right) = users.split_at_mut(to);
+            (&mut left[from], &mut right[0])
+        } else {
+            let (left, right) = users.split_at_mut(from);
+            (&mut right[0], &mut left[to])
+        };
+        whisper(from, to, "across the cores");
+    }
+    for u in users.iter_mut() {
+        u.silence(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_servers_sharing_a_port_with_reuse_port_are_one_chat() {
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &["--reuse-port"]);
+    let port = a.addr.port().to_string();
+    // `start` passes --port 0 first: the later --port wins.
+    let b = node(&redis.url(), "B", &["--reuse-port", "--port", &port]);
+    assert_eq!(b.addr, a.addr);
+    redis.wait_ready(&["A", "B"]);
+    let mut users = Vec::new();
+    join_spread(a.addr, &["A", "B"], &mut users, &[]);
+    chat_across(&mut users);
+}
+
+/// The pids and command lines of `parent`'s children, from /proc.
+fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // The parent pid is the second field after the command name, which is in
+        // parentheses and may hold spaces.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// The pid of the worker of `supervisor` that runs as node `id`.
+fn worker_pid(supervisor: u32, id: &str) -> u32 {
+    let workers = children(supervisor);
+    workers
+        .iter()
+        .find(|(_, cmdline)| cmdline.ends_with(&format!("--node-id {id} ")))
+        .map(|(pid, _)| *pid)
+        .unwrap_or_else(|| panic!("no worker runs as node {id}: {workers:?}"))
+}
+
+#[test]
+fn workers_are_one_chat_a_killed_worker_is_restarted_and_sigterm_stops_all() {
+    let redis = Redis::start();
+    let mut supervisor = node(
+        &redis.url(),
+        "w",
+        &["--workers", "2", "--node-timeout", "1", "--http-port", "0"],
+    );
+    let pid = supervisor.child.id();
+    // Worker K is node w-K; both are listening, on the ports the supervisor printed.
+    redis.wait_ready(&["w-1", "w-2"]);
+    let api = supervisor.http.expect("the HTTP listener's address");
+    assert_eq!(
+        http(
+            api,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .0,
+        200
+    );
+    let mut users = Vec::new();
+    join_spread(supervisor.addr, &["w-1", "w-2"], &mut users, &[]);
+    chat_across(&mut users);
+
+    // SIGKILL worker 1: its users are cut off, the others hear them leave, and the
+    // supervisor starts the third worker, node w-3, in its place.
+    let killed = worker_pid(pid, "w-1");
+    assert_eq!(
+        Command::new("kill")
+            .args(["-KILL", &killed.to_string()])
+            .status()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    let (gone, mut users): (Vec<User>, Vec<User>) =
+        users.into_iter().partition(|u| u.node == "w-1");
+    let offline: Vec<String> = gone.iter().map(User::offline).collect();
+    for mut u in gone {
+        let mut rest = Vec::new();
+        // EOF, or a reset: anything but the read timing out.
+        if let Err(e) = u.reader.read_to_end(&mut rest) {
+            assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{}: {e}", u.name);
+        }
+    }
+    for u in users.iter_mut() {
+        assert_eq!(u.lines_sorted(offline.len()), sorted(offline.clone()));
+    }
+    redis.wait_ready(&["w-3"]);
+    assert_ne!(worker_pid(pid, "w-3"), killed);
+    // Users spread over the survivor and the new worker chat as before. The new worker
+    // may have read the killed one's users from Redis before they were cleared, and then
+    // tells its own users that they left.
+    join_spread(supervisor.addr, &["w-2", "w-3"], &mut users, &offline);
+    chat_across(&mut users);
+
+    // SIGTERM to the supervisor stops every worker gracefully, then the supervisor.
+    let workers: Vec<u32> = children(pid).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    supervisor.signal("TERM");
+    for mut u in users {
+        let mut rest = Vec::new();
+        u.reader.read_to_end(&mut rest).expect("the worker closes");
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(rest.ends_with("服务器关闭\n"), "{}: {rest:?}", u.name);
+    }
+    let status = supervisor
+        .wait_exit(Duration::from_secs(10))
+        .expect("the supervisor exits");
+    assert_eq!(status.code(), Some(0));
+    for worker in workers {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{worker}")).exists(),
+            "worker {worker} outlived the supervisor"
+        );
+    }
 }

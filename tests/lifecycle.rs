@@ -177,6 +177,8 @@ fn help_lists_the_flags() {
         "redis://[user:password@]HOST[:PORT][/DB]",
         "--node-id",
         "--node-timeout",
+        "--reuse-port",
+        "--workers",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
@@ -302,6 +304,7 @@ fn help_names_each_variable_and_hides_the_redis_password() {
         "IMSERVER_REDIS",
         "IMSERVER_NODE_ID",
         "IMSERVER_NODE_TIMEOUT",
+        "IMSERVER_REUSE_PORT",
     ] {
         assert!(
             help.contains(&format!("[env: {var}")),

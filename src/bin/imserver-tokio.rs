@@ -476,14 +476,16 @@ async fn run(config: Config) -> io::Result<()> {
 
 fn main() -> ExitCode {
     let args: Args = imserver_mio::cli::parse_args();
-    // The comparison covers the line protocol only; say so rather than ignore the flags.
+    // The comparison covers the line protocol of one process only; say so rather than
+    // ignore the flags.
     let unsupported = [
         ("--ws-port", args.server.ws_port.is_some()),
         ("--http-port", args.server.http_port.is_some()),
         ("--redis", args.server.redis.is_some()),
+        ("--reuse-port", args.server.reuse_port),
     ];
     if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
-        eprintln!("imserver-tokio: {flag} is not supported by the comparison variant (line protocol only)");
+        eprintln!("imserver-tokio: {flag} is not supported by the comparison variant (line protocol, one process)");
         return ExitCode::from(2);
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();

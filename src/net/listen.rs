@@ -1,5 +1,7 @@
-//! Listening sockets: binding them at start (with the backlog a connect storm needs), and
-//! accepting without spinning when the process runs out of descriptors.
+//! Listening sockets: binding them at start (with the backlog a connect storm needs, and
+//! with `SO_REUSEPORT` under `--reuse-port`, so several processes share a port and the
+//! kernel spreads new connections over them), holding ports for `--workers`, and accepting
+//! without spinning when the process runs out of descriptors.
 
 use super::per_ip::PerIp;
 use super::reserved::LISTENER_TOP;
@@ -72,44 +74,138 @@ pub struct Listener {
     pub tls: bool,
 }
 
-/// Binds the configured listeners: the line protocol's, then the WebSocket one's, then
-/// the HTTP one's (the same non-zero port for both means one listener serving both), then
-/// the line protocol's over TLS, then HTTP and WebSocket over TLS.
-pub fn bind_all(config: &Config, poll: &Poll) -> Result<Vec<Listener>, StartError> {
-    let mut ports = vec![(config.port, false, false)];
-    ports.extend(config.ws_port.map(|p| (p, true, false)));
+/// Which flag asked for a listener, and so what its connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `--port`: the line protocol.
+    Line,
+    /// `--ws-port`: HTTP with WebSocket upgrades.
+    Ws,
+    /// `--http-port`: HTTP with WebSocket upgrades (the API's listener).
+    Http,
+    /// `--tls-port`: the line protocol over TLS.
+    Tls,
+    /// `--wss-port`: HTTP and WebSocket over TLS.
+    Wss,
+}
+
+impl Role {
+    /// The flag that sets this listener's port.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Role::Line => "--port",
+            Role::Ws => "--ws-port",
+            Role::Http => "--http-port",
+            Role::Tls => "--tls-port",
+            Role::Wss => "--wss-port",
+        }
+    }
+
+    fn web(self) -> bool {
+        matches!(self, Role::Ws | Role::Http | Role::Wss)
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, Role::Tls | Role::Wss)
+    }
+}
+
+/// The listeners `config` asks for, in the order they are bound and printed: the line
+/// protocol's, then the WebSocket one's, then the HTTP one's (the same non-zero port for
+/// both means one listener serving both), then the line protocol's over TLS, then HTTP
+/// and WebSocket over TLS.
+pub fn planned(config: &Config) -> Vec<(Role, u16)> {
+    let mut ports = vec![(Role::Line, config.port)];
+    ports.extend(config.ws_port.map(|p| (Role::Ws, p)));
     let shared = config.http_port.is_some() && config.http_port == config.ws_port;
     if !(shared && config.http_port != Some(0)) {
-        ports.extend(config.http_port.map(|p| (p, true, false)));
+        ports.extend(config.http_port.map(|p| (Role::Http, p)));
     }
-    ports.extend(config.tls.port.map(|p| (p, false, true)));
-    ports.extend(config.tls.wss_port.map(|p| (p, true, true)));
+    ports.extend(config.tls.port.map(|p| (Role::Tls, p)));
+    ports.extend(config.tls.wss_port.map(|p| (Role::Wss, p)));
+    ports
+}
+
+/// Binds the configured listeners (see [`planned`]), sharing their ports with other
+/// processes when `--reuse-port` asks for it.
+pub fn bind_all(config: &Config, poll: &Poll) -> Result<Vec<Listener>, StartError> {
     let mut listeners = Vec::new();
-    for (i, (port, web, tls)) in ports.into_iter().enumerate() {
-        let mut socket = bind_listener(&config.host, port)?;
+    for (i, (role, port)) in planned(config).into_iter().enumerate() {
+        let bound = bind_socket(&config.host, port, config.reuse_port, true)?;
+        let mut socket = TcpListener::from_std(bound.into());
         let addr = socket.local_addr().map_err(StartError::Setup)?;
         poll.registry()
             .register(&mut socket, Token(LISTENER_TOP - i), Interest::READABLE)
             .map_err(StartError::Setup)?;
-        let what = match (web, tls) {
-            (true, false) => "HTTP and WebSocket",
-            (false, false) => "line protocol",
-            (true, true) => "HTTPS and WebSocket over TLS",
-            (false, true) => "line protocol over TLS",
+        let what = match role {
+            Role::Ws | Role::Http => "HTTP and WebSocket",
+            Role::Line => "line protocol",
+            Role::Wss => "HTTPS and WebSocket over TLS",
+            Role::Tls => "line protocol over TLS",
         };
-        info!("listening on {addr} ({what})");
+        let shared = if config.reuse_port {
+            ", port shared"
+        } else {
+            ""
+        };
+        info!("listening on {addr} ({what}{shared})");
         listeners.push(Listener {
             socket,
             addr,
-            web,
-            tls,
+            web: role.web(),
+            tls: role.tls(),
         });
     }
     Ok(listeners)
 }
 
-/// Binds one listener on `host:port`, with the larger backlog.
-fn bind_listener(host: &str, port: u16) -> Result<TcpListener, StartError> {
+/// A port held for worker processes: bound with `SO_REUSEPORT` but never listening, so the
+/// kernel hands it no connection, while nobody without `SO_REUSEPORT` can take the port
+/// between two workers' lives.
+pub struct Reserved {
+    /// The listener it stands for.
+    pub role: Role,
+    /// The port (the real one when 0 was asked for).
+    pub port: u16,
+    /// Held, not used: closing it would free the port.
+    _socket: socket2::Socket,
+}
+
+/// Holds every configured listener's port for worker processes that will bind them with
+/// `--reuse-port`; a port of 0 becomes a free one, the same for every worker.
+///
+/// # Errors
+/// [`StartError`] when an address does not resolve or a port is taken (without
+/// `SO_REUSEPORT`, or by another user).
+pub fn reserve_all(config: &Config) -> Result<Vec<Reserved>, StartError> {
+    planned(config)
+        .into_iter()
+        .map(|(role, port)| {
+            let socket = bind_socket(&config.host, port, true, false)?;
+            let port = socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .map(|a| a.port())
+                .ok_or_else(|| StartError::Setup(ErrorKind::AddrNotAvailable.into()))?;
+            Ok(Reserved {
+                role,
+                port,
+                _socket: socket,
+            })
+        })
+        .collect()
+}
+
+/// Binds a non-blocking socket on `host:port` (the first of its addresses that binds),
+/// with `SO_REUSEPORT` if `reuse_port`, and makes it listen with the larger backlog if
+/// `listen`.
+fn bind_socket(
+    host: &str,
+    port: u16,
+    reuse_port: bool,
+    listen: bool,
+) -> Result<socket2::Socket, StartError> {
     let addr_text = format!("{host}:{port}");
     let addrs = (host, port)
         .to_socket_addrs()
@@ -119,16 +215,8 @@ fn bind_listener(host: &str, port: u16) -> Result<TcpListener, StartError> {
         })?;
     let mut last_err = None;
     for addr in addrs {
-        match TcpListener::bind(addr) {
-            Ok(listener) => {
-                // mio listens with std's backlog of 128: a burst of connects beyond it (a
-                // load test, a reconnect storm) has SYNs dropped and retried a second
-                // later. Linux lets a second `listen` raise it.
-                socket2::SockRef::from(&listener)
-                    .listen(LISTEN_BACKLOG)
-                    .map_err(StartError::Setup)?;
-                return Ok(listener);
-            }
+        match try_bind(addr, reuse_port, listen) {
+            Ok(socket) => return Ok(socket),
             Err(e) => last_err = Some(e),
         }
     }
@@ -142,6 +230,25 @@ fn bind_listener(host: &str, port: u16) -> Result<TcpListener, StartError> {
             source: None,
         },
     })
+}
+
+/// One attempt of [`bind_socket`]: the socket options std's and mio's `bind` set
+/// (`SO_REUSEADDR`, so a restart does not wait out `TIME_WAIT`), and `SO_REUSEPORT` if
+/// asked. The backlog is ours rather than std's 128: a burst of connects beyond it (a
+/// load test, a reconnect storm) would have SYNs dropped and retried a second later.
+fn try_bind(addr: SocketAddr, reuse_port: bool, listen: bool) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    if listen {
+        socket.listen(LISTEN_BACKLOG)?;
+    }
+    Ok(socket)
 }
 
 /// Accepting, and its failures.
@@ -196,8 +303,10 @@ impl Accept {
     }
 }
 
-/// A node id for a server started without `--node-id`: unique enough among the servers of
-/// one cluster (time, process id and a stack address, hashed).
+/// A node id for a server started without `--node-id`: a hash of the time, the process id
+/// and a per-process random key, then the process id itself, so that processes of one
+/// machine started with the same flags (`--reuse-port`, `--workers`) never share an id,
+/// and those of different machines almost never (`n1f2e3d4c-4711`).
 pub fn random_node_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -206,6 +315,7 @@ pub fn random_node_id() -> String {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos()),
     );
-    h.write_u32(std::process::id());
-    format!("n{:08x}", h.finish() as u32)
+    let pid = std::process::id();
+    h.write_u32(pid);
+    format!("n{:08x}-{pid}", h.finish() as u32)
 }

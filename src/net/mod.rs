@@ -53,7 +53,7 @@ use fanout::{Departures, Fanout};
 use flood::millis;
 use flush::Pressure;
 use host::State;
-pub use listen::StartError;
+pub use listen::{random_node_id, reserve_all as reserve_ports, Reserved, Role, StartError};
 use listen::{Accept, Listener};
 use log::{debug, info, trace, warn};
 use mio::{Events, Interest, Poll, Token};
@@ -157,7 +157,7 @@ impl Server {
                     .cluster
                     .node_id
                     .clone()
-                    .unwrap_or_else(listen::random_node_id);
+                    .unwrap_or_else(random_node_id);
                 info!("cluster node id {node}, Redis at {addr}");
                 // Offline private messages live in Redis with signed logins.
                 let mail = config.access.auth_secret.as_ref().map(|_| config.offline);
