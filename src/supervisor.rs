@@ -478,6 +478,19 @@ mod tests {
     }
 
     #[test]
+    fn a_random_base_leaves_room_for_the_workers_numbers() {
+        let base = random_node_id();
+        assert!(
+            base.len() <= MAX_NODE_ID_CHARS - NODE_SUFFIX_CHARS,
+            "{base}"
+        );
+        assert_eq!(
+            format!("{base}-{}", u32::MAX).len(),
+            base.len() + NODE_SUFFIX_CHARS
+        );
+    }
+
+    #[test]
     fn deaths_a_minute_apart_are_restarted_forever_without_growing_backoff() {
         let mut s = slot();
         let mut now = Instant::now();

@@ -1893,14 +1893,40 @@ fn chat_across(users: &mut [User]) {
 #[test]
 fn two_servers_sharing_a_port_with_reuse_port_are_one_chat() {
     let redis = Redis::start();
-    let a = node(&redis.url(), "A", &["--reuse-port"]);
-    let port = a.addr.port().to_string();
-    // `start` passes --port 0 first: the later --port wins.
-    let b = node(&redis.url(), "B", &["--reuse-port", "--port", &port]);
-    assert_eq!(b.addr, a.addr);
-    redis.wait_ready(&["A", "B"]);
+    let (url, port) = (redis.url(), free_port().to_string());
+    // The very same flags for both (`start` passes --port 0 first: the later --port wins).
+    let flags = ["--redis", &url, "--reuse-port", "--port", &port];
+    let servers = [start(&flags), start(&flags)];
+    assert_eq!(servers[0].addr, servers[1].addr);
+    // Still two nodes: without --node-id each picks an id that ends in its pid.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let nodes: Vec<String> = loop {
+        let Resp::Array(keys) = redis.call(&["KEYS", "im:alive:*"]) else {
+            panic!("KEYS answers an array");
+        };
+        if keys.len() == 2 {
+            break keys
+                .into_iter()
+                .map(|k| match k {
+                    Resp::Bulk(Some(k)) => String::from_utf8(k[9..].to_vec()).unwrap(),
+                    other => panic!("a key: {other:?}"),
+                })
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "two nodes in 10 s: {keys:?}");
+        thread::sleep(Duration::from_millis(20));
+    };
+    for server in &servers {
+        let pid = format!("-{}", server.child.id());
+        assert!(
+            nodes.iter().any(|n| n.ends_with(&pid)),
+            "{pid} in {nodes:?}"
+        );
+    }
+    let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    redis.wait_ready(&nodes);
     let mut users = Vec::new();
-    join_spread(a.addr, &["A", "B"], &mut users, &[]);
+    join_spread(servers[0].addr, &nodes, &mut users, &[]);
     chat_across(&mut users);
 }
 

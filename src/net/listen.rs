@@ -319,3 +319,36 @@ pub fn random_node_id() -> String {
     h.write_u32(pid);
     format!("n{:08x}-{pid}", h.finish() as u32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_random_node_id_is_a_valid_id_ending_in_the_pid() {
+        let id = random_node_id();
+        assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
+        assert!(
+            id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "{id}"
+        );
+        assert_ne!(random_node_id(), id);
+    }
+
+    #[test]
+    fn the_listeners_follow_the_flags() {
+        let config = Config {
+            ws_port: Some(0),
+            http_port: Some(0),
+            ..Config::default()
+        };
+        let roles = |c: &Config| planned(c).into_iter().map(|(r, _)| r).collect::<Vec<_>>();
+        assert_eq!(roles(&config), [Role::Line, Role::Ws, Role::Http]);
+        let shared = Config {
+            ws_port: Some(8080),
+            http_port: Some(8080),
+            ..Config::default()
+        };
+        assert_eq!(roles(&shared), [Role::Line, Role::Ws]);
+    }
+}
