@@ -151,14 +151,6 @@ impl Supervisor {
             None => random_node_id(),
         };
         let reserved = reserve_ports(config).map_err(SuperviseError::Start)?;
-        let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
-        for flag in ["--workers", "1", "--reuse-port"] {
-            args.push(flag.into());
-        }
-        for r in &reserved {
-            args.push(r.role.flag().into());
-            args.push(r.port.to_string().into());
-        }
         // Registered before any worker starts, so no SIGCHLD is missed.
         let poll = Poll::new().map_err(SuperviseError::Setup)?;
         let mut signals =
@@ -167,9 +159,9 @@ impl Supervisor {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(SuperviseError::Setup)?;
         let mut supervisor = Supervisor {
-            reserved,
             exe: std::env::current_exe().map_err(SuperviseError::Setup)?,
-            args,
+            args: worker_args(&reserved),
+            reserved,
             base,
             started: 0,
             slots: Vec::new(),
@@ -183,29 +175,29 @@ impl Supervisor {
             "supervisor: starting {workers} workers as nodes {}-N",
             supervisor.base
         );
-        let listeners = supervisor.reserved.len();
-        for number in 1..=workers {
-            let started = supervisor.spawn(number, Stdio::piped());
-            let listening = started.and_then(|mut child| {
-                let addrs = listening_addrs(&mut child.0, listeners);
-                supervisor.slots.push(Slot {
-                    number,
-                    child: Some(child),
-                    deaths: VecDeque::new(),
-                    restart_at: None,
-                    given_up: false,
-                });
-                addrs.ok_or(SuperviseError::WorkerFailed(number))
-            });
-            match listening {
-                Ok(addrs) => supervisor.addrs = addrs,
-                Err(e) => {
-                    supervisor.kill_all();
-                    return Err(e);
-                }
-            }
+        if let Err(e) = supervisor.start_workers(workers) {
+            supervisor.kill_all();
+            return Err(e);
         }
         Ok(supervisor)
+    }
+
+    /// Starts the workers one after the other, each once the one before is listening, and
+    /// keeps the addresses they print.
+    fn start_workers(&mut self, workers: usize) -> Result<(), SuperviseError> {
+        for number in 1..=workers {
+            let mut child = self.spawn(number, Stdio::piped())?;
+            let addrs = listening_addrs(&mut child.0, self.reserved.len());
+            self.slots.push(Slot {
+                number,
+                child: Some(child),
+                deaths: VecDeque::new(),
+                restart_at: None,
+                given_up: false,
+            });
+            self.addrs = addrs.ok_or(SuperviseError::WorkerFailed(number))?;
+        }
+        Ok(())
     }
 
     /// Every listener's address, as a single server's [`crate::Server::local_addrs`].
@@ -384,6 +376,20 @@ impl Slot {
         self.deaths.push_back(now);
         self.restart_at = Some(now + backoff);
     }
+}
+
+/// What every worker is started with besides its node id: this process's command line,
+/// then `--workers 1 --reuse-port` and each held port (later flags win).
+fn worker_args(reserved: &[Reserved]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    for flag in ["--workers", "1", "--reuse-port"] {
+        args.push(flag.into());
+    }
+    for r in reserved {
+        args.push(r.role.flag().into());
+        args.push(r.port.to_string().into());
+    }
+    args
 }
 
 /// The `listeners` address lines a worker prints once it is listening, or `None` if it
