@@ -14,7 +14,8 @@ Per round, per case, the configs in a rotating order, each with fresh processes:
     tokio-2 imserver-tokio --workers 2                     (one process, two threads)
 All with --host 127.0.0.1 --port 0 --idle-timeout 0 --max-conns 19500, under the hard
 open-file limit. For 2r the run starts once both workers' links are up (their heartbeat
-keys set, their node channels and the room channel subscribed).
+keys set, their node channels and the room channel subscribed). Each case waits until the
+cores were nearly idle for 2 s (other people's compilers share the machine).
 """
 
 import json
@@ -41,6 +42,9 @@ CASES = {
 }
 COMMON = ["--size", "64", "--window", "16"]
 CONFIGS = ["1", "2r", "tokio-2"]
+# Each case starts once the cores were less than this busy over 2 s (or after this wait).
+QUIET_BUSY = 0.15
+QUIET_WAIT_S = 1800
 
 
 def limited(cmd):
@@ -125,11 +129,32 @@ def stop(procs):
             p.wait()
 
 
+def busy():
+    """The fraction of all cores busy over the next 2 s (from /proc/stat)."""
+    def sample():
+        v = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    (t0, i0), _, (t1, i1) = sample(), time.sleep(2), sample()
+    return 1 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def wait_quiet(limit=QUIET_BUSY, patience=QUIET_WAIT_S):
+    """Waits (at most `patience` s) until other work leaves the cores nearly idle: the
+    machine is shared, and a compiler on one of two cores halves any number."""
+    deadline = time.time() + patience
+    while True:
+        b = busy()
+        if b < limit or time.time() > deadline:
+            return b
+        time.sleep(10)
+
+
 def run(rounds, out):
     with open(out, "a") as f:
         for rnd in range(rounds):
             for case, (args, timeout) in CASES.items():
                 order = CONFIGS[rnd % 3:] + CONFIGS[:rnd % 3]
+                idle_check = wait_quiet()  # once per case: its three configs alike
                 for config in order:
                     procs, addr, pids = start(config)
                     cmd = [os.path.join(BIN, "imbench"), "--json", "--quiet", "--timeout",
@@ -140,7 +165,7 @@ def run(rounds, out):
                     line = res.stdout.strip().splitlines()[-1:] or ["{}"]
                     row = json.loads(line[0])
                     row.update(config=config, case=case, round=rnd,
-                               load=os.getloadavg()[0])
+                               load=os.getloadavg()[0], busy_before=round(idle_check, 3))
                     f.write(json.dumps(row) + "\n")
                     f.flush()
                     print(rnd, case, config, row.get("deliveries_per_s"),
@@ -185,6 +210,9 @@ def table(path):
     loads = [r["load"] for r in rows]
     print(f"\n{len(rows)} runs; 1-minute load average after each run: "
           f"{min(loads):.2f}-{max(loads):.2f} (median {med(loads):.2f})")
+    quiet = [r["busy_before"] for r in rows if "busy_before" in r]
+    if quiet:
+        print(f"cores busy in the 2 s before each case: {min(quiet):.0%}-{max(quiet):.0%}")
 
 
 if __name__ == "__main__":
