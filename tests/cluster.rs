@@ -11,8 +11,8 @@
 mod common;
 
 use common::redis::{free_port, Redis, Resp};
-use common::{http, post, post_raw};
 use common::{connect, server_cmd, start, Client, Server, READ_TIMEOUT};
+use common::{http, post, post_raw};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
