@@ -178,10 +178,11 @@ def table(path):
     rows = [json.loads(l) for l in open(path)]
     med = statistics.median
     print("| case | config | runs | deliveries/s, M | p50 ms | p99 ms | server CPU ms "
-          "(traffic) | Redis CPU ms | M deliveries per server CPU-s | ... incl. Redis | "
-          "imbench CPU ms |")
+          "(traffic, per process) | Redis CPU ms | M deliveries per server CPU-s (vs 1) "
+          "| the same with Redis's CPU | imbench CPU ms |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case in CASES:
+        base = None
         for config in CONFIGS:
             rs = [r for r in rows if r["case"] == case and r["config"] == config
                   and r.get("complete")]
@@ -198,14 +199,17 @@ def table(path):
                 redis_ms = [0 for _ in rs]
                 split = f"{med(workers):.0f}"
             d = [r["deliveries"] for r in rs]
-            per = [di / 1e3 / w for di, w in zip(d, workers) if w]
-            per_r = [di / 1e3 / (w + x) for di, w, x in zip(d, workers, redis_ms) if w + x]
+            per = med(di / 1e3 / w for di, w in zip(d, workers) if w)
+            base = base or per
+            per_r = med(di / 1e3 / (w + x) for di, w, x in zip(d, workers, redis_ms) if w + x)
             runs = f"{len(rs)}" + (f" ({failed} failed)" if failed else "")
             redis_cell = f"{med(redis_ms):.0f}" if config == "2r" else ""
-            incl = f"{med(per_r):.2f}" if config == "2r" else ""
-            print(f"| {case} | {config} | {runs} | {med(r['deliveries_per_s'] for r in rs) / 1e6:.3f} "
-                  f"| {med(r['p50_us'] for r in rs) / 1e3:.1f} | {med(r['p99_us'] for r in rs) / 1e3:.1f} "
-                  f"| {split} | {redis_cell} | {med(per):.2f} | {incl} "
+            incl = f"{per_r:.2f}" if config == "2r" else ""
+            print(f"| {case} | {config} | {runs} "
+                  f"| {med(r['deliveries_per_s'] for r in rs) / 1e6:.2f} "
+                  f"| {med(r['p50_us'] for r in rs) / 1e3:.1f} "
+                  f"| {med(r['p99_us'] for r in rs) / 1e3:.1f} "
+                  f"| {split} | {redis_cell} | {per:.2f} ({per / base:.2f}×) | {incl} "
                   f"| {med(r['imbench_cpu_ms'] for r in rs):.0f} |")
     loads = [r["load"] for r in rows]
     print(f"\n{len(rows)} runs; 1-minute load average after each run: "
