@@ -10,6 +10,9 @@
 #   SERVER_FLAGS='--coalesce-us 0' benches/sends.sh mio-c0 target/release/imserver-mio \
 #       fanout --conns 5000 --senders 4 --msgs 500 --size 64 --window 16
 #
+# With `--workers N` among SERVER_FLAGS (and a running Redis in its `--redis`), the calls of
+# every worker are counted together.
+#
 # Needs perf with the syscalls tracepoints (`perf stat -e syscalls:sys_enter_writev true`)
 # and a release build (IMBENCH, default target/release/imbench). Bounded: imbench has its
 # own timeout, perf and the server are stopped at the end.
@@ -24,12 +27,15 @@ server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$out" "$out.perf"' EXIT
 for _ in $(seq 50); do [ -s "$out" ] && break; sleep 0.1; done
 addr=$(head -1 "$out")
+# The workers, under --workers N; else the server itself.
+pids=$(pgrep -P $server | paste -sd, -)
+pids=${pids:-$server}
 events=syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_write
 events=$events,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_accept4
-perf stat -I 1 -x, -e "$events" -p $server -o "$out.perf" &
+perf stat -I 1 -x, -e "$events" -p "$pids" -o "$out.perf" &
 perf=$!
 sleep 0.3
-report=$("$imbench" --json --quiet --pid $server --addr "$addr" --timeout 300 "$@")
+report=$("$imbench" --json --quiet --pid "$pids" --addr "$addr" --timeout 300 "$@")
 rc=$?
 kill -INT $perf; wait $perf 2>/dev/null
 python3 - "$out.perf" "$label" "$rc" "$report" <<'PY'
