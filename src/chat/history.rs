@@ -13,13 +13,12 @@
 //! - [`History::since`]`(room, seq, limit)`: the first `limit` messages after `seq`,
 //!   oldest first, and whether the one right after `seq` is lost (`gap`).
 //!
-//! With `--redis`, a Redis Stream per room can stand behind the same three calls (`XADD
-//! ... MAXLEN ~ N` per push, `XREVRANGE ... COUNT k`, `XRANGE (seq + COUNT limit`); its
-//! answers then arrive in a later turn, so a reader would wait as a claim does (a
-//! [`Reply`](crate::proto::Reply) kept until Redis answers). Here every call answers at
-//! once, so a history is rendered into its reader's output within one turn: a user who
-//! moves to another room after asking has its whole answer already, and nothing of the
-//! old room after it.
+//! With `--redis` this store is not used: the room's Redis Stream stands behind the same
+//! three questions (`cluster::stream`), numbered by Redis so every server agrees, and its
+//! answers arrive in a later turn, carried back with the asker's context as a claim's are.
+//! Here every call answers at once, so a history is rendered into its reader's output
+//! within one turn: a user who moves to another room after asking has its whole answer
+//! already, and nothing of the old room after it.
 //!
 //! # Bounds
 //! Only room broadcasts are kept (never private messages or notices), each with its
