@@ -13,7 +13,7 @@
 //!   the turn's phases (read, expire, close, flush), timers, signals, shutdown; and the
 //!   chat service the adapters call (`net::host`: presence, say, whisper, claims,
 //!   offline messages, each flow written once, joining the core, the cluster and the
-//!   connections).
+//!   connections; `net::news` for what the cluster hands back).
 //! - [`proto`]: **protocol sessions**, one adapter per protocol (`line`, `im`, `hub`,
 //!   `ws`, `api`): decode a frame into calls on [`proto::Host`], render an outcome or a
 //!   chat event into the protocol's bytes. No socket, no slab, no Redis, no transport.

@@ -22,7 +22,8 @@
 //! generation, and an event or timer whose generation does not match is dropped.
 //!
 //! The loop knows no chat rule and spells no text: bytes go to the connection's session
-//! (`proto`), which calls the chat service (`host`); what is queued goes back out here.
+//! (`proto`), which calls the chat service (`host`, with `news` for what the cluster hands
+//! back); what is queued goes back out here.
 
 mod admit;
 mod conn;
@@ -34,6 +35,7 @@ mod flush;
 mod host;
 mod listen;
 mod mail;
+mod news;
 mod out;
 mod per_ip;
 mod storm;
