@@ -3,9 +3,10 @@
 //!
 //! - presence: [`State::enter`], [`State::leave`] and [`State::move_to`] (the
 //!   online/offline fan-out, and the one "announce a user to Redis" sequence);
-//! - speech: `say` (the room's history, local fan-out, then one PUBLISH) and `whisper`
-//!   (routing by [`Chat::locate`]: local, another server, or ask Redis), on [`Ctx`];
-//! - names: [`State::rename`] and [`State::login`] (a claim, decided here or by Redis);
+//! - speech: `say` (the room's history, local fan-out, or the room's stream in Redis) and
+//!   `whisper` (routing by [`Chat::locate`]: local, another server, or ask Redis), on
+//!   [`Ctx`];
+//! - names: `rename` and `login` on [`Ctx`] (a claim, decided here or by Redis);
 //! - offline private messages (`--auth-secret`): [`State::keep`] for a signed-in user who
 //!   is offline, [`State::signed_in`] for the delivery after the login's answer;
 //! - what the cluster answers or hears later, and the letters due: in `news`
