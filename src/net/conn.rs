@@ -232,41 +232,31 @@ impl Conn {
         let mut written = 0;
         let mut sends = 0;
         loop {
-            if let Some(tls) = self.tls.as_mut() {
+            let more = match self.tls.as_mut() {
                 // Plaintext into TLS records (rustls takes up to its buffer limit), then
                 // the records out.
-                if !self.out.is_empty() {
-                    if let Err(e) = self.out.write_to(&mut tls.writer()) {
-                        return (Flush::Failed(e), sends);
+                Some(tls) => {
+                    if !self.out.is_empty() {
+                        if let Err(e) = self.out.write_to(&mut tls.writer()) {
+                            return (Flush::Failed(e), sends);
+                        }
                     }
+                    tls.wants_write() || !self.out.is_empty()
                 }
-                if !tls.wants_write() && self.out.is_empty() {
-                    break;
-                }
-                if written >= budget {
-                    return (Flush::OverBudget, sends);
-                }
-                sends += 1;
-                match tls.write_tls(&mut self.socket) {
-                    Ok(0) => return (Flush::Failed(ErrorKind::WriteZero.into()), sends),
-                    Ok(n) => written += n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        self.out.detach();
-                        return (Flush::WouldBlock, sends);
-                    }
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return (Flush::Failed(e), sends),
-                }
-                continue;
-            }
-            if self.out.is_empty() {
+                None => !self.out.is_empty(),
+            };
+            if !more {
                 break;
             }
             if written >= budget {
                 return (Flush::OverBudget, sends);
             }
             sends += 1;
-            match self.out.write_to(&mut self.socket) {
+            let result = match self.tls.as_mut() {
+                Some(tls) => tls.write_tls(&mut self.socket),
+                None => self.out.write_to(&mut self.socket),
+            };
+            match result {
                 Ok(0) => return (Flush::Failed(ErrorKind::WriteZero.into()), sends),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
