@@ -106,6 +106,22 @@ struct User {
     maybe: Vec<String>,
 }
 
+/// Two servers A and B on one Redis, with a1 on A and b1, b2 on B, each having heard the
+/// others arrive (all in room 101). The servers must outlive the users: keep the pair.
+fn a1_b1_b2() -> (Redis, [Server; 2], [User; 3]) {
+    let redis = Redis::start();
+    let a = node(&redis.url(), "A", &[]);
+    let b = node(&redis.url(), "B", &[]);
+    redis.wait_ready(&["A", "B"]);
+    let mut a1 = join(&a, "A");
+    let mut b1 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b1.online());
+    let b2 = join_after(&b, "B", &[&a1]);
+    a1.expect(&b2.online());
+    b1.expect(&b2.online());
+    (redis, [a, b], [a1, b1, b2])
+}
+
 /// Connects a line user to `server` (node `node`), checks its own online notice with the
 /// cluster's default name, and learns that name.
 fn join(server: &Server, node: &str) -> User {
@@ -426,16 +442,7 @@ fn line_users_on_two_servers_chat_whisper_list_and_rename() {
 
 #[test]
 fn rooms_span_servers() {
-    let redis = Redis::start();
-    let a = node(&redis.url(), "A", &[]);
-    let b = node(&redis.url(), "B", &[]);
-    redis.wait_ready(&["A", "B"]);
-    let mut a1 = join(&a, "A");
-    let mut b1 = join_after(&b, "B", &[&a1]);
-    a1.expect(&b1.online());
-    let mut b2 = join_after(&b, "B", &[&a1]);
-    a1.expect(&b2.online());
-    b1.expect(&b2.online());
+    let (_redis, _servers, [mut a1, mut b1, mut b2]) = a1_b1_b2();
 
     // b2 moves to tea: 101 hears it leave, on both servers.
     b2.send("room|tea\n");
@@ -1386,16 +1393,7 @@ fn untimed(line: &str) -> &str {
 
 #[test]
 fn rooms_span_servers_and_their_history_is_the_same_from_each() {
-    let redis = Redis::start();
-    let a = node(&redis.url(), "A", &[]);
-    let b = node(&redis.url(), "B", &[]);
-    redis.wait_ready(&["A", "B"]);
-    let mut a1 = join(&a, "A");
-    let mut b1 = join_after(&b, "B", &[&a1]);
-    a1.expect(&b1.online());
-    let mut b2 = join_after(&b, "B", &[&a1]);
-    a1.expect(&b2.online());
-    b1.expect(&b2.online());
+    let (redis, _servers, [mut a1, mut b1, mut b2]) = a1_b1_b2();
     // a1 (on A) and b1 (on B) meet in 茶室; b2 stays in 101.
     a1.send("room|茶室\n");
     a1.expect("您已进入房间：茶室\n");
