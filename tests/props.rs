@@ -30,6 +30,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame as _};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 // ---------------------------------------------------------------------------------------
 // Counting allocator: live and peak heap bytes of the current thread.
@@ -489,7 +490,12 @@ proptest! {
         let rules = std::str::from_utf8(&raw).is_ok_and(|s| {
             let n = s.chars().count();
             (1..=32).contains(&n)
-                && !s.chars().any(|c| c == '|' || c == ':' || c.is_control())
+                && !s.chars().any(|c| {
+                    c == '|'
+                        || c == ':'
+                        || c.is_control()
+                        || c.general_category() == GeneralCategory::Format
+                })
                 && !s.starts_with(char::is_whitespace)
                 && !s.ends_with(char::is_whitespace)
         });

@@ -307,8 +307,15 @@ mod tests {
     #[test]
     fn format_characters_are_refused() {
         for c in [
-            '\u{200B}', '\u{200C}', '\u{200D}', '\u{200E}', '\u{202E}', '\u{2066}', '\u{FEFF}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{200E}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{FEFF}',
             '\u{AD}',
+            '\u{E0074}',
         ] {
             let name = format!("al{c}ice");
             assert!(check_name(name.as_bytes()).is_err(), "{c:?}");
