@@ -391,32 +391,36 @@ fn v4_text<'b>(addr: &SocketAddr, buf: &'b mut [u8; V4_TEXT_MAX_BYTES]) -> Optio
     let SocketAddr::V4(v4) = addr else {
         return None;
     };
+    let [a, b, c, d] = v4.ip().octets().map(u16::from);
     let mut len = 0;
-    let mut put = |byte: u8| {
+    for (n, then) in [(a, b'.'), (b, b'.'), (c, b'.'), (d, b':')] {
+        len = put_decimal(buf, len, n);
         if let Some(slot) = buf.get_mut(len) {
-            *slot = byte;
+            *slot = then;
             len += 1;
         }
-    };
-    let digits = |n: u16, put: &mut dyn FnMut(u8)| {
-        let mut div = 10_000;
-        while div > 1 && n < div {
-            div /= 10;
-        }
-        while div > 0 {
-            put(b'0' + ((n / div) % 10) as u8);
-            div /= 10;
-        }
-    };
-    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-        if i > 0 {
-            put(b'.');
-        }
-        digits(u16::from(octet), &mut put);
     }
-    put(b':');
-    digits(v4.port(), &mut put);
+    len = put_decimal(buf, len, v4.port());
     std::str::from_utf8(buf.get(..len)?).ok()
+}
+
+/// Writes `n` in decimal into `buf` at `at`; returns where it ends.
+fn put_decimal(buf: &mut [u8], at: usize, n: u16) -> usize {
+    let len = match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    };
+    let mut rest = n;
+    if let Some(digits) = buf.get_mut(at..at + len) {
+        for slot in digits.iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+    }
+    at + len
 }
 
 fn push_addr(out: &mut Vec<u8>, addr: &SocketAddr) {
@@ -571,6 +575,8 @@ mod tests {
             "127.0.0.1:5000",
             "255.255.255.255:65535",
             "10.0.10.1:80",
+            "1.20.100.9:1000",
+            "9.99.199.0:10000",
             "[::1]:7000",
         ] {
             let a: SocketAddr = text.parse().unwrap();

@@ -39,6 +39,10 @@ pub enum ConnState {
 pub enum ReadOutcome {
     /// Bytes were read into the front of the buffer.
     Data(usize),
+    /// Bytes were read, and they were all the socket held: a read that did not fill the
+    /// buffer drained a plain socket (epoll(7)), so asking again would only be told
+    /// `WouldBlock`; new bytes bring a new edge. Saves one `read` per readable event.
+    Last(usize),
     /// Nothing more for now: the readiness edge is drained.
     WouldBlock,
     /// The peer closed its sending side.
@@ -198,7 +202,11 @@ impl Conn {
     /// records until one yields plaintext, the socket would block, or the peer closes).
     pub fn read_some(&mut self, buf: &mut [u8]) -> ReadOutcome {
         let Some(tls) = self.tls.as_mut() else {
-            return read_plain(&mut self.socket, buf);
+            return match read_plain(&mut self.socket, buf) {
+                // After a hang-up its one edge has come and gone: read on to the EOF.
+                ReadOutcome::Data(n) if n < buf.len() && !self.hung_up => ReadOutcome::Last(n),
+                outcome => outcome,
+            };
         };
         loop {
             match tls.reader().read(buf) {

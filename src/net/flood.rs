@@ -105,6 +105,15 @@ impl Bucket {
         self.backlogged = false;
     }
 
+    /// The socket was read dry: everything the sender sent has run, unless reading paused
+    /// with lines held (a sender whose socket still holds lines is not caught up, however
+    /// often its held lines run out: that is what `--flood-kick` measures).
+    pub fn drained(&mut self) {
+        if !self.throttled {
+            self.caught_up();
+        }
+    }
+
     /// Milliseconds from `now_ms` until a token is back.
     pub fn refill_in(&self, rule: Rule, now_ms: u32) -> u64 {
         if rule.rate == 0 {

@@ -419,7 +419,7 @@ impl Server {
                 break;
             }
             match conn.read_some(&mut scratch) {
-                ReadOutcome::Data(n) => {
+                outcome @ (ReadOutcome::Data(n) | ReadOutcome::Last(n)) => {
                     trace!("{token:?} read {n} bytes");
                     self.st.metrics.bytes_in += n as u64;
                     if conn.state == ConnState::Open {
@@ -435,14 +435,18 @@ impl Server {
                         break;
                     }
                     budget -= n;
+                    // Input after a kick or EOF is read on to `WouldBlock` before the close:
+                    // the short read reopened the sender's window, more is on its way.
+                    if let Some(conn) = self.st.conns.get_mut(token) {
+                        if matches!(outcome, ReadOutcome::Last(_)) && conn.state == ConnState::Open
+                        {
+                            conn.flood.drained();
+                            break;
+                        }
+                    }
                 }
                 ReadOutcome::WouldBlock => {
-                    // Everything the sender sent has been read and run: no backlog. (A
-                    // sender whose socket still holds lines is not caught up, however
-                    // often its held lines run out: that is what --flood-kick measures.)
-                    if !conn.flood.throttled {
-                        conn.flood.caught_up();
-                    }
+                    conn.flood.drained();
                     break;
                 }
                 ReadOutcome::Eof => {
