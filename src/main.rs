@@ -11,8 +11,18 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: MioArgs = imserver_mio::cli::parse_args();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = args.server.config();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Some(node) = config.cluster.node_id.clone() {
+        // A node named on the command line, as every `--workers` worker is: its lines say
+        // which node wrote them, for workers (or servers) that share one log.
+        logger.format(move |buf, record| {
+            let (at, level, target) = (buf.timestamp(), record.level(), record.target());
+            writeln!(buf, "[{at} {level} {node} {target}] {}", record.args())
+        });
+    }
+    logger.init();
     if let Err(e) = config.check() {
         return fail(e);
     }

@@ -43,6 +43,19 @@ pub struct Metrics {
     pub loop_sum_us: u64,
     /// What the limits on clients did.
     pub guard: Guard,
+    /// What became of private messages to signed-in users who were offline.
+    pub offline: OfflineMail,
+}
+
+/// Offline private messages (`--auth-secret`), whether kept in memory or in Redis.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OfflineMail {
+    /// Private messages kept for an offline signed-in user.
+    pub saved: u64,
+    /// Private messages refused because the user's mailbox held `--offline-max`.
+    pub refused_full: u64,
+    /// Kept messages delivered when their user signed in again.
+    pub delivered: u64,
 }
 
 /// What the limits on clients did: flood control, per-address limits, the output bound.
@@ -229,6 +242,21 @@ impl Metrics {
                 "imserver_output_cut_total",
                 "Connections cut because all unsent output passed --max-outbuf-total.",
                 self.guard.output_cut,
+            ),
+            (
+                "imserver_offline_saved_total",
+                "Private messages kept for an offline signed-in user.",
+                self.offline.saved,
+            ),
+            (
+                "imserver_offline_refused_full_total",
+                "Private messages refused because the user's mailbox held --offline-max.",
+                self.offline.refused_full,
+            ),
+            (
+                "imserver_offline_delivered_total",
+                "Kept messages delivered when their user signed in again.",
+                self.offline.delivered,
             ),
         ] {
             metric(name, "counter", help, &one(v));

@@ -30,11 +30,12 @@ use signal_hook_mio::v1_0::Signals;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{self, BufRead, BufReader, ErrorKind};
+use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Restarts of one worker within [`RESTART_WINDOW`]; it dying once more means something
@@ -52,6 +53,9 @@ const MAX_NODE_ID_CHARS: usize = 32;
 const NODE_SUFFIX_CHARS: usize = 11;
 /// The supervisor's only event source.
 const SIGNALS: Token = Token(0);
+/// How long a starting worker may take to listen. Its ports are held already and Redis is
+/// reached in the background, so a worker silent this long is stuck, not slow.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the workers could not be started or kept running.
 #[derive(Debug)]
@@ -66,6 +70,8 @@ pub enum SuperviseError {
     Setup(io::Error),
     /// This worker (counted from 1) exited before it was listening; it said why.
     WorkerFailed(usize),
+    /// This worker was not listening after [`START_TIMEOUT`].
+    WorkerSilent(usize),
     /// Every worker died too often to be restarted.
     AllGaveUp,
 }
@@ -88,6 +94,11 @@ impl fmt::Display for SuperviseError {
             SuperviseError::WorkerFailed(k) => write!(
                 f,
                 "worker {k} stopped before it was listening; stopped the others"
+            ),
+            SuperviseError::WorkerSilent(k) => write!(
+                f,
+                "worker {k} was not listening after {} s; stopped the workers",
+                START_TIMEOUT.as_secs()
             ),
             SuperviseError::AllGaveUp => {
                 f.write_str("every worker died too often to be restarted; stopped")
@@ -187,7 +198,7 @@ impl Supervisor {
     fn start_workers(&mut self, workers: usize) -> Result<(), SuperviseError> {
         for number in 1..=workers {
             let mut child = self.spawn(number, Stdio::piped())?;
-            let addrs = listening_addrs(&mut child.0, self.reserved.len());
+            let addrs = listening_addrs(&mut child.0, self.reserved.len(), START_TIMEOUT);
             self.slots.push(Slot {
                 number,
                 child: Some(child),
@@ -195,7 +206,10 @@ impl Supervisor {
                 restart_at: None,
                 given_up: false,
             });
-            self.addrs = addrs.ok_or(SuperviseError::WorkerFailed(number))?;
+            self.addrs = addrs.map_err(|silent| match silent {
+                Silent::Exited => SuperviseError::WorkerFailed(number),
+                Silent::TimedOut => SuperviseError::WorkerSilent(number),
+            })?;
         }
         Ok(())
     }
@@ -392,21 +406,69 @@ fn worker_args(reserved: &[Reserved]) -> Vec<OsString> {
     args
 }
 
-/// The `listeners` address lines a worker prints once it is listening, or `None` if it
-/// exited (or printed something else) first. Its stdout is closed afterwards: it prints
-/// nothing more there.
-fn listening_addrs(child: &mut Child, listeners: usize) -> Option<Vec<SocketAddr>> {
-    let mut stdout = BufReader::new(child.stdout.take()?);
-    let mut line = String::new();
-    (0..listeners)
-        .map(|_| {
-            line.clear();
-            match stdout.read_line(&mut line) {
-                Ok(n) if n > 0 => line.trim().parse().ok(),
-                _ => None,
-            }
+/// Why a worker's address lines did not come.
+#[derive(Debug, PartialEq, Eq)]
+enum Silent {
+    /// It exited, or printed something else, first.
+    Exited,
+    /// Nothing within the time allowed.
+    TimedOut,
+}
+
+/// The `listeners` address lines a worker prints once it is listening, waiting at most
+/// `within` for them. Its stdout is closed afterwards: it prints nothing more there.
+fn listening_addrs(
+    child: &mut Child,
+    listeners: usize,
+    within: Duration,
+) -> Result<Vec<SocketAddr>, Silent> {
+    let mut stdout = child.stdout.take().ok_or(Silent::Exited)?;
+    let deadline = Instant::now() + within;
+    let mut text = Vec::new();
+    while text.iter().filter(|&&b| b == b'\n').count() < listeners {
+        if !readable_before(&stdout, deadline)? {
+            return Err(Silent::TimedOut);
+        }
+        let mut chunk = [0u8; 512];
+        match stdout.read(&mut chunk) {
+            Ok(0) => return Err(Silent::Exited),
+            Ok(n) => text.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Err(Silent::Exited),
+        }
+    }
+    text.split(|&b| b == b'\n')
+        .take(listeners)
+        .map(|line| {
+            let line = std::str::from_utf8(line).map_err(|_| Silent::Exited)?;
+            line.trim().parse().map_err(|_| Silent::Exited)
         })
         .collect()
+}
+
+/// Whether the pipe has something to read (or was closed) before `deadline`: `poll(2)` on
+/// the one descriptor, so a `read` after it does not block. A signal (SIGCHLD, when a
+/// worker dies) only interrupts the wait.
+fn readable_before(pipe: &ChildStdout, deadline: Instant) -> Result<bool, Silent> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut fd = libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fd` is one valid pollfd that lives across the call, and its count is 1.
+        match unsafe { libc::poll(&mut fd, 1, ms) } {
+            n if n > 0 => return Ok(true),
+            0 => return Ok(false),
+            _ if io::Error::last_os_error().kind() == ErrorKind::Interrupted => {}
+            _ => return Err(Silent::Exited),
+        }
+    }
 }
 
 /// Sends `signal` to a worker.
@@ -460,6 +522,49 @@ mod tests {
             restart_at: None,
             given_up: false,
         }
+    }
+
+    fn piped(script: &str) -> Child {
+        Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_workers_address_lines_are_read_however_they_arrive() {
+        let mut child = piped("printf '127.0.0.1:5'; sleep 0.2; printf '000\\n[::1]:7\\n'");
+        let addrs = listening_addrs(&mut child, 2, Duration::from_secs(10));
+        assert_eq!(
+            addrs,
+            Ok(vec![
+                "127.0.0.1:5000".parse().unwrap(),
+                "[::1]:7".parse().unwrap()
+            ])
+        );
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_worker_that_exits_or_says_something_else_first_failed() {
+        for script in ["exit 3", "echo 'cannot bind'", "printf '127.0.0.1:1'"] {
+            let mut child = piped(script);
+            let addrs = listening_addrs(&mut child, 1, Duration::from_secs(10));
+            assert_eq!(addrs, Err(Silent::Exited), "{script}");
+            child.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_silent_worker_times_out() {
+        let mut child = piped("exec sleep 5");
+        let t0 = Instant::now();
+        let addrs = listening_addrs(&mut child, 1, Duration::from_millis(300));
+        assert_eq!(addrs, Err(Silent::TimedOut));
+        assert!(t0.elapsed() < Duration::from_secs(4));
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

@@ -11,7 +11,7 @@
 mod common;
 
 use common::redis::{free_port, Redis, Resp};
-use common::{connect, server_cmd, start, Client, Server, READ_TIMEOUT};
+use common::{connect, server_cmd, start, start_logged, Client, Server, READ_TIMEOUT};
 use common::{http, post, post_raw};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -1786,6 +1786,16 @@ fn two_servers_with_reuse_port_share_a_port_and_both_accept() {
         users.push(user); // kept, so the kernel cannot hand out its port again
     }
     assert!(on_a > 0 && on_b > 0, "{on_a} users on a, {on_b} on b");
+}
+
+/// Workers share the supervisor's stderr: a server given `--node-id` names it in each line.
+#[test]
+fn a_named_node_names_itself_in_every_log_line() {
+    let (_server, log) = start_logged(&["--redis", "redis://127.0.0.1:1", "--node-id", "n-9"]);
+    let line = log
+        .wait_for("cannot connect to Redis", Duration::from_secs(10))
+        .expect("a warning that Redis is unreachable");
+    assert!(line.contains(" WARN n-9 imserver_mio::cluster"), "{line}");
 }
 
 #[test]

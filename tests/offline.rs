@@ -255,7 +255,7 @@ fn names_never_signed_in_and_servers_without_a_secret_answer_as_before() {
 
 #[test]
 fn a_full_mailbox_refuses_the_newest_message_and_keeps_the_oldest() {
-    let server = signed_server(&["--offline-max", "2"]);
+    let server = signed_server(&["--offline-max", "2", "--http-port", "0"]);
     let mut sender = sender_after_a_visit(&server, "alice", true);
     whisper_all(&mut sender, "alice", &["1", "2"], SAVED);
     whisper_all(&mut sender, "alice", &["3"], FULL);
@@ -265,6 +265,15 @@ fn a_full_mailbox_refuses_the_newest_message_and_keeps_the_oldest() {
     let mut alice = im_login(&server, "alice", true);
     expect_mail(&mut alice, "alice", &sender.addr, &["1", "2"]);
     ws_silence(&mut alice, Duration::from_millis(300));
+    expect_mail_counts(&server, [2, 1, 2]);
+}
+
+/// `/metrics`' counts of messages saved, refused for a full mailbox, and delivered.
+fn expect_mail_counts(server: &Server, counts: [u64; 3]) {
+    let api = server.http.unwrap();
+    let names = ["saved", "refused_full", "delivered"];
+    let got = names.map(|n| common::metric(api, &format!("imserver_offline_{n}_total")));
+    assert_eq!(got, counts, "{names:?}");
 }
 
 #[test]
@@ -295,7 +304,16 @@ fn messages_and_signed_logins_are_forgotten_after_the_ttl() {
 /// A server of the cluster behind `redis` with signed logins, keeping 2 messages a user.
 fn node(redis: &Redis, id: &str) -> Server {
     let url = redis.url();
-    signed_server(&["--redis", &url, "--node-id", id, "--offline-max", "2"])
+    signed_server(&[
+        "--redis",
+        &url,
+        "--node-id",
+        id,
+        "--offline-max",
+        "2",
+        "--http-port",
+        "0",
+    ])
 }
 
 /// A line user of a cluster node, whose default name is `addr@NODE`.
@@ -334,4 +352,6 @@ fn kept_in_redis_through_one_server_and_delivered_by_another() {
     let from = format!("{}@A", sender.addr);
     expect_mail(&mut alice, "alice", &from, &["one", "two"]);
     assert_eq!(redis.call(&["EXISTS", "im:offline:alice"]), Resp::Int(0));
+    expect_mail_counts(&a, [2, 1, 0]);
+    expect_mail_counts(&b, [0, 0, 2]);
 }

@@ -416,7 +416,27 @@ impl State {
         let (Some(store), Ok(to)) = (self.mail.store.as_mut(), std::str::from_utf8(to)) else {
             return Routed::Nowhere;
         };
-        routed_offline(store.keep(to, letter, now_ms))
+        let keep = store.keep(to, letter, now_ms);
+        self.routed_offline(keep)
+    }
+
+    /// How a private message to a user online nowhere went, by what became of it (in
+    /// memory or in Redis), counted.
+    pub(super) fn routed_offline(&mut self, keep: Keep) -> Routed {
+        let counts = &mut self.metrics.offline;
+        match keep {
+            Keep::NotSigned => Routed::Nowhere,
+            Keep::Saved => {
+                counts.saved += 1;
+                Routed::Saved
+            }
+            Keep::Full => {
+                counts.refused_full += 1;
+                Routed::Full
+            }
+            // Signed in before, so a user: the text is what is missing.
+            Keep::Signed => Routed::Empty,
+        }
     }
 
     /// A signed login of `name` on `token` succeeded: it is remembered (for mail to come)
@@ -504,17 +524,6 @@ impl State {
             }
         }
         Some(result)
-    }
-}
-
-/// How a private message to a user online nowhere went, by what became of it.
-pub(super) fn routed_offline(keep: Keep) -> Routed {
-    match keep {
-        Keep::NotSigned => Routed::Nowhere,
-        Keep::Saved => Routed::Saved,
-        Keep::Full => Routed::Full,
-        // Signed in before, so a user: the text is what is missing.
-        Keep::Signed => Routed::Empty,
     }
 }
 

@@ -7,7 +7,7 @@
 //! nothing waits a turn.
 
 use super::conn::ConnState;
-use super::host::{routed_offline, Purpose, Speaker, State, Waiting};
+use super::host::{Purpose, Speaker, State, Waiting};
 use crate::chat::history::Page;
 use crate::chat::offline::{Delivery, Letter};
 use crate::chat::{Event, Remote};
@@ -43,6 +43,7 @@ impl State {
             return;
         }
         debug!("{} gets {} offline messages", to.addr, letters.len());
+        self.metrics.offline.delivered += letters.len() as u64;
         let mut notice = Vec::new();
         let texts = self.texts();
         let text = text::offline_notice(texts, letters.len());
@@ -263,7 +264,7 @@ impl State {
         };
         let outcome = match found {
             None => Routed::Unknown,
-            Some(Found::Offline(keep)) => routed_offline(keep),
+            Some(Found::Offline(keep)) => self.routed_offline(keep),
             // The seed's order: the recipient is checked before the text.
             Some(Found::At(_)) if need_text && text.is_empty() => Routed::Empty,
             Some(Found::At(node)) => {
