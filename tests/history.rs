@@ -344,6 +344,17 @@ fn im_history_with_limit_since_and_gap() {
         assert_eq!(r["data"]["messages"], json!([]), "{since}");
         assert_eq!(r["data"]["gap"], false, "{since}");
     }
+    // Numbers beyond u64 (as JSON floats or digits): a huge since is in the future, a huge
+    // limit is capped, as `history|K` caps a huge K.
+    for since in [json!(1e20), json!("99999999999999999999")] {
+        let r = im_history(&mut w, json!({ "since": since }));
+        assert_eq!(r["code"], 200, "{since}");
+        assert_eq!(r["data"]["messages"], json!([]), "{since}");
+    }
+    for limit in [json!(1e20), json!("99999999999999999999")] {
+        let r = im_history(&mut w, json!({ "limit": limit }));
+        assert_eq!(messages(&r).len(), 2, "{limit}");
+    }
     // The room keeps 4: after 6 more, asking from 1 finds a gap; limit counts from since.
     for i in 3..=8 {
         say(&mut line, &la, &format!("m{i}"));

@@ -172,13 +172,14 @@ fn parse_login(data: &Value) -> Result<Command, Refusal> {
 }
 
 /// `{"limit":K,"since":SEQ}`, both optional, as JSON numbers or their text: K from 1,
-/// SEQ from 0; anything else (negative, fractional, not a number) is 1001.
+/// SEQ from 0; anything else (negative, fractional, not a number) is 1001. A whole number
+/// too large for a `u64` counts as `u64::MAX`, as `history|K` caps a huge K: a huge limit
+/// is capped, a huge `since` is past the newest message.
 fn parse_history(data: &Value) -> Result<Command, Refusal> {
     let number = |key: &str| -> Result<Option<u64>, Refusal> {
         match data.get(key) {
             None | Some(Value::Null) => Ok(None),
-            v => scalar_text(v)
-                .and_then(|t| t.parse::<u64>().ok())
+            Some(v) => whole_number(v)
                 .map(Some)
                 .ok_or(Refusal::Code(Code::BadParams)),
         }
@@ -189,6 +190,22 @@ fn parse_history(data: &Value) -> Result<Command, Refusal> {
     };
     let since = number("since")?;
     Ok(Command::History { limit, since })
+}
+
+/// A whole number from 0, as a JSON number or its decimal digits; one beyond `u64` (serde
+/// reads an integer literal that large as a float) saturates to `u64::MAX`.
+fn whole_number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            let f = n.as_f64()?;
+            // A float below 2^64 (1.0, 1.5, -1) stays refused, as before.
+            (f >= u64::MAX as f64 && f.fract() == 0.0).then_some(u64::MAX)
+        }),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(s.parse::<u64>().unwrap_or(u64::MAX))
+        }
+        _ => None,
+    }
 }
 
 fn parse_msg(data: &Value) -> Result<Command, Refusal> {
@@ -413,10 +430,19 @@ mod tests {
             r#"{"limit":"x"}"#,
             r#"{"limit":[1]}"#,
             r#"{"since":-1}"#,
-            r#"{"since":1e30}"#,
+            r#"{"since":-1e30}"#,
+            r#"{"since":1.0}"#,
+            r#"{"since":"1.5"}"#,
+            r#"{"since":""}"#,
             r#"{"since":true}"#,
         ] {
             assert_eq!(h(data), bad, "{data}");
         }
+        // Beyond u64: capped like `history|K`, not refused.
+        assert_eq!(h(r#"{"since":1e30}"#), ok(None, Some(u64::MAX)));
+        assert_eq!(
+            h(r#"{"limit":99999999999999999999,"since":"99999999999999999999"}"#),
+            ok(Some(usize::MAX), Some(u64::MAX))
+        );
     }
 }
