@@ -23,8 +23,8 @@ pub struct MioArgs {
     /// The flags both servers take.
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Worker processes: N single-threaded servers of this binary sharing the ports (implies --reuse-port; more than 1 needs --redis), restarted when one dies.
-    #[arg(long, value_name = "N", default_value_t = 1, env = "IMSERVER_WORKERS",
+    /// Worker processes: N single-threaded servers of this binary sharing the ports (implies --reuse-port; more than 1 needs --redis), restarted when one dies. More cores for fan-out and users, at the price of a Redis hop for every broadcast and for whispers between workers.
+    #[arg(long, value_name = "N", default_value_t = 1, env = "IMSERVER_WORKERS", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(1..=config::MAX_WORKERS).map(|v| v as usize))]
     pub workers: usize,
 }
@@ -42,7 +42,7 @@ pub struct ServerArgs {
           allow_negative_numbers = true, value_parser = parse_port)]
     #[arg(env = "IMSERVER_PORT")]
     pub port: u16,
-    /// Listen with SO_REUSEPORT: several processes on one machine share the ports and the kernel spreads new connections over them (join them with --redis).
+    /// Listen with SO_REUSEPORT: several processes on one machine share the ports and the kernel spreads new connections over them (join them with --redis). The trade-off: any process of the same user with this flag can then join the ports and take a share of the connections.
     #[arg(long, env = "IMSERVER_REUSE_PORT", value_parser = clap::builder::BoolishValueParser::new())]
     pub reuse_port: bool,
     /// Seconds a user may stay silent before being kicked; 0 = never.
@@ -171,31 +171,34 @@ pub struct ServerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_OUTBUF_TOTAL_BYTES,
           value_parser = clap::value_parser!(u64).range(1024..).map(|v| v as usize), env = "IMSERVER_MAX_OUTBUF_TOTAL")]
     pub max_outbuf_total: usize,
-    /// Messages each room keeps for `history` and the page's recovery; 0 keeps none.
-    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_HISTORY,
+    /// Messages each room keeps for `history` and the page's recovery; 0 keeps none. More lets a client come back later without a gap, at up to N x (--max-line + 216) bytes per room.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_HISTORY, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000).map(|v| v as usize), env = "IMSERVER_HISTORY")]
     pub history: usize,
     /// Bytes all rooms' histories keep together; past it the largest histories lose their
-    /// oldest messages first.
-    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_HISTORY_BYTES,
+    /// oldest messages first. A lower cap bounds memory under many busy rooms, at the cost of
+    /// shorter histories there.
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_HISTORY_BYTES, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(1024..=(1 << 40)).map(|v| v as usize), env = "IMSERVER_HISTORY_BYTES")]
     pub history_bytes: usize,
-    /// Private messages kept per signed-in user while offline (with --auth-secret); more are refused.
-    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_OFFLINE_MAX,
+    /// Private messages kept per signed-in user while offline (with --auth-secret); more are refused and the sender told. A bigger mailbox costs memory (or Redis) per absent user.
+    #[arg(long, value_name = "N", default_value_t = config::DEFAULT_OFFLINE_MAX, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(1..=10_000).map(|v| v as usize),
           env = "IMSERVER_OFFLINE_MAX")]
     pub offline_max: usize,
-    /// How long an offline private message, and a signed login, is remembered: 7d, 12h, 30m, 90s or seconds.
-    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_ttl,
+    /// How long an offline private message, and a signed login, is remembered: 7d, 12h, 30m, 90s or seconds. Longer reaches users who come back later, at the cost of holding more.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_ttl, allow_negative_numbers = true,
           env = "IMSERVER_OFFLINE_TTL")]
     pub offline_ttl: Duration,
     /// Under load, a connection's output is held back until it has this many bytes (or
-    /// --coalesce-us passed).
-    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_COALESCE_BYTES,
+    /// --coalesce-us passed). Larger means fewer, bigger writes under load; smaller means
+    /// less waiting for a user who receives a lot.
+    #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_COALESCE_BYTES, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(1..=(1 << 30)).map(|v| v as usize), env = "IMSERVER_COALESCE_BYTES")]
     pub coalesce_bytes: usize,
     /// Under load, the longest a connection's output is held back to be sent with later
-    /// output, in microseconds; 0 = never (flush every turn).
+    /// output, in microseconds; 0 = never (flush every turn). Longer means fewer sends per
+    /// message, at up to that much more latency under load (idle, output leaves at once).
     #[arg(long, value_name = "MICROS", default_value = "500", allow_negative_numbers = true,
           value_parser = parse_micros, env = "IMSERVER_COALESCE_US")]
     pub coalesce_us: Duration,

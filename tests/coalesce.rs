@@ -152,6 +152,7 @@ fn bad_coalescing_values_are_one_clear_line_and_exit_2() {
         ("--coalesce-us", "1000001"),
         ("--coalesce-bytes", "0"),
         ("--coalesce-bytes", "lots"),
+        ("--coalesce-bytes", "-5"),
     ] {
         let out = server_cmd()
             .args([flag, value])

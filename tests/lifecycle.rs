@@ -136,8 +136,61 @@ fn bad_flags_are_refused_without_a_panic() {
 }
 
 #[test]
-fn a_negative_port_is_refused_as_not_a_port() {
-    for flag in ["--port", "--ws-port", "--http-port"] {
+fn help_states_the_trade_off_of_each_new_knob() {
+    let out = server_cmd().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for (flag, trade_off) in [
+        (
+            "--reuse-port",
+            "any process of the same user with this flag can then join",
+        ),
+        (
+            "--workers",
+            "at the price of a Redis hop for every broadcast",
+        ),
+        (
+            "--history",
+            "at up to N x (--max-line + 216) bytes per room",
+        ),
+        ("--history-bytes", "at the cost of shorter histories there"),
+        ("--offline-max", "costs memory (or Redis) per absent user"),
+        ("--offline-ttl", "at the cost of holding more"),
+        (
+            "--coalesce-us",
+            "at up to that much more latency under load",
+        ),
+        (
+            "--coalesce-bytes",
+            "less waiting for a user who receives a lot",
+        ),
+    ] {
+        let at = help
+            .find(&format!("{flag} <"))
+            .or_else(|| help.find(&format!("{flag} ")));
+        let text = &help[at.unwrap_or_else(|| panic!("{flag} not in {help}"))..];
+        // Each flag's text ends with its variable.
+        let end = text.find("[env:").unwrap_or(text.len());
+        assert!(text[..end].contains(trade_off), "{flag}: {}", &text[..end]);
+    }
+}
+
+#[test]
+fn a_negative_value_is_refused_as_a_bad_value_of_its_flag() {
+    let port = ": the port must be a number 0-65535\n";
+    for (flag, why) in [
+        ("--port", port),
+        ("--ws-port", port),
+        ("--http-port", port),
+        ("--history", ""),
+        ("--history-bytes", ""),
+        ("--offline-max", ""),
+        ("--offline-ttl", ""),
+        ("--coalesce-bytes", ""),
+        ("--workers", ""),
+    ] {
         let out = server_cmd()
             .args([flag, "-1"])
             .stdin(Stdio::null())
@@ -145,12 +198,12 @@ fn a_negative_port_is_refused_as_not_a_port() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{flag}");
         let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().next().unwrap_or_default();
         assert!(
-            err.starts_with(&format!(
-                "error: invalid value '-1' for '{flag} <PORT>': the port must be a number 0-65535\n"
-            )),
+            first.starts_with(&format!("error: invalid value '-1' for '{flag} <")),
             "{flag}: {err}"
         );
+        assert!(err.contains(why), "{flag}: {err}");
         assert!(!err.contains("unexpected argument"), "{flag}: {err}");
         assert!(!err.contains("panicked"), "{flag}: {err}");
         assert!(out.stdout.is_empty(), "{flag}");
