@@ -97,8 +97,9 @@ pub struct LineTexts {
     pub room_current: &'static str,
     /// Between a room's name and its user count in each `rooms` line.
     pub room_count: &'static str,
-    /// Around the number of messages in the line that ends a `history` answer.
-    pub history_end: (&'static str, &'static str),
+    /// Around the number of messages in the line that ends a `history` answer: before it,
+    /// after a count of one, after any other count.
+    pub history_end: (&'static str, &'static str, &'static str),
     /// `history` while `--history 0` keeps none.
     pub history_off: &'static str,
     /// `history|K` where K is not a whole number from 1.
@@ -184,7 +185,7 @@ pub const ZH: Texts = Texts {
         room_entered: "您已进入房间：",
         room_current: "当前房间：",
         room_count: "：",
-        history_end: ("历史消息结束（", " 条）"),
+        history_end: ("历史消息结束（", " 条）", " 条）"),
         history_off: "历史消息未开启\n",
         history_bad_count: "历史消息条数须为正整数\n",
     },
@@ -251,7 +252,7 @@ pub const EN: Texts = Texts {
         room_entered: "you are now in room ",
         room_current: "current room: ",
         room_count: ": ",
-        history_end: ("end of history (", " messages)"),
+        history_end: ("end of history (", " message)", " messages)"),
         history_off: "history is off\n",
         history_bad_count: "history count must be a whole number from 1\n",
     },
@@ -500,7 +501,8 @@ pub fn history_line(out: &mut Vec<u8>, time_ms: u64, user: User<'_>, body: &[u8]
 
 /// Appends the line that ends a `history` answer: `历史消息结束（K 条）\n`.
 pub fn history_end(out: &mut Vec<u8>, texts: &Texts, count: usize) {
-    let (before, after) = texts.line.history_end;
+    let (before, one, other) = texts.line.history_end;
+    let after = if count == 1 { one } else { other };
     out.extend_from_slice(before.as_bytes());
     let _ = write!(out, "{count}"); // writing to a Vec cannot fail
     out.extend_from_slice(after.as_bytes());
@@ -683,10 +685,11 @@ mod tests {
         history_line(&mut out, 1_709_251_199_000, bob, b"hi\nthere");
         history_end(&mut out, &ZH, 1);
         history_end(&mut out, &EN, 0);
+        history_end(&mut out, &EN, 1);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "[2024-02-29 23:59:59][127.0.0.1:5000]bob:hi there\n历史消息结束（1 条）\n\
-             end of history (0 messages)\n"
+             end of history (0 messages)\nend of history (1 message)\n"
         );
     }
 

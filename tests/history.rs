@@ -196,7 +196,7 @@ fn line_history_in_english_and_off() {
         history(&mut a, "history", 1),
         [
             format!("[{me}]{me}:hi\n"),
-            "end of history (1 messages)\n".to_owned()
+            "end of history (1 message)\n".to_owned()
         ]
     );
 }

@@ -301,6 +301,23 @@ fn messages_and_signed_logins_are_forgotten_after_the_ttl() {
     ws_silence(&mut alice, Duration::from_millis(300));
 }
 
+/// The TTL of a signed login counts from when its user was last online: alice stays
+/// longer than the TTL, and mail for her is kept once she is gone.
+#[test]
+fn a_user_online_longer_than_the_ttl_gets_mail_once_gone() {
+    let server = signed_server(&["--offline-ttl", "1s"]);
+    let mut sender = connect(server.addr);
+    let alice = im_login(&server, "alice", true);
+    let at = ws_addr(&alice);
+    sender.expect_line(&format!("[{at}]alice:已上线\n"));
+    std::thread::sleep(Duration::from_millis(1_500));
+    leave(alice);
+    sender.expect_line(&format!("[{at}]alice:已下线\n"));
+    whisper_all(&mut sender, "alice", &["still yours"], SAVED);
+    let mut alice = im_login(&server, "alice", true);
+    expect_mail(&mut alice, "alice", &sender.addr, &["still yours"]);
+}
+
 /// A server of the cluster behind `redis` with signed logins, keeping 2 messages a user.
 fn node(redis: &Redis, id: &str) -> Server {
     let url = redis.url();
@@ -335,8 +352,20 @@ fn kept_in_redis_through_one_server_and_delivered_by_another() {
     let at = ws_addr(&alice);
     sender.expect_line(&format!("[{at}]alice:已上线\n"));
     assert_eq!(redis.call(&["EXISTS", "im:signed:alice"]), Resp::Int(1));
+    redis.call(&["PEXPIRE", "im:signed:alice", "60000"]);
     leave(alice);
     sender.expect_line(&format!("[{at}]alice:已下线\n"));
+    // Her leaving renewed the signed login for a whole --offline-ttl (7 days); the server
+    // tells Redis in the turn it tells the room, so it may land a moment later.
+    let renewed = (0..100).any(|_| {
+        let pttl = redis.call(&["PTTL", "im:signed:alice"]);
+        let days = matches!(pttl, Resp::Int(ms) if ms > 6 * 24 * 3600 * 1000);
+        if !days {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        days
+    });
+    assert!(renewed, "{:?}", redis.call(&["PTTL", "im:signed:alice"]));
 
     whisper_all(&mut sender, "alice", &["one", "two"], SAVED);
     whisper_all(&mut sender, "alice", &["three"], FULL);

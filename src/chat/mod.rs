@@ -102,6 +102,9 @@ pub struct Member {
     name: Option<Box<str>>,
     /// Where the user sits in its room's [`Seat`] list.
     seat: u32,
+    /// Whether it logged in with a valid token (`--auth-secret`): when it leaves, mail for
+    /// its name is kept from then on.
+    pub signed: bool,
 }
 
 /// A room member as the fan-out reads it: small and contiguous, so telling a room of
@@ -249,6 +252,7 @@ impl Chat {
             room,
             name,
             seat,
+            signed: false,
         });
         debug_assert_eq!(taken, key, "a slab fills its vacant key first");
         Ok(id)
@@ -347,6 +351,13 @@ impl Chat {
         member.name_into(&mut old);
         member.name = Some(new.into());
         Ok(old)
+    }
+
+    /// Notes that user `id` logged in with a valid token.
+    pub fn mark_signed(&mut self, id: UserId) {
+        if let Some(member) = self.users.get_mut(id.0 as usize) {
+            member.signed = true;
+        }
     }
 
     /// An online user.

@@ -4,8 +4,9 @@
 //!
 //! Only a name that has signed in with a token gets mail: a name without a token can be
 //! taken by anyone, so a letter kept for it could be read by whoever takes it next. A
-//! signed login is remembered for the TTL (`--offline-ttl`) after it, and each letter for
-//! the TTL after it was sent.
+//! signed login is remembered for the TTL (`--offline-ttl`) after the user was last online
+//! with it (its login, renewed when it leaves: a user online for longer than the TTL still
+//! gets mail once gone), and each letter for the TTL after it was sent.
 //!
 //! Bounds: at most `max_per_user` letters per name (`--offline-max`); a letter beyond that
 //! is refused and its sender told, so nobody's mail is dropped without a word. In all, at
@@ -85,7 +86,8 @@ pub struct Delivery {
 /// What is known of one name.
 #[derive(Debug, Default)]
 struct Entry {
-    /// The last signed login, while within the TTL (the sweep clears it).
+    /// When the name was last online signed in (its login, or its leaving), while within
+    /// the TTL (the sweep clears it).
     signed_ms: Option<u64>,
     /// Letters, oldest first.
     letters: VecDeque<Letter>,
@@ -141,6 +143,15 @@ impl Offline {
             .into_iter()
             .filter(|l| l.fresh(now_ms, self.ttl))
             .collect()
+    }
+
+    /// A signed-in user left: its signed login is remembered for the TTL from now, since
+    /// mail for it is kept from now on.
+    pub fn signed_out(&mut self, name: &str, now_ms: u64) {
+        self.sweep(now_ms);
+        if let Some(entry) = self.entry(name, now_ms) {
+            entry.signed_ms = Some(now_ms);
+        }
     }
 
     /// Keeps `letter` for `name` if it signed in within the TTL; `None` only asks whether it
@@ -278,6 +289,20 @@ mod tests {
         assert_eq!(texts(&got), [b"one".as_slice(), b"two"]);
         assert!(o.sign_in("alice", 5_000).is_empty());
         assert_eq!(o.len(), (1, 0, 0));
+    }
+
+    #[test]
+    fn a_signed_login_is_remembered_for_the_ttl_after_its_user_left() {
+        let mut o = Offline::new(10, TTL);
+        o.sign_in("alice", 0);
+        // Online for longer than the TTL, then gone: mail is kept from its leaving on.
+        o.signed_out("alice", 25_000);
+        assert_eq!(
+            o.keep("alice", Some(letter("x", 26_000)), 26_000),
+            Keep::Saved
+        );
+        assert_eq!(o.keep("alice", None, 34_999), Keep::Signed);
+        assert_eq!(o.keep("alice", None, 35_000), Keep::NotSigned);
     }
 
     #[test]

@@ -82,6 +82,17 @@ pub fn sign_in(mail: OfflineSettings, name: &str) -> Command {
     ]
 }
 
+/// A signed-in user left: its signed login is remembered for the TTL from now.
+pub fn signed_out(mail: OfflineSettings, name: &str) -> Command {
+    vec![
+        b"SET".to_vec(),
+        wire::signed_key(name),
+        b"1".to_vec(),
+        b"PX".to_vec(),
+        ttl_millis(mail),
+    ]
+}
+
 /// Keeps `letters` for `name` again, ahead of any kept since (`LPUSH` of them newest
 /// first), with the TTL renewed as a new letter would.
 pub fn put_back(mail: OfflineSettings, name: &str, letters: &[Letter]) -> [Command; 2] {

@@ -481,6 +481,13 @@ impl<C> Cluster<C> {
         self.send(&mailbox::sign_in(mail, name), Some(ask), now);
     }
 
+    /// A signed-in user of ours left: mail for it is kept for the TTL from now.
+    pub fn signed_out(&mut self, name: &str, now: Instant) {
+        if let Some(mail) = self.mail {
+            self.send(&mailbox::signed_out(mail, name), None, now);
+        }
+    }
+
     /// Keeps again letters taken for a login that left before they arrived, ahead of any
     /// kept since (the TTL renewed, like a new letter's).
     pub fn put_back(&mut self, name: &str, letters: &[Letter], now: Instant) {

@@ -217,6 +217,9 @@ impl State {
             return;
         };
         debug!("{} offline", member.addr);
+        if member.signed {
+            self.signed_out(&member.shown().name_string(), now);
+        }
         if let Some(cluster) = self.cluster.as_mut() {
             let name = member.shown().name_string();
             cluster.left(&name, &room, member.addr, now);
@@ -420,6 +423,18 @@ impl State {
         self.routed_offline(keep)
     }
 
+    /// A user who logged in with a token left: its signed login counts from now, so mail
+    /// is kept for it however long it stayed.
+    fn signed_out(&mut self, name: &str, now: Instant) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            return cluster.signed_out(name, now);
+        }
+        let now_ms = self.mail.unix_ms(now);
+        if let Some(store) = self.mail.store.as_mut() {
+            store.signed_out(name, now_ms);
+        }
+    }
+
     /// How a private message to a user online nowhere went, by what became of it (in
     /// memory or in Redis), counted.
     pub(super) fn routed_offline(&mut self, keep: Keep) -> Routed {
@@ -442,6 +457,9 @@ impl State {
     /// A signed login of `name` on `token` succeeded: it is remembered (for mail to come)
     /// and what was kept for it is delivered after the login's answer, oldest first.
     pub(super) fn signed_in(&mut self, token: Token, name: &str, now: Instant) {
+        if let Some(id) = self.conns.get(token).and_then(|c| c.user) {
+            self.chat.mark_signed(id);
+        }
         let peer = Peer(token.0);
         if let Some(cluster) = self.cluster.as_mut() {
             return cluster.sign_in(name, peer, now);
