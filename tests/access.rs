@@ -6,9 +6,10 @@
 
 mod common;
 
+use common::jwt::sign as jwt;
 use common::ws::{close_frame, recv, send, Ws};
 use common::{connect, start, Server};
-use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
+use jsonwebtoken::{get_current_timestamp, Algorithm};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -63,16 +64,8 @@ fn get_with(addr: SocketAddr, path: &str, headers: &str) -> String {
     )
 }
 
-/// An HS256 token (or `alg`) for `sub` that expires `exp_in` seconds from now (negative:
-/// already expired).
-fn jwt(alg: Algorithm, secret: &str, sub: &str, exp_in: i64) -> String {
-    let exp = get_current_timestamp() as i64 + exp_in;
-    let key = EncodingKey::from_secret(secret.as_bytes()).unwrap();
-    encode(&Header::new(alg), &json!({"sub": sub, "exp": exp}), &key).unwrap()
-}
-
 fn token_for(sub: &str) -> String {
-    jwt(Algorithm::HS256, SECRET, sub, 3600)
+    common::jwt::token(SECRET, sub)
 }
 
 /// Opens a WebSocket on `path` with these extra request headers; `Err(status)` when the

@@ -9,7 +9,6 @@ mod common;
 use common::redis::{Redis, Resp};
 use common::ws::{close_code, recv, recv_text, send, Ws};
 use common::{connect, post_raw, start, Client, Server};
-use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
 use serde_json::json;
 use std::net::TcpStream;
 use std::time::Duration;
@@ -22,14 +21,7 @@ const NO_SUCH_USER: &str = "不存在该用户\n";
 
 /// An HS256 login token for `sub`, valid for an hour.
 fn token(sub: &str) -> String {
-    let exp = get_current_timestamp() + 3600;
-    let key = EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
-    encode(
-        &Header::new(Algorithm::HS256),
-        &json!({"sub": sub, "exp": exp}),
-        &key,
-    )
-    .unwrap()
+    common::jwt::token(SECRET, sub)
 }
 
 /// A server with signed logins and a web listener, and `extra` flags.

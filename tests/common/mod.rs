@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
 pub mod imbench;
+pub mod jwt;
 pub mod nats;
 pub mod python;
 pub mod redis;
