@@ -7,6 +7,9 @@
 //! whispers to alice, bob's reloaded page shows the room's history, alice's page recovers
 //! what was said while its socket was down (and says so when more was lost than the
 //! server keeps), and a screenshot of bob's page is kept at `target/browser/chat.png`.
+//! On a server with `--auth-secret` (`target/browser/signed.png`): logins refused without
+//! a token and with another user's, saying so on the status line; a token typed in, then
+//! sent again on a reconnect; a user linked in with `#token=`.
 //!
 //! Needs `chromium` (or `$CHROMIUM`) and Python with `websockets` >= 13 (found as
 //! `common::python` says); `.ci/run` installs both. When one is missing the test fails and
@@ -59,18 +62,12 @@ impl Drop for TempDir {
     }
 }
 
-/// The server with all three listeners, and their addresses (line, ws, http).
-fn start_server() -> (common::Server, SocketAddr, SocketAddr, SocketAddr) {
-    let server = common::start(&[
-        "--ws-port",
-        "0",
-        "--http-port",
-        "0",
-        "--idle-timeout",
-        "0",
-        "--history",
-        "20",
-    ]);
+/// The server with all three listeners and `extra` flags, and their addresses (line, ws,
+/// http).
+fn start_server(extra: &[&str]) -> (common::Server, SocketAddr, SocketAddr, SocketAddr) {
+    let mut args = vec!["--ws-port", "0", "--http-port", "0", "--idle-timeout", "0"];
+    args.extend_from_slice(extra);
+    let server = common::start(&args);
     let ws = server.web.expect("a WebSocket listener");
     let http = server.http.expect("an HTTP listener");
     let line = server.addr;
@@ -141,6 +138,68 @@ fn start_chromium(profile: &Path) -> (Guard, String) {
     }
 }
 
+/// Headless Chromium on a throwaway profile, and its DevTools address. Chromium is killed
+/// before its profile is removed (fields drop in order).
+struct Browser {
+    _chromium: Guard,
+    _profile: TempDir,
+    devtools: String,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let profile = TempDir(std::env::temp_dir().join(format!(
+            "imserver-browser-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        )));
+        let (chromium, devtools) = start_chromium(&profile.0);
+        Browser {
+            _chromium: chromium,
+            _profile: profile,
+            devtools,
+        }
+    }
+
+    /// Runs `tests/browser/page_check.py` on this browser against the page at `http`, with
+    /// the line user `LINE_NAME` and `extra` arguments; the screenshot goes to
+    /// `target/browser/SHOT`. Returns the driver's output, after checking that it succeeded
+    /// and reported each of `steps` and a PNG screenshot.
+    fn page_check(&self, http: SocketAddr, shot: &str, extra: &[&str], steps: &[&str]) -> String {
+        let python = common::python::require_websockets();
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shot = manifest.join("target/browser").join(shot);
+        std::fs::create_dir_all(shot.parent().unwrap()).expect("create target/browser");
+        let _ = std::fs::remove_file(&shot);
+        let mut driver = Command::new(&python);
+        driver
+            .arg(manifest.join("tests/browser/page_check.py"))
+            .args(["--url", &format!("http://{http}/")])
+            .arg("--shot")
+            .arg(&shot)
+            .args(["--devtools", &self.devtools, "--line-name", LINE_NAME])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let (ok, output) = run_bounded(driver, Duration::from_secs(120));
+        println!("driver output:\n{output}");
+        assert!(ok, "page_check.py failed:\n{output}");
+        for step in steps.iter().chain(&["OK screenshot"]) {
+            assert!(output.contains(step), "driver did not report {step:?}");
+        }
+        let png = std::fs::read(&shot).expect("the screenshot was written");
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000,
+            "the screenshot is a PNG"
+        );
+        output
+    }
+}
+
 /// A line-protocol user whose reads never block for long.
 struct LineUser {
     stream: TcpStream,
@@ -181,6 +240,17 @@ impl LineUser {
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
             Err(e) => panic!("line user read: {e}"),
         }
+    }
+
+    /// A line user online and renamed to `LINE_NAME`.
+    fn named(addr: SocketAddr) -> LineUser {
+        let mut user = LineUser::connect(addr);
+        user.expect_line("its own online notice", |l| l.ends_with(":已上线"));
+        user.send(&format!("rename|{LINE_NAME}"));
+        user.expect_line("the rename reply", |l| {
+            l == format!("您已更新用户名：{LINE_NAME}")
+        });
+        user
     }
 
     fn expect_line(&mut self, what: &str, ok: impl Fn(&str) -> bool) -> String {
@@ -268,7 +338,7 @@ fn page_is_self_contained() {
         );
     }
     for id in [
-        "name", "login", "status", "users", "target", "text", "send", "log",
+        "name", "token", "login", "status", "users", "target", "text", "send", "log",
     ] {
         assert!(PAGE.contains(&format!("id=\"{id}\"")), "element #{id}");
     }
@@ -280,7 +350,7 @@ fn page_is_self_contained() {
 
 #[test]
 fn page_is_served_with_the_ws_port() {
-    let (_server, _line, ws, http) = start_server();
+    let (_server, _line, ws, http) = start_server(&[]);
     let (status, headers, body) = http_get(http, "/");
     assert!(status.contains(" 200"), "GET / answered {status:?}");
     assert!(
@@ -300,51 +370,11 @@ fn page_is_served_with_the_ws_port() {
 
 #[test]
 fn two_browser_tabs_and_a_line_user_chat() {
-    let python = common::python::require_websockets();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shot = manifest.join("target/browser/chat.png");
-    std::fs::create_dir_all(shot.parent().unwrap()).expect("create target/browser");
-    let _ = std::fs::remove_file(&shot);
-
-    let (_server, line, _ws, http) = start_server();
-
-    // The line user: online, renamed, then answering alice on a thread.
-    let mut user = LineUser::connect(line);
-    user.expect_line("its own online notice", |l| l.ends_with(":已上线"));
-    user.send(&format!("rename|{LINE_NAME}"));
-    user.expect_line("the rename reply", |l| {
-        l == format!("您已更新用户名：{LINE_NAME}")
-    });
+    let (_server, line, _ws, http) = start_server(&["--history", "20"]);
     let stop = Arc::new(AtomicBool::new(false));
-    let line_thread = run_line_user(user, stop.clone());
-
-    let profile = TempDir(std::env::temp_dir().join(format!(
-        "imserver-browser-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-    )));
-    let (_chromium, devtools) = start_chromium(&profile.0);
-
-    let mut driver = Command::new(&python);
-    driver
-        .arg(manifest.join("tests/browser/page_check.py"))
-        .args(["--url", &format!("http://{http}/")])
-        .arg("--shot")
-        .arg(&shot)
-        .args(["--devtools", &devtools, "--line-name", LINE_NAME])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let (ok, output) = run_bounded(driver, Duration::from_secs(120));
-    stop.store(true, Ordering::Relaxed);
-    let lines = line_thread.join().expect("line user thread");
-    println!("driver output:\n{output}");
-    println!("line user received:\n{}", lines.join("\n"));
-    assert!(ok, "page_check.py failed:\n{output}");
-    for step in [
+    let line_thread = run_line_user(LineUser::named(line), stop.clone());
+    let browser = Browser::start();
+    let steps = [
         "OK alice and bob log in",
         "OK user list and join notice",
         "OK alice -> bob broadcast",
@@ -353,34 +383,75 @@ fn two_browser_tabs_and_a_line_user_chat() {
         "OK history after reload",
         "OK recovery after reconnect",
         "OK gap after a long absence",
-        "OK screenshot",
-    ] {
-        assert!(output.contains(step), "driver did not report {step:?}");
-    }
-
-    let has = |what: &str, pred: &dyn Fn(&str) -> bool| {
-        assert!(
-            lines.iter().any(|l| pred(l)),
-            "line user never received {what}; got {lines:?}"
-        );
-    };
-    has("alice's online notice", &|l| {
+    ];
+    browser.page_check(http, "chat.png", &[], &steps);
+    let lines = stop_line_user(line_thread, &stop);
+    assert_received(&lines, "alice's online notice", |l| {
         l.starts_with('[') && l.ends_with("]alice:已上线")
     });
-    has("bob's online notice", &|l| {
+    assert_received(&lines, "bob's online notice", |l| {
         l.starts_with('[') && l.ends_with("]bob:已上线")
     });
-    has("alice's broadcast", &|l| {
+    assert_received(&lines, "alice's broadcast", |l| {
         l.starts_with('[') && l.ends_with(&format!("]alice:{ALICE_MSG}"))
     });
-    has("its own answer echoed", &|l| {
+    assert_received(&lines, "its own answer echoed", |l| {
         l.ends_with(&format!("]{LINE_NAME}:{LINE_MSG}"))
     });
+}
 
-    let png = std::fs::read(&shot).expect("the screenshot was written");
+/// The page on a server with `--auth-secret`: refused without a token (and with another
+/// user's), in words that say so, and not online; online with the user's token typed in,
+/// its message reaching the line user; online too from a `#token=` link.
+#[test]
+fn the_page_signs_in_with_a_token() {
+    const SECRET: &str = "page-secret";
+    let (_server, line, _ws, http) = start_server(&["--auth-secret", SECRET]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let line_thread = run_line_user(LineUser::named(line), stop.clone());
+    let browser = Browser::start();
+    let alice = format!("alice={}", common::jwt::token(SECRET, "alice"));
+    let dave = format!("dave={}", common::jwt::token(SECRET, "dave"));
+    let steps = [
+        "OK refused without a token",
+        "OK refused with another user's token",
+        "OK alice logs in with her token and chats",
+        "OK alice's reconnect sends her token again",
+        "OK dave logs in from a #token= link",
+    ];
+    let args = ["--token", &alice, "--token", &dave];
+    browser.page_check(http, "signed.png", &args, &steps);
+    let lines = stop_line_user(line_thread, &stop);
+    // The refused logins never came online: alice did at her login, left at the drop, and
+    // came back at her reconnect.
+    let presence: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.starts_with('['))
+        .filter_map(|l| l.split_once("]alice:").map(|(_, what)| what))
+        .filter(|what| what.starts_with('已'))
+        .collect();
+    assert_eq!(presence, ["已上线", "已下线", "已上线"], "alice's presence");
+    assert_received(&lines, "alice's broadcast", |l| {
+        l.starts_with('[') && l.ends_with(&format!("]alice:{ALICE_MSG}"))
+    });
+    assert_received(&lines, "dave's online notice", |l| {
+        l.starts_with('[') && l.ends_with("]dave:已上线")
+    });
+}
+
+/// Stops the line user's thread and returns every line it received.
+fn stop_line_user(thread: JoinHandle<Vec<String>>, stop: &AtomicBool) -> Vec<String> {
+    stop.store(true, Ordering::Relaxed);
+    let lines = thread.join().expect("line user thread");
+    println!("line user received:\n{}", lines.join("\n"));
+    lines
+}
+
+/// Fails unless one of the line user's `lines` is `what`.
+fn assert_received(lines: &[String], what: &str, is: impl Fn(&str) -> bool) {
     assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000,
-        "the screenshot is a PNG"
+        lines.iter().any(|l| is(l)),
+        "line user never received {what}; got {lines:?}"
     );
 }
 
