@@ -59,7 +59,7 @@ struct Args {
     #[command(flatten)]
     server: ServerArgs,
     /// Runtime worker threads; 0 = tokio's default (one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     workers: usize,
 }
 

@@ -101,7 +101,7 @@ impl Bucket {
     }
 
     /// The backlog is gone (everything the sender sent has run).
-    pub fn caught_up(&mut self) {
+    fn caught_up(&mut self) {
         self.backlogged = false;
     }
 
