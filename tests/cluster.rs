@@ -1190,6 +1190,93 @@ fn whispers_find_users_by_their_default_cluster_names() {
     }
 }
 
+/// How many PUBLISH commands `redis` has run (`INFO commandstats`).
+fn publishes(redis: &Redis) -> u64 {
+    let Resp::Bulk(Some(info)) = redis.call(&["INFO", "commandstats"]) else {
+        panic!("INFO commandstats is not a bulk string");
+    };
+    String::from_utf8_lossy(&info)
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+        .map_or(0, |rest| {
+            let calls = rest.split(',').next().unwrap_or_default();
+            calls
+                .parse()
+                .unwrap_or_else(|_| panic!("cmdstat_publish: {rest}"))
+        })
+}
+
+/// The `i`-th whisper of a burst: bytes a batch must keep apart (a `|`, digits like a
+/// length, the batch's own kind word, multi-byte UTF-8), and its number.
+fn burst_text(i: usize) -> String {
+    format!("{i}|many 12 你好 #{i}")
+}
+
+/// A line user's whispers to users of another server, written in one go (so the server
+/// reads them in one turn): each recipient gets its own, byte for byte and in order,
+/// though the sender's server published far fewer messages than whispers (a turn's
+/// whispers to one server go in one PUBLISH); the sender hears nothing back.
+#[test]
+fn a_burst_of_whispers_to_another_server_arrives_in_order_in_few_publishes() {
+    const WHISPERS: usize = 200;
+    let (redis, _servers, [mut a1, mut b1, mut b2]) = a1_b1_b2();
+    let for_b2 = |i: &usize| i.is_multiple_of(3);
+    let mut burst = String::new();
+    for i in 0..WHISPERS {
+        let to = if for_b2(&i) { &b2 } else { &b1 };
+        burst.push_str(&format!("to|{}|{}\n", to.name, burst_text(i)));
+    }
+    let before = publishes(&redis);
+    a1.send(&burst);
+    for (u, is_b2) in [(&mut b1, false), (&mut b2, true)] {
+        for i in (0..WHISPERS).filter(|i| for_b2(i) == is_b2) {
+            u.expect(&format!("{}对您说{}\n", a1.name, burst_text(i)));
+        }
+    }
+    let published = publishes(&redis) - before;
+    assert!(
+        (1..=WHISPERS as u64 / 10).contains(&published),
+        "{WHISPERS} whispers took {published} PUBLISHes"
+    );
+    eprintln!("{WHISPERS} whispers to another server in {published} PUBLISH(es)");
+    for u in [&mut a1, &mut b1, &mut b2] {
+        u.silence(Duration::from_millis(300));
+    }
+}
+
+/// With Redis stopped (SIGSTOP), a burst of whispers to another server (one PUBLISH) gets
+/// no receiver count: every whisper of it is answered `集群暂不可用` once the reply is
+/// late, none is left in silence; the next one, with the link down, at once. Whatever
+/// Redis runs after it resumes reaches the recipient at most once, in order.
+#[test]
+fn every_whisper_of_a_burst_is_answered_unavailable_while_redis_is_stopped() {
+    const WHISPERS: usize = 20;
+    let (redis, _servers, [mut a1, mut b1, _b2]) = a1_b1_b2();
+    redis.signal("STOP");
+    let burst: String = (0..WHISPERS)
+        .map(|i| format!("to|{}|{}\n", b1.name, burst_text(i)))
+        .collect();
+    a1.send(&burst);
+    // The reply timeout is 2 s: each answer within the read timeout (5 s).
+    for _ in 0..WHISPERS {
+        a1.expect(UNAVAILABLE);
+    }
+    a1.send(&format!("to|{}|after\n", b1.name));
+    a1.expect(UNAVAILABLE);
+    redis.signal("CONT");
+    a1.silence(Duration::from_millis(300));
+    let got = drain(&mut b1, Duration::from_secs(1));
+    let sent: Vec<String> = (0..WHISPERS)
+        .map(|i| format!("{}对您说{}\n", a1.name, burst_text(i)))
+        .collect();
+    let mut rest = sent.iter();
+    assert!(
+        got.iter().all(|line| rest.any(|s| s == line)),
+        "late whispers out of order, twice, or unknown: {got:?}"
+    );
+    eprintln!("{} of {WHISPERS} stalled whispers arrived late", got.len());
+}
+
 // ---------------------------------------------------------------------------------------
 // A Redis with a password.
 // ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@
 
 use base64::Engine as _;
 use imserver_mio::chat::Remote;
-use imserver_mio::cluster::wire::{parse_user_value, user_value, Wire};
+use imserver_mio::cluster::wire::{self, parse_user_value, user_value, Wire};
 use imserver_mio::codec::http::{
     self, decode_path_segment, parse_head, query_param, Head, HttpError, Method, Request,
     MAX_BODY_BYTES, MAX_HEADERS, MAX_HEAD_BYTES,
@@ -1700,5 +1700,56 @@ proptest! {
         if let Some(r) = value {
             prop_assert_eq!(parse_user_value(&user_value(&r)), Some(r));
         }
+    }
+
+    /// A turn's whispers to one server, batched into one message, come back as the same
+    /// events in the same order whatever bytes their texts hold (`\0`, digits, `many`); a
+    /// batch of one is the lone event's own form; a damaged message yields a prefix of its
+    /// events, allocating nothing.
+    #[test]
+    fn wire_batch_round_trip(
+        texts in prop::collection::vec(
+            prop_oneof![
+                prop::collection::vec(byte(), 0..60),
+                Just(b"many\0".to_vec()),
+                Just(b"3\0w\0".to_vec()),
+            ],
+            0..12,
+        ),
+        (from, to) in (name(), name()).prop_map(|(a, b)| (a.replace('\0', ""), b.replace('\0', ""))),
+        user in remote(),
+        cut in any::<Index>(),
+        noise in prop::collection::vec(byte(), 0..80),
+    ) {
+        let whispers: Vec<Wire<'_>> = texts
+            .iter()
+            .map(|text| Wire::Whisper { from: &from, user: user.clone(), to: &to, text })
+            .collect();
+        let encoded: Vec<Vec<u8>> = whispers
+            .iter()
+            .map(|w| {
+                let mut out = Vec::new();
+                w.encode(&mut out);
+                out
+            })
+            .collect();
+        let message = wire::batch(&encoded);
+        if let [one] = encoded.as_slice() {
+            prop_assert_eq!(&*message, one.as_slice());
+        }
+        let decoded: Vec<Option<Wire<'_>>> = wire::events(&message).map(Wire::decode).collect();
+        let want: Vec<Option<Wire<'_>>> = whispers.iter().cloned().map(Some).collect();
+        prop_assert_eq!(decoded, want);
+
+        if encoded.len() > 1 {
+            let damaged = &message[..cut.index(message.len() + 1)];
+            let got: Vec<Wire<'_>> = wire::events(damaged).filter_map(Wire::decode).collect();
+            prop_assert!(got.len() < encoded.len() || damaged.len() == message.len());
+            prop_assert_eq!(&got[..], &whispers[..got.len()]);
+        }
+        let junk = [b"many\0".as_slice(), &noise].concat();
+        let (got, allocated) = counting::peak(|| wire::events(&junk).map(<[u8]>::len).sum::<usize>());
+        prop_assert_eq!(allocated, 0);
+        prop_assert!(got <= noise.len());
     }
 }

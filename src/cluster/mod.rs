@@ -6,11 +6,11 @@
 //! - [`stream`]: the room streams, which carry broadcasts between servers and keep each
 //!   room's history (one `XADD` per broadcast, read back with `XREAD BLOCK`);
 //! - [`Cluster`] (here): what this server tells the others (presence: one PUBLISH per
-//!   event; broadcasts: one entry in the room's stream; whispers: one PUBLISH to the
-//!   recipient's server, confirmed by Redis's count of receivers), what it hears from them
-//!   (kept in the chat core's replica of remote users, and handed to the loop as [`News`]
-//!   for the fan-out), name claims (`SET NX`) and look-ups (`GET`), liveness, and recovery
-//!   after Redis comes back.
+//!   event; broadcasts: one entry in the room's stream; whispers: a turn's whispers to one
+//!   server in one PUBLISH to it, confirmed by Redis's count of receivers), what it hears
+//!   from them (kept in the chat core's replica of remote users, and handed to the loop as
+//!   [`News`] for the fan-out), name claims (`SET NX`) and look-ups (`GET`), liveness,
+//!   and recovery after Redis comes back.
 //!
 //! A question to Redis carries the caller's context `C` (who asked, and how to answer),
 //! opaque here, and comes back with it in [`News::Claimed`], [`News::Routed`],
@@ -52,6 +52,7 @@ use relay::Relay;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use stream::Outbox;
 use wire::Wire;
 
 /// Frees a name only if `node` still holds it, with its `im:users` entry: a late or
@@ -78,6 +79,9 @@ pub struct Cluster<C> {
     orphans: Vec<Box<str>>,
     /// The room streams: broadcasts out and in, history.
     relay: Relay,
+    /// This turn's whispers to other servers, by server, each with its asker's context:
+    /// one PUBLISH per server at the end of the turn.
+    whispers: Outbox<C>,
     /// Times the link came up: an outage ends with each.
     ups: u64,
     /// With `--auth-secret`: private messages to signed-in users who are offline are kept.
@@ -107,6 +111,7 @@ impl<C> Cluster<C> {
             next_beat: Instant::now(),
             orphans: Vec::new(),
             relay: Relay::new(history),
+            whispers: Outbox::default(),
             ups: 0,
             mail,
         }
@@ -131,7 +136,8 @@ impl<C> Cluster<C> {
     /// When the cluster next needs the loop.
     pub fn next_deadline(&self) -> Option<Instant> {
         let beat = self.link.is_up().then_some(self.next_beat);
-        [self.link.next_deadline(), beat, self.relay.due()]
+        let (says, whispers) = (self.relay.due(), self.whispers.due());
+        [self.link.next_deadline(), beat, says, whispers]
             .into_iter()
             .flatten()
             .min()
@@ -189,6 +195,7 @@ impl<C> Cluster<C> {
                     .command(&[b"EXISTS", &key], Some(Ask::Alive { node }), now);
             }
         }
+        self.send_whispers(now, news);
         self.relay.pump(&mut self.link, now, news);
         self.link.flush(registry, now, &mut events);
         self.apply(events, chat, now, news);
@@ -211,7 +218,7 @@ impl<C> Cluster<C> {
                 }
                 Link::Reply(ask, frame) => self.on_reply(ask, frame, chat, now, news),
                 Link::Failed(ask) => self.on_failed(ask, news),
-                Link::Message { payload, .. } => self.on_wire(&payload, chat, news),
+                Link::Message { payload, .. } => self.on_message(&payload, chat, news),
             }
         }
     }
@@ -282,9 +289,10 @@ impl<C> Cluster<C> {
                     found,
                 });
             }
-            Ask::Deliver { ctx } => {
+            Ask::Deliver { ctxs } => {
+                // The receiver count is the batch's: its server took all or none of it.
                 let ok = matches!(frame, OwnedFrame::Integer(n) if n >= 1);
-                news.push(News::Delivered { ctx, ok });
+                delivered(ctxs, ok, news);
             }
             Ask::Stream(ask) => self.relay.on_reply(ask, frame, &self.node, news),
             Ask::SignIn { name, peer } => {
@@ -318,7 +326,7 @@ impl<C> Cluster<C> {
                 text,
                 found: None,
             }),
-            Ask::Deliver { ctx } => news.push(News::Delivered { ctx, ok: false }),
+            Ask::Deliver { ctxs } => delivered(ctxs, false, news),
             Ask::Stream(ask) => self.relay.on_failed(ask, news),
             // Kept letters stay kept unless the script ran before Redis went away.
             Ask::Users | Ask::Alive { .. } | Ask::SignIn { .. } => {}
@@ -369,14 +377,19 @@ impl<C> Cluster<C> {
         }
     }
 
-    /// An event another server published: applied to the replica, handed over.
-    fn on_wire(&mut self, payload: &[u8], chat: &mut Chat, news: &mut Vec<News<C>>) {
-        let Some(event) = Wire::decode(payload) else {
-            return;
-        };
-        if event.node() == &*self.node {
-            return; // our own event, delivered locally already
+    /// A message another server published: each event it carries (a turn's whispers come
+    /// in one, [`wire::events`]), in order.
+    fn on_message(&mut self, payload: &[u8], chat: &mut Chat, news: &mut Vec<News<C>>) {
+        for event in wire::events(payload).filter_map(Wire::decode) {
+            // Our own events were delivered locally already.
+            if event.node() != &*self.node {
+                self.on_wire(event, chat, news);
+            }
         }
+    }
+
+    /// An event another server published: applied to the replica, handed over.
+    fn on_wire(&mut self, event: Wire<'_>, chat: &mut Chat, news: &mut Vec<News<C>>) {
         match event {
             Wire::Online { name, user, notify } => {
                 chat.remote_arrived(name, user.clone());
@@ -605,8 +618,10 @@ impl<C> Cluster<C> {
         true
     }
 
-    /// Hands `envelope` to server `node`: one PUBLISH to that server, whose answer comes
-    /// back as [`News::Delivered`] with `ctx` (at once, unconfirmed, while Redis is down).
+    /// Hands `envelope` to server `node`: kept for the end of the turn, when the turn's
+    /// whispers to that server go in one PUBLISH ([`Cluster::send_whispers`]), whose answer
+    /// comes back as [`News::Delivered`] with `ctx` (at once, unconfirmed, while Redis is
+    /// down).
     pub fn whisper(
         &mut self,
         node: &str,
@@ -624,12 +639,26 @@ impl<C> Cluster<C> {
             to: envelope.to,
             text: envelope.text,
         };
-        self.publish(
-            &wire::node_channel(node),
-            &event,
-            Some(Ask::Deliver { ctx }),
-            now,
-        );
+        let mut bytes = Vec::new();
+        event.encode(&mut bytes);
+        self.whispers.push(node, bytes, ctx, now);
+    }
+
+    /// Once per turn: the turn's whispers, one PUBLISH per server carrying all of its
+    /// whispers in order ([`wire::batch`]), whose receiver count answers each of them. If
+    /// Redis went away since they were queued, each is answered unconfirmed at once.
+    fn send_whispers(&mut self, now: Instant, news: &mut Vec<News<C>>) {
+        for (node, batch) in self.whispers.take() {
+            if !self.link.is_up() {
+                delivered(batch.tags, false, news);
+                continue;
+            }
+            let channel = wire::node_channel(&node);
+            let message = wire::batch(&batch.events);
+            let ask = Some(Ask::Deliver { ctxs: batch.tags });
+            self.link
+                .command(&[b"PUBLISH", &channel, &message], ask, now);
+        }
     }
 
     /// Asks for `query` on `room`'s history, the last `keep` broadcasts of its stream.
@@ -687,4 +716,9 @@ impl<C> Cluster<C> {
         event.encode(&mut bytes);
         self.link.command(&[b"PUBLISH", channel, &bytes], ask, now);
     }
+}
+
+/// Answers each whisper of a batch, in order: confirmed (`ok`) or not.
+fn delivered<C>(ctxs: Vec<C>, ok: bool, news: &mut Vec<News<C>>) {
+    news.extend(ctxs.into_iter().map(|ctx| News::Delivered { ctx, ok }));
 }

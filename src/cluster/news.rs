@@ -31,8 +31,9 @@ pub(super) enum Ask<C> {
     },
     /// [`super::mailbox::SIGN_IN_LUA`] for the signed login of `name` on connection `peer`.
     SignIn { name: Box<str>, peer: Peer },
-    /// `PUBLISH im:node:{node}` of a whisper: confirmed when Redis counts a receiver.
-    Deliver { ctx: C },
+    /// `PUBLISH im:node:{node}` of a turn's whispers to that server, in order, one
+    /// context each: all confirmed when Redis counts a receiver.
+    Deliver { ctxs: Vec<C> },
     /// A room-stream command.
     Stream(StreamAsk<C>),
 }

@@ -123,19 +123,21 @@ impl Scripts {
     }
 }
 
-/// Broadcasts said in this turn, by room, each with what its reply is for (`T`): sent as
-/// one `EVALSHA` per room at the end of the turn. Redis serves a blocked `XREAD` after each
+/// Events of this turn by destination (a room's stream, a server's channel), in order, each
+/// with what its reply is for (`T`): sent as one command per destination at the end of the
+/// turn. Broadcasts go as one `EVALSHA` per room: Redis serves a blocked `XREAD` after each
 /// command, so one command per broadcast would wake every reader once per broadcast, with
 /// one entry; one per turn and room hands readers the whole burst at once (and costs Redis
-/// one script call instead of many).
+/// one script call instead of many). Whispers go as one `PUBLISH` per server, for the same
+/// reason: one command for Redis and one message for the server reading it.
 #[derive(Debug)]
 pub struct Outbox<T> {
-    rooms: HashMap<Box<str>, Batch<T>>,
-    /// When the oldest waiting broadcast was said.
+    batches: HashMap<Box<str>, Batch<T>>,
+    /// When the oldest waiting event was queued.
     since: Option<Instant>,
 }
 
-/// One room's broadcasts of a turn: the wire events, and what each reply is for.
+/// One destination's events of a turn: the wire events, and what each reply is for.
 #[derive(Debug)]
 pub struct Batch<T> {
     /// The events, in order.
@@ -156,16 +158,20 @@ impl<T> Default for Batch<T> {
 impl<T> Default for Outbox<T> {
     fn default() -> Self {
         Outbox {
-            rooms: HashMap::new(),
+            batches: HashMap::new(),
             since: None,
         }
     }
 }
 
 impl<T> Outbox<T> {
-    /// Keeps `event` for `room`'s next command.
-    pub fn push(&mut self, room: &str, event: Vec<u8>, tag: T, now: Instant) {
-        let batch = self.rooms.entry(room.into()).or_default();
+    /// Keeps `event` for `to`'s next command.
+    pub fn push(&mut self, to: &str, event: Vec<u8>, tag: T, now: Instant) {
+        // Looked up before inserting: a burst to one destination allocates its key once.
+        let batch = match self.batches.get_mut(to) {
+            Some(batch) => batch,
+            None => self.batches.entry(to.into()).or_default(),
+        };
         batch.events.push(event);
         batch.tags.push(tag);
         self.since.get_or_insert(now);
@@ -176,10 +182,10 @@ impl<T> Outbox<T> {
         self.since
     }
 
-    /// Everything waiting, by room.
+    /// Everything waiting, by destination.
     pub fn take(&mut self) -> Vec<(Box<str>, Batch<T>)> {
         self.since = None;
-        self.rooms.drain().collect()
+        self.batches.drain().collect()
     }
 }
 

@@ -12,13 +12,17 @@
 //! - `im:users` hash: name → `node\0room\0addr`, read once by a server that (re)connects;
 //! - `im:alive:{node}`: a heartbeat key with a TTL; a node whose key expired is dead;
 //! - channel `im:room`: presence and broadcasts, one PUBLISH per event, every server reads;
-//! - channel `im:node:{node}`: private messages for that node's users;
+//! - channel `im:node:{node}`: private messages for that node's users, a turn's worth per
+//!   message: one event as itself, several as a [`batch`] (`many\0` then each event as
+//!   `{len}\0{bytes}`, its length in decimal: a text may hold any byte, `\0` included);
 //! - with `--auth-secret`, `im:signed:{name}` (a TTL key: the name signed in with a token
 //!   within `--offline-ttl`) and `im:offline:{name}`, a list of the private messages kept
 //!   for it while offline, oldest first, each `sent_ms\0addr\0from\0text`.
 
 use crate::chat::offline::Letter;
 use crate::chat::Remote;
+use std::borrow::Cow;
+use std::io::Write as _;
 
 /// The channel every server subscribes to.
 pub const ROOM_CHANNEL: &[u8] = b"im:room";
@@ -200,6 +204,47 @@ impl Wire<'_> {
     }
 }
 
+/// What opens a message carrying several events (no event's kind is `many`).
+const MANY: &[u8] = b"many\0";
+
+/// One message carrying `events` (each an encoded [`Wire`] event), in order: a lone event
+/// as itself, byte for byte (the form every server has always read), several as a `many`
+/// batch of length-prefixed events.
+pub fn batch(events: &[Vec<u8>]) -> Cow<'_, [u8]> {
+    if let [one] = events {
+        return Cow::Borrowed(one);
+    }
+    let size: usize = events.iter().map(|e| e.len() + 12).sum();
+    let mut out = Vec::with_capacity(MANY.len() + size);
+    out.extend_from_slice(MANY);
+    for event in events {
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{}", event.len());
+        out.push(0);
+        out.extend_from_slice(event);
+    }
+    Cow::Owned(out)
+}
+
+/// The encoded events a message carries, in order: a batch's (see [`batch`]), or the
+/// message itself. A batch cut short or with a bad length yields the events before the
+/// fault, and no more.
+pub fn events(message: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let (lone, mut rest) = match message.strip_prefix(MANY) {
+        Some(frames) => (None, frames),
+        None => (Some(message), &[][..]),
+    };
+    let framed = std::iter::from_fn(move || {
+        let at = rest.iter().position(|&b| b == 0)?;
+        let len = std::str::from_utf8(rest.get(..at)?).ok()?;
+        let len: usize = len.parse().ok()?;
+        let event = rest.get(at + 1..)?.get(..len)?;
+        rest = rest.get(at + 1 + len..).unwrap_or_default();
+        Some(event)
+    });
+    lone.into_iter().chain(framed)
+}
+
 /// The `im:users` value of a user: `node\0room\0addr`.
 pub fn user_value(user: &Remote) -> Vec<u8> {
     format!("{}\0{}\0{}", user.node, user.room, user.addr).into_bytes()
@@ -295,6 +340,56 @@ mod tests {
             assert_eq!(Wire::decode(&out), Some(e.clone()), "{out:?}");
             assert_eq!(e.node(), "n1");
         }
+    }
+
+    fn whisper(text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Wire::Whisper {
+            from: "alice",
+            user: user(),
+            to: "bob",
+            text,
+        }
+        .encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_batch_of_one_is_the_event_itself() {
+        let one = vec![whisper(b"hi")];
+        assert_eq!(batch(&one), one[0].as_slice());
+        assert_eq!(events(&one[0]).collect::<Vec<_>>(), [one[0].as_slice()]);
+    }
+
+    #[test]
+    fn a_batch_keeps_its_events_in_order_whatever_their_bytes() {
+        let texts: [&[u8]; 4] = [b"", b"3\0w\0", "你好".as_bytes(), b"many\0\xff"];
+        let all: Vec<Vec<u8>> = texts.iter().map(|t| whisper(t)).collect();
+        let message = batch(&all);
+        assert!(message.starts_with(b"many\0"));
+        let got: Vec<&[u8]> = events(&message).collect();
+        assert_eq!(got, all.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let decoded: Vec<Wire<'_>> = got.into_iter().filter_map(Wire::decode).collect();
+        assert_eq!(decoded.len(), 4);
+        assert!(matches!(
+            decoded[1],
+            Wire::Whisper {
+                text: b"3\0w\0",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_damaged_batch_yields_the_events_before_the_damage() {
+        let all = vec![whisper(b"a"), whisper(b"b")];
+        let message = batch(&all).into_owned();
+        let cut = &message[..message.len() - 1];
+        assert_eq!(events(cut).collect::<Vec<_>>(), [all[0].as_slice()]);
+        assert_eq!(events(b"many\0").count(), 0);
+        assert_eq!(events(b"many\0x\0abc").count(), 0);
+        assert_eq!(events(b"many\x0099999999999999999999999\x00a").count(), 0);
+        assert_eq!(events(b"many\x001\x00ab").collect::<Vec<_>>(), [b"a"]);
     }
 
     #[test]
