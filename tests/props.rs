@@ -1704,8 +1704,9 @@ proptest! {
 
     /// A turn's whispers to one server, batched into one message, come back as the same
     /// events in the same order whatever bytes their texts hold (`\0`, digits, `many`); a
-    /// batch of one is the lone event's own form; a damaged message yields a prefix of its
-    /// events, allocating nothing.
+    /// batch of one is the lone event's own form; cut into runs by size, they still come
+    /// back whole and in order; a damaged message yields a prefix of its events, and junk
+    /// after `many` is read allocating nothing.
     #[test]
     fn wire_batch_round_trip(
         texts in prop::collection::vec(
@@ -1720,6 +1721,7 @@ proptest! {
         user in remote(),
         cut in any::<Index>(),
         noise in prop::collection::vec(byte(), 0..80),
+        max_bytes in 1usize..400,
     ) {
         let whispers: Vec<Wire<'_>> = texts
             .iter()
@@ -1747,6 +1749,15 @@ proptest! {
             prop_assert!(got.len() < encoded.len() || damaged.len() == message.len());
             prop_assert_eq!(&got[..], &whispers[..got.len()]);
         }
+        // Cut into runs by size: every event once, in order; each run within the size
+        // or a lone event.
+        let mut again = Vec::new();
+        for run in wire::runs(&encoded, max_bytes) {
+            let size: usize = run.iter().map(Vec::len).sum();
+            prop_assert!(!run.is_empty() && (size <= max_bytes || run.len() == 1));
+            again.extend(wire::events(&wire::batch(run)).map(<[u8]>::to_vec));
+        }
+        prop_assert_eq!(again, encoded);
         let junk = [b"many\0".as_slice(), &noise].concat();
         let (got, allocated) = counting::peak(|| wire::events(&junk).map(<[u8]>::len).sum::<usize>());
         prop_assert_eq!(allocated, 0);

@@ -645,19 +645,24 @@ impl<C> Cluster<C> {
     }
 
     /// Once per turn: the turn's whispers, one PUBLISH per server carrying all of its
-    /// whispers in order ([`wire::batch`]), whose receiver count answers each of them. If
-    /// Redis went away since they were queued, each is answered unconfirmed at once.
+    /// whispers in order ([`wire::batch`]; several past [`wire::MAX_BATCH_BYTES`]), whose
+    /// receiver count answers each whisper it carries. If Redis went away since they were
+    /// queued, each is answered unconfirmed at once.
     fn send_whispers(&mut self, now: Instant, news: &mut Vec<News<C>>) {
         for (node, batch) in self.whispers.take() {
-            if !self.link.is_up() {
-                delivered(batch.tags, false, news);
-                continue;
-            }
             let channel = wire::node_channel(&node);
-            let message = wire::batch(&batch.events);
-            let ask = Some(Ask::Deliver { ctxs: batch.tags });
-            self.link
-                .command(&[b"PUBLISH", &channel, &message], ask, now);
+            let mut ctxs = batch.tags.into_iter();
+            for run in wire::runs(&batch.events, wire::MAX_BATCH_BYTES) {
+                let ctxs: Vec<C> = ctxs.by_ref().take(run.len()).collect();
+                if !self.link.is_up() {
+                    delivered(ctxs, false, news);
+                    continue;
+                }
+                let message = wire::batch(run);
+                let ask = Some(Ask::Deliver { ctxs });
+                self.link
+                    .command(&[b"PUBLISH", &channel, &message], ask, now);
+            }
         }
     }
 

@@ -207,6 +207,28 @@ impl Wire<'_> {
 /// What opens a message carrying several events (no event's kind is `many`).
 const MANY: &[u8] = b"many\0";
 
+/// The most event bytes one batch carries. Redis hands a message to a subscriber whole,
+/// and closes a subscriber whose output passes its `client-output-buffer-limit` (32 MB by
+/// default): a turn's whispers to one server, however many, go in messages of this size
+/// or less. Past a few hundred whispers per message, larger ones save nothing measurable.
+pub const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// `events` cut, in order, into runs of at most `max_bytes` of events each (an event
+/// larger than that alone), each to go as one [`batch`].
+pub fn runs(events: &[Vec<u8>], max_bytes: usize) -> impl Iterator<Item = &[Vec<u8>]> {
+    let mut rest = events;
+    std::iter::from_fn(move || {
+        let mut size = 0;
+        let fits = rest.iter().take_while(|e| {
+            size += e.len();
+            size <= max_bytes
+        });
+        let (run, tail) = rest.split_at_checked(fits.count().max(1))?;
+        rest = tail;
+        Some(run)
+    })
+}
+
 /// One message carrying `events` (each an encoded [`Wire`] event), in order: a lone event
 /// as itself, byte for byte (the form every server has always read), several as a `many`
 /// batch of length-prefixed events.
@@ -378,6 +400,21 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn runs_cut_a_turn_s_events_by_size_in_order() {
+        let sized =
+            |lens: &[usize]| -> Vec<Vec<u8>> { lens.iter().map(|&n| vec![b'x'; n]).collect() };
+        let cut = |events: &[Vec<u8>], max| -> Vec<Vec<usize>> {
+            runs(events, max)
+                .map(|run| run.iter().map(Vec::len).collect())
+                .collect()
+        };
+        assert_eq!(cut(&sized(&[]), 10), Vec::<Vec<usize>>::new());
+        assert_eq!(cut(&sized(&[3, 3, 4]), 10), [vec![3, 3, 4]]);
+        assert_eq!(cut(&sized(&[3, 3, 5, 2]), 10), [vec![3, 3], vec![5, 2]]);
+        assert_eq!(cut(&sized(&[20, 1, 30]), 10), [vec![20], vec![1], vec![30]]);
     }
 
     #[test]
