@@ -1244,6 +1244,18 @@ fn a_burst_of_whispers_to_another_server_arrives_in_order_in_few_publishes() {
     }
 }
 
+/// A whisper and then a leave in one write: the whisper waits for the end of the turn's
+/// batch, the offline notice does not, yet the other server hears them in that order.
+#[test]
+fn a_whisper_then_a_leave_reach_the_other_server_in_that_order() {
+    let (_redis, _servers, [mut a1, mut b1, mut b2]) = a1_b1_b2();
+    a1.send(&format!("to|{}|goodbye\n", b1.name));
+    a1.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    b1.expect(&format!("{}对您说goodbye\n", a1.name));
+    b1.expect(&a1.offline());
+    b2.expect(&a1.offline());
+}
+
 /// With Redis stopped (SIGSTOP), a burst of whispers to another server (one PUBLISH) gets
 /// no receiver count: every whisper of it is answered `集群暂不可用` once the reply is
 /// late, none is left in silence; the next one, with the link down, at once. Whatever

@@ -649,15 +649,22 @@ impl<C> Cluster<C> {
     /// receiver count answers each whisper it carries. If Redis went away since they were
     /// queued, each is answered unconfirmed at once.
     fn send_whispers(&mut self, now: Instant, news: &mut Vec<News<C>>) {
+        if self.link.is_up() {
+            return self.publish_whispers(now);
+        }
+        for (_, batch) in self.whispers.take() {
+            delivered(batch.tags, false, news);
+        }
+    }
+
+    /// Queues the whispers waiting so far on the link (which is up), one PUBLISH per
+    /// server and [`wire::MAX_BATCH_BYTES`].
+    fn publish_whispers(&mut self, now: Instant) {
         for (node, batch) in self.whispers.take() {
             let channel = wire::node_channel(&node);
             let mut ctxs = batch.tags.into_iter();
             for run in wire::runs(&batch.events, wire::MAX_BATCH_BYTES) {
                 let ctxs: Vec<C> = ctxs.by_ref().take(run.len()).collect();
-                if !self.link.is_up() {
-                    delivered(ctxs, false, news);
-                    continue;
-                }
                 let message = wire::batch(run);
                 let ask = Some(Ask::Deliver { ctxs });
                 self.link
@@ -716,7 +723,12 @@ impl<C> Cluster<C> {
         }
     }
 
+    /// Publishes a presence event, after the turn's whispers said before it: a whisper
+    /// and then a leave or a rename reach the other servers in that order.
     fn publish(&mut self, channel: &[u8], event: &Wire<'_>, ask: Option<Ask<C>>, now: Instant) {
+        if self.link.is_up() && self.whispers.due().is_some() {
+            self.publish_whispers(now);
+        }
         let mut bytes = Vec::new();
         event.encode(&mut bytes);
         self.link.command(&[b"PUBLISH", channel, &bytes], ask, now);
