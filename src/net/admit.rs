@@ -2,14 +2,14 @@
 //! away (full server, too many from one address), the transport (TLS) and the session it
 //! starts with, and putting a line user online once its transport is established.
 
-use super::conn::ConnState;
+use super::conn::{ConnState, READ_INTEREST};
 use super::flood::{millis, Bucket};
 use super::per_ip::Refused;
 use super::{Server, TURN_AWAY_SLOTS};
 use crate::chat::{Kind, DEFAULT_ROOM};
 use crate::proto::Session;
 use log::debug;
-use mio::{Interest, Token};
+use mio::Token;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -80,7 +80,7 @@ impl Server {
         if let Err(e) = self
             .poll
             .registry()
-            .register(&mut socket, token, Interest::READABLE)
+            .register(&mut socket, token, READ_INTEREST)
         {
             debug!("{peer} dropped: cannot register: {e}");
             if refusal.is_none() {

@@ -17,11 +17,24 @@ use super::out::{Out, Shared};
 use crate::chat::UserId;
 use crate::proto::Session;
 use mio::net::TcpStream;
+use mio::Interest;
 use rustls::ServerConnection;
 use std::fmt;
 use std::io::{self, ErrorKind, Read};
 use std::net::SocketAddr;
 use std::time::Instant;
+
+/// What a connection's socket is registered for (WRITABLE is added while output waits).
+/// PRIORITY makes the event that brings TCP urgent data say so ([`Conn::urgent`]).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub const READ_INTEREST: Interest = Interest::READABLE.add(Interest::PRIORITY);
+/// What a connection's socket is registered for (WRITABLE is added while output waits).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub const READ_INTEREST: Interest = Interest::READABLE;
+
+/// Whether a short read may be taken as a drained socket: only where the loop hears of
+/// urgent data, which stops a read short of what the socket holds (see [`Conn::urgent`]).
+const SHORT_READ_DRAINS: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +55,7 @@ pub enum ReadOutcome {
     /// Bytes were read, and they were all the socket held: a read that did not fill the
     /// buffer drained a plain socket (epoll(7)), so asking again would only be told
     /// `WouldBlock`; new bytes bring a new edge. Saves one `read` per readable event.
+    /// (Not after urgent data, where a read stops short at the mark: [`Conn::urgent`].)
     Last(usize),
     /// Nothing more for now: the readiness edge is drained.
     WouldBlock,
@@ -96,6 +110,10 @@ pub struct Conn {
     /// Whether the peer hung up (seen in this turn's events): fan-outs skip it, so a mass
     /// departure does not queue notices to connections that are already gone.
     pub hung_up: bool,
+    /// Whether the peer has sent TCP urgent data (`MSG_OOB`, telnet's Synch): a read stops
+    /// at the urgent mark with more bytes behind it and no new edge to come, so this
+    /// socket is read on to `WouldBlock` from then on.
+    pub urgent: bool,
     /// When the user last sent anything: the idle deadline is this plus the timeout.
     pub last_active: Instant,
     /// A partial line waiting for its newline; empty (unallocated) otherwise.
@@ -128,6 +146,7 @@ impl Conn {
             session,
             user: None,
             hung_up: false,
+            urgent: false,
             last_active: now,
             inbuf: Vec::new(),
             listed: Listed::No,
@@ -204,7 +223,11 @@ impl Conn {
         let Some(tls) = self.tls.as_mut() else {
             return match read_plain(&mut self.socket, buf) {
                 // After a hang-up its one edge has come and gone: read on to the EOF.
-                ReadOutcome::Data(n) if n < buf.len() && !self.hung_up => ReadOutcome::Last(n),
+                ReadOutcome::Data(n)
+                    if n < buf.len() && SHORT_READ_DRAINS && !self.hung_up && !self.urgent =>
+                {
+                    ReadOutcome::Last(n)
+                }
                 outcome => outcome,
             };
         };

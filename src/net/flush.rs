@@ -13,7 +13,7 @@
 //! their order. A connection that is closing, a socket that became writable, and shutdown
 //! are never held.
 
-use super::conn::{ConnState, Flush, Listed};
+use super::conn::{ConnState, Flush, Listed, READ_INTEREST};
 use super::{Server, WRITE_BUDGET_BYTES};
 use log::debug;
 use mio::{Interest, Token};
@@ -155,9 +155,9 @@ impl Server {
         };
         if conn.write_armed != want_write {
             let interest = if want_write {
-                Interest::READABLE | Interest::WRITABLE
+                READ_INTEREST | Interest::WRITABLE
             } else {
-                Interest::READABLE
+                READ_INTEREST
             };
             match self
                 .poll

@@ -347,9 +347,15 @@ impl Server {
 
     /// Marks every connection whose peer hung up in this batch, before any event runs:
     /// the notices this turn fans out then skip them (a mass departure would otherwise
-    /// queue each leaver's notice to every other leaver).
+    /// queue each leaver's notice to every other leaver). Marks too those that sent urgent
+    /// data, whose reads may stop short (see [`conn::Conn::urgent`]).
     fn note_hang_ups(&mut self, now: Instant) {
         for event in self.events.iter() {
+            if event.is_priority() {
+                if let Some(conn) = self.st.conns.get_mut(event.token()) {
+                    conn.urgent = true;
+                }
+            }
             if event.is_read_closed() || event.is_error() {
                 if let Some(conn) = self.st.conns.get_mut(event.token()) {
                     conn.hung_up = true;
