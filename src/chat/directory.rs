@@ -171,8 +171,9 @@ impl Directory {
         if let Some(addr) = canonical_v4(name) {
             return self.by_addr.get(&addr).copied();
         }
-        // A name with a colon is an address, or a cluster default name (`ip:port@node`),
-        // which is a chosen name as far as this directory is concerned.
+        // Left: IPv6 addresses, IPv4 ones written another way (which name nobody), and
+        // cluster default names (`ip:port@node`), chosen names as far as this directory is
+        // concerned.
         match name.parse::<SocketAddr>() {
             Ok(addr) if is_canonical(&addr, name) => self.by_addr.get(&addr).copied(),
             Ok(_) => None,

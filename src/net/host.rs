@@ -217,11 +217,11 @@ impl State {
             return;
         };
         debug!("{} offline", member.addr);
+        let name = member.shown().name_string();
         if member.signed {
-            self.signed_out(&member.shown().name_string(), now);
+            self.signed_out(&name, now);
         }
         if let Some(cluster) = self.cluster.as_mut() {
-            let name = member.shown().name_string();
             cluster.left(&name, &room, member.addr, now);
         }
         if !self.shutting_down {
