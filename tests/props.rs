@@ -10,7 +10,7 @@
 //! - a round trip wherever an encoder exists (or the generator is one).
 //!
 //! 10,000 cases per property by default; `PROPTEST_CASES=N` sets another count (the long
-//! run in the README: `PROPTEST_CASES=500000 cargo test --release --test props`).
+//! run in the README: `PROPTEST_CASES=530000 cargo test --release --test props`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
