@@ -101,7 +101,7 @@ fn redis_pub_sub_gets_every_message_once_and_in_order() {
 
 #[test]
 fn nats_gets_every_message_once_and_in_order() {
-    if !installed("nats-server") {
+    if !installed(common::nats::program()) {
         return;
     }
     let nats = Nats::start();
@@ -130,7 +130,7 @@ fn a_refused_subscription_ends_the_run_at_once() {
 #[test]
 fn the_wrong_protocol_is_refused_not_waited_for() {
     // A NATS server answers a Redis greeting with -ERR: no user ever subscribes.
-    if !installed("nats-server") {
+    if !installed(common::nats::program()) {
         return;
     }
     let nats = Nats::start();

@@ -2,11 +2,33 @@
 //! nats`. Killed (SIGKILL) and reaped on drop; every wait has a deadline.
 
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::redis::free_port;
+
+/// Where Debian 12's `nats-server` package puts it.
+const DEBIAN_NATS: &str = "/usr/sbin/nats-server";
+
+/// The `nats-server` to run: the one on PATH, else Debian's. A normal user's PATH lacks
+/// `/usr/sbin`, so without this fallback the README's `cargo test`, run as yourself after
+/// installing as root, would skip every NATS test (silently: a passing test's note is
+/// captured).
+pub fn program() -> &'static str {
+    let on_path = Command::new("nats-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if on_path || !Path::new(DEBIAN_NATS).exists() {
+        "nats-server"
+    } else {
+        DEBIAN_NATS
+    }
+}
 
 /// A running `nats-server`.
 pub struct Nats {
@@ -20,7 +42,7 @@ impl Nats {
     pub fn start() -> Nats {
         for _ in 0..3 {
             let port = free_port();
-            let child = Command::new("nats-server")
+            let child = Command::new(program())
                 .args(["-a", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
