@@ -270,22 +270,3 @@ fn english_texts_with_lang_en() {
     alice.expect_line("your name is now: alice\n");
     alice.expect_line("alice says to you: hi\n");
 }
-
-#[test]
-fn lines_after_urgent_data_are_read_without_more_input() {
-    // A read stops at TCP's urgent mark, short of what the socket holds: a short read
-    // is not proof that the socket is drained, and no new edge comes for the rest.
-    let server = start(&[]);
-    let mut alice = connect(server.addr);
-    let bob = connect(server.addr);
-    let b = bob.addr.clone();
-    alice.read_line(); // bob's online notice
-    let sock = socket2::SockRef::from(&bob.stream);
-    sock.set_tcp_cork(true).unwrap(); // one segment: all of it queued before the read
-    sock.send(b"one\n").unwrap();
-    sock.send_out_of_band(b"!").unwrap();
-    sock.send(b"two\n").unwrap();
-    sock.set_tcp_cork(false).unwrap();
-    alice.expect_line(&format!("[{b}]{b}:one\n"));
-    alice.expect_line(&format!("[{b}]{b}:two\n"));
-}
